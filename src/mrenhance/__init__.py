@@ -41,7 +41,7 @@ def load(path: str | os.PathLike, **kwargs: Any) -> Volume:
 
 
 def save(volume: Volume, path: str | os.PathLike, **kwargs: Any) -> None:
-    """Save a :class:`Volume` as NIfTI atomically, keeping its geometry (see :mod:`mrenhance.io`)."""
+    """Save a :class:`Volume` as NIfTI atomically, keeping its geometry (:mod:`mrenhance.io`)."""
     from mrenhance.io import save as _save
 
     _save(volume, path, **kwargs)
