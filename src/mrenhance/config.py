@@ -1,0 +1,558 @@
+"""Recipes: one YAML file per paper method, loaded into typed, validated dataclasses.
+
+A recipe looks like::
+
+    name: mdcsrn-b4u4-gan
+    task: sr_t1
+    paper: "Chen et al. 2018, MICCAI, arXiv:1803.01417"
+    description: "mDCSRN-b4u4 with a WGAN-GP critic"
+    model: {name: mdcsrn, blocks: 4, units: 4, growth: 16}   # name + model config
+    data: {...}                      # task-specific; validated by the task
+    train:                           # TrainConfig (Sec. 3.2: Adam 1e-4, L1, batch 2, 500k)
+      steps: 500000
+      lr: 1e-4
+    gan:                             # GanConfig, or null for no adversarial stage
+      critic: {name: srgan-critic}
+    infer: {patch_size: 64, overlap: 0, blend: crop, margin: 3}
+    evaluate: {...}
+
+:func:`load_recipe` reads a file (or a dict, or the name of a packaged recipe), applies
+``"a.b.c=value"`` overrides and checks every key and type of the typed sections
+(top level, ``train``, ``gan``); a problem raises :class:`~mrenhance.errors.ConfigError`
+with one line naming the file and the key path, e.g.
+``recipes/x.yaml: train.lr: expected float, got str 'fast'``.
+
+PyYAML follows YAML 1.1, which reads ``1e-4`` (no dot) as a *string*; the loader here
+adds the YAML 1.2 rule so such numbers are floats, and float fields also accept numeric
+strings for recipes passed as dicts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import os
+import re
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from mrenhance.errors import ConfigError
+
+__all__ = [
+    "GanConfig",
+    "Recipe",
+    "ScheduleConfig",
+    "TrainConfig",
+    "list_recipes",
+    "load_recipe",
+    "parse_override",
+    "recipe_path",
+]
+
+RECIPES_DIR = Path(__file__).parent / "recipes"
+
+
+# --------------------------------------------------------------------------------------
+# Schema
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate schedule after the linear warm-up (see ``engine.train.lr_at_step``).
+
+    In YAML either a name (``lr_schedule: cosine``) or a mapping
+    (``lr_schedule: {name: step, step_size: 100000, gamma: 0.5}``).
+
+    Attributes
+    ----------
+    name:
+        ``"constant"``; ``"cosine"`` (from ``lr`` down to ``min_lr`` at the last step);
+        ``"step"`` (multiply by ``gamma`` every ``step_size`` steps).
+    step_size:
+        Steps between decays of the ``"step"`` schedule (> 0 for that schedule).
+    gamma:
+        Decay factor of the ``"step"`` schedule.
+    min_lr:
+        Final learning rate of the ``"cosine"`` schedule.
+    """
+
+    name: Literal["constant", "cosine", "step"] = "constant"
+    step_size: int = 0
+    gamma: float = 0.1
+    min_lr: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    """Supervised training (``engine.train.Trainer``).
+
+    Defaults are the Trainer's; the paper values live in each recipe (e.g. mDCSRN
+    Sec. 3.2: Adam, lr 1e-4, L1, batch 2, 500k steps).
+
+    Attributes
+    ----------
+    steps: optimizer steps in all. batch_size: global batch (split over DDP ranks).
+    lr, optimizer, betas, weight_decay: the optimizer. loss: a name in
+    ``mrenhance.losses.LOSSES``. lr_schedule, warmup_steps: see :class:`ScheduleConfig`
+    (linear warm-up from ``lr / warmup_steps``). grad_clip: max global L2 norm, or None.
+    patch_size: training patch (voxels; one int for a cube). val_every,
+    checkpoint_every, log_every: in steps (0 = never validate). val_metric, val_mode:
+    the validation metric deciding ``best.pt`` and whether higher (``max``) is better.
+    seed: of everything random in training. num_workers: DataLoader workers.
+    amp: bfloat16 autocast. deterministic: ``torch.use_deterministic_algorithms``.
+    """
+
+    steps: int = 1000
+    batch_size: int = 2
+    lr: float = 1e-4
+    optimizer: Literal["adam", "adamw"] = "adam"
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    loss: str = "l1"
+    lr_schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    warmup_steps: int = 0
+    grad_clip: float | None = None
+    patch_size: int | list[int] = 32
+    val_every: int = 0
+    val_metric: str = "psnr"
+    val_mode: Literal["max", "min"] = "max"
+    checkpoint_every: int = 1000
+    log_every: int = 10
+    seed: int = 0
+    num_workers: int = 0
+    amp: bool = False
+    deterministic: bool = True
+
+
+@dataclass
+class GanConfig:
+    """Adversarial stage (``engine.train.GANTrainer``); defaults are mDCSRN Sec. 2.5/3.2.
+
+    Attributes
+    ----------
+    critic:
+        The critic network: ``name`` plus its model config (mDCSRN: SRGAN's discriminator
+        with LayerNorm instead of BatchNorm, Fig. 1C).
+    adv_weight:
+        Weight lambda of ``-D(G(x))`` in the generator loss (Eq. 3: 0.001).
+    lambda_gp:
+        WGAN-GP penalty weight (10, Gulrajani et al. 2017).
+    critic_warmup_steps:
+        Critic-only steps before the first generator step (Sec. 3.2: 10k).
+    critic_steps_per_generator_step:
+        Critic steps before each generator step (Sec. 3.2: 7).
+    extra_critic_every, extra_critic_steps:
+        Every ``extra_critic_every`` generator steps, ``extra_critic_steps`` more critic-only
+        steps (Sec. 3.2: 200 every 500, "as suggested in WGAN").
+    lr, critic_lr:
+        Adam learning rate of the generator and of the critic (Sec. 3.2: 5e-6 for both;
+        ``critic_lr: null`` means the same as ``lr``).
+    generator_steps:
+        Generator steps in all (Sec. 3.2: 550k).
+    betas:
+        Adam betas of both networks. choice: the paper says only "Adam" and used
+        TensorFlow, whose defaults are (0.9, 0.999); WGAN-GP's own setting is (0.0, 0.9).
+    content_loss:
+        Intensity loss of the generator; null means ``train.loss`` (Eq. 4: L1).
+    init_weights:
+        Weights file the generator starts from (Sec. 3.2: "we transfer the weights from
+        well-trained mDCSRN in non-GAN training"); null means the supervised stage's
+        weights of the same run.
+    """
+
+    critic: dict[str, Any] = field(default_factory=dict)
+    adv_weight: float = 1e-3
+    lambda_gp: float = 10.0
+    critic_warmup_steps: int = 10000
+    critic_steps_per_generator_step: int = 7
+    extra_critic_every: int = 500
+    extra_critic_steps: int = 200
+    lr: float = 5e-6
+    critic_lr: float | None = None
+    generator_steps: int = 550000
+    betas: tuple[float, float] = (0.9, 0.999)
+    content_loss: str | None = None
+    init_weights: str | None = None
+
+
+_REQUIRED = ("name", "task", "model")
+
+
+@dataclass
+class Recipe:
+    """A validated recipe. ``source`` names where it came from (file path or ``<dict>``)."""
+
+    name: str
+    task: str
+    model: dict[str, Any]
+    paper: str = ""
+    description: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    gan: GanConfig | None = None
+    infer: dict[str, Any] = field(default_factory=dict)
+    evaluate: dict[str, Any] = field(default_factory=dict)
+    source: str = field(default="<dict>", compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved recipe as plain JSON types (tuples become lists; no ``source``).
+
+        ``load_recipe(recipe.to_dict())`` gives an equal recipe.
+        """
+        out = _plain(dataclasses.asdict(self))
+        del out["source"]
+        return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+# --------------------------------------------------------------------------------------
+# YAML with YAML 1.2 floats
+# --------------------------------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-4``, ``5e5`` and ``1.0e5`` as floats (YAML 1.2)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
+# --------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------
+
+
+def list_recipes() -> list[str]:
+    """Names of the recipes shipped in ``mrenhance/recipes`` (file stems), sorted."""
+    if not RECIPES_DIR.is_dir():
+        return []
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+
+
+def recipe_path(name_or_path: str | os.PathLike) -> Path:
+    """A recipe file: an existing path as is, else a packaged recipe by name.
+
+    Raises
+    ------
+    ConfigError
+        Neither an existing file nor a packaged recipe name.
+    """
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    packaged = RECIPES_DIR / f"{p.name.removesuffix('.yaml')}.yaml"
+    if p.parent == Path(".") and packaged.is_file():
+        return packaged
+    known = ", ".join(list_recipes()) or "none"
+    raise ConfigError(f"{p}: recipe file not found (packaged recipes: {known})")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"train.lr=3e-4"`` -> ``(["train", "lr"], 0.0003)``; the value is read as YAML."""
+    key, sep, raw = text.partition("=")
+    path = key.strip().split(".")
+    if not sep or not all(part.strip() for part in path):
+        raise ConfigError(f"override {text!r}: expected KEY.PATH=VALUE, e.g. train.lr=1e-4")
+    try:
+        value = _yaml_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(
+            f"override {text!r}: value is not valid YAML ({_one_line(exc)})"
+        ) from None
+    return [part.strip() for part in path], value
+
+
+def load_recipe(
+    path_or_dict: str | os.PathLike | Mapping[str, Any], overrides: Iterable[str] = ()
+) -> Recipe:
+    """Load, override and validate a recipe.
+
+    Parameters
+    ----------
+    path_or_dict:
+        A YAML file, the name of a packaged recipe (``"sr_mdcsrn"``), or a mapping with
+        the same structure.
+    overrides:
+        ``"a.b.c=value"`` strings applied in order before validation; values are read as
+        YAML (``train.steps=10`` is an int, ``train.amp=true`` a bool, ``gan=null``
+        removes the adversarial stage).
+
+    Returns
+    -------
+    Recipe
+        With ``source`` set to the file path (or ``"<dict>"``).
+
+    Raises
+    ------
+    ConfigError
+        Missing file, YAML syntax error, unknown key, missing required key or a value of
+        the wrong type; one line naming the file and the key path.
+    """
+    if isinstance(path_or_dict, Mapping):
+        source = "<dict>"
+        raw: Any = _deep_copy(path_or_dict)
+    else:
+        p = recipe_path(path_or_dict)
+        source = str(p)
+        try:
+            raw = _yaml_load(p.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{source}: YAML error: {_one_line(exc)}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{source}: cannot read recipe ({exc})") from None
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {_tname(raw)}")
+    raw = dict(raw)
+
+    overridden: dict[tuple[str, ...], str] = {}
+    for text in overrides:
+        path, value = parse_override(text)
+        _apply_override(raw, path, value, source, text)
+        overridden[tuple(path)] = text
+
+    try:
+        return _build_recipe(raw, source)
+    except ConfigError as exc:
+        raise _mention_override(exc, source, overridden) from None
+
+
+def _apply_override(raw: dict, path: list[str], value: Any, source: str, text: str) -> None:
+    node = raw
+    for i, part in enumerate(path[:-1]):
+        nxt = node.get(part)
+        if nxt is None:
+            nxt = node[part] = {}
+        if not isinstance(nxt, dict):
+            where = ".".join(path[: i + 1])
+            raise ConfigError(
+                f"{source} (override {text}): {where}: is a {_tname(nxt)}, not a mapping"
+            )
+        node = nxt
+    node[path[-1]] = value
+
+
+def _mention_override(exc: ConfigError, source: str, overridden: dict) -> ConfigError:
+    msg = str(exc)
+    for path, text in overridden.items():
+        prefix = f"{source}: {'.'.join(path)}"
+        if msg.startswith(prefix) and msg[len(prefix) : len(prefix) + 1] in (":", ".", "["):
+            return ConfigError(msg.replace(f"{source}: ", f"{source} (override {text}): ", 1))
+    return exc
+
+
+def _build_recipe(raw: dict, source: str) -> Recipe:
+    for key in _REQUIRED:
+        if raw.get(key) is None:
+            raise ConfigError(f"{source}: {key}: required key missing")
+    recipe = _coerce_dataclass(Recipe, raw, "", source, skip=("source",))
+    for section in ("model",):
+        _check_named(getattr(recipe, section), section, source)
+    if recipe.gan is not None and recipe.gan.critic:
+        _check_named(recipe.gan.critic, "gan.critic", source)
+    recipe.source = source
+    return recipe
+
+
+def _check_named(cfg: dict, where: str, source: str) -> None:
+    name = cfg.get("name")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{source}: {where}.name: expected a model name (str), got {_show(name)}")
+
+
+# --------------------------------------------------------------------------------------
+# Typed coercion
+# --------------------------------------------------------------------------------------
+
+
+def _coerce_dataclass(
+    cls: type, raw: Any, where: str, source: str, skip: tuple[str, ...] = ()
+) -> Any:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source}: {where}: expected a mapping, got {_show(raw)}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.name not in skip]
+    kwargs = {}
+    for key, value in raw.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            allowed = ", ".join(sorted(names))
+            raise ConfigError(f"{source}: {path}: unknown key{hint}; allowed: {allowed}")
+        kwargs[key] = _coerce(value, hints[key], path, source)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, where: str, source: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        errors = []
+        for option in options:
+            try:
+                return _coerce(value, option, where, source)
+            except ConfigError as exc:
+                errors.append(exc)
+        if len(options) == 1:
+            raise errors[0]
+        expected = " or ".join(_hint_name(o) for o in options)
+        raise ConfigError(f"{source}: {where}: expected {expected}, got {_show(value)}")
+
+    if dataclasses.is_dataclass(hint):
+        if hint is ScheduleConfig and isinstance(value, str):
+            value = {"name": value}  # shorthand: lr_schedule: cosine
+        return _coerce_dataclass(hint, value, where, source)
+
+    if origin is Literal:
+        if value not in args or isinstance(value, bool):
+            expected = ", ".join(repr(a) for a in args)
+            raise ConfigError(f"{source}: {where}: expected one of {expected}, got {_show(value)}")
+        return value
+
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{source}: {where}: expected {_hint_name(hint)}, got {_show(value)}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(
+                    f"{source}: {where}: expected {len(args)} values, got {len(value)}"
+                )
+            return tuple(
+                _coerce(v, a, f"{where}[{i}]", source)
+                for i, (v, a) in enumerate(zip(value, args, strict=True))
+            )
+        item = args[0] if args else Any
+        items = [_coerce(v, item, f"{where}[{i}]", source) for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+
+    if origin is dict or hint is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{source}: {where}: expected a mapping, got {_show(value)}")
+        _check_plain(value, where, source)
+        return _deep_copy(value)
+
+    if hint is Any:
+        _check_plain(value, where, source)
+        return _deep_copy(value)
+
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{source}: {where}: expected bool, got {_show(value)}")
+
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        number = _as_float(value)
+        # 5e5 is a float to YAML; accept whole numbers written that way for counts
+        if number is not None and math.isfinite(number) and number == int(number):
+            return int(number)
+        raise ConfigError(f"{source}: {where}: expected int, got {_show(value)}")
+
+    if hint is float:
+        number = _as_float(value)
+        if number is not None:
+            return number
+        raise ConfigError(f"{source}: {where}: expected float, got {_show(value)}")
+
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{source}: {where}: expected str, got {_show(value)}")
+
+    raise TypeError(f"config schema: unsupported type {hint!r} at {where}")  # a bug here
+
+
+def _as_float(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.replace("_", ""))  # YAML 1.1 reads 1e-4 as a string
+        except ValueError:
+            return None
+    return None
+
+
+def _check_plain(value: Any, where: str, source: str) -> None:
+    """Untyped sections must hold JSON types only, so ``to_dict`` is JSON-serialisable."""
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ConfigError(f"{source}: {where}: keys must be strings, got {_show(k)}")
+            _check_plain(v, f"{where}.{k}", source)
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_plain(v, f"{where}[{i}]", source)
+    elif value is not None and not isinstance(value, (str, int, float, bool)):
+        raise ConfigError(
+            f"{source}: {where}: expected a plain value (str, number, bool, list or mapping), "
+            f"got {type(value).__name__}"
+        )
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+def _hint_name(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(hint))
+    if origin in (list, tuple):
+        args = ", ".join(_hint_name(a) for a in typing.get_args(hint))
+        return f"{origin.__name__}[{args}]"
+    if dataclasses.is_dataclass(hint) or hint in (dict,) or origin is dict:
+        return "a mapping"
+    return getattr(hint, "__name__", str(hint))
+
+
+def _tname(value: Any) -> str:
+    return type(value).__name__
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "null"
+    text = json.dumps(value, default=str) if isinstance(value, (list, dict)) else repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{_tname(value)} {text}"
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
