@@ -1,0 +1,284 @@
+"""Safe weights: safetensors files with a JSON model card beside them; never pickle.
+
+A trained network is two files with one stem::
+
+    mdcsrn-b4u4.safetensors   the state_dict (safetensors: tensors only, no code)
+    mdcsrn-b4u4.json          the model card: how to rebuild the network, sha256 of the
+                              .safetensors bytes, task, training data, recipe, metrics, ...
+
+Loading checks the sha256 before any tensor is used, then rebuilds the architecture from
+the card through the registry (:func:`mrenhance.models.create_model`) and loads the
+state_dict strictly. Training checkpoints that must be ``torch.save`` files are read with
+:func:`load_checkpoint`, which refuses anything but plain tensors and containers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as _st_load
+from safetensors.torch import save as _st_save
+from torch import nn
+
+from mrenhance.errors import ConfigError, WeightsError
+from mrenhance.io.atomic import check_output_path, write_bytes_atomic, write_text_atomic
+from mrenhance.models.complexity import count_parameters
+from mrenhance.models.registry import create_model, get_model_info
+
+__all__ = [
+    "list_shipped_weights",
+    "load_checkpoint",
+    "load_model",
+    "load_pretrained",
+    "load_weights",
+    "read_card",
+    "save_weights",
+    "shipped_weights_dir",
+]
+
+_SUFFIX = ".safetensors"
+
+
+def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    """(weights, card) for a path given as ``x.safetensors``, ``x.json`` or the stem ``x``."""
+    p = Path(path)
+    if p.suffix == ".json":
+        stem = p.with_suffix("")
+    elif p.suffix == _SUFFIX:
+        stem = p.with_suffix("")
+    else:
+        stem = p  # a bare stem; "model.v1" keeps its dot
+    return stem.with_name(stem.name + _SUFFIX), stem.with_name(stem.name + ".json")
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def save_weights(
+    model: nn.Module,
+    path: str | os.PathLike,
+    card: dict[str, Any],
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``<stem>.safetensors`` and its model card ``<stem>.json``, each atomically.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A network built by :func:`mrenhance.models.create_model` (it carries
+        ``mrenhance_name`` and ``mrenhance_config``). Its state_dict is saved as contiguous
+        CPU tensors with metadata ``{"format": "pt"}``.
+    path : path-like
+        ``<stem>.safetensors``, ``<stem>.json`` or ``<stem>``; both files go beside each other.
+    card : dict
+        What the caller knows: training data, recipe, metrics, steps, created,
+        mrenhance_version, ... (JSON-serialisable). The facts this function computes win
+        over same-named keys: "name" (the stem), "architecture" ({"name", "config"}),
+        "parameters", "sha256" (of the .safetensors bytes) and "format" ("safetensors").
+        "task" is the caller's if given, else the registered model's task.
+    overwrite : bool
+        Replace existing files; otherwise an existing file raises OutputExistsError before
+        anything is written.
+
+    Returns
+    -------
+    pathlib.Path
+        The path of the ``.safetensors`` file.
+    """
+    weights_path, card_path = _paths(path)
+    name = getattr(model, "mrenhance_name", None)
+    config = getattr(model, "mrenhance_config", None)
+    if name is None or config is None:
+        raise WeightsError(
+            f"{weights_path}: the model was not built by mrenhance.models.create_model, "
+            "so its architecture cannot be recorded"
+        )
+    check_output_path(weights_path, overwrite)
+    check_output_path(card_path, overwrite)
+
+    # clone: tensors sharing storage (tied weights, views) would be refused by safetensors
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    blob = _st_save(tensors, metadata={"format": "pt"})
+    full = dict(card)
+    full.setdefault("task", get_model_info(name).task)
+    full.update(
+        {
+            "name": weights_path.name[: -len(_SUFFIX)],
+            "architecture": {"name": name, "config": config},
+            "parameters": count_parameters(model),
+            "sha256": _sha256(blob),
+            "format": "safetensors",
+        }
+    )
+    try:
+        text = json.dumps(full, indent=2) + "\n"
+    except (TypeError, ValueError) as err:
+        raise WeightsError(f"{card_path}: model card is not JSON-serialisable ({err})") from err
+    write_bytes_atomic(weights_path, blob, overwrite)
+    write_text_atomic(card_path, text, overwrite)
+    return weights_path
+
+
+def read_card(path: str | os.PathLike) -> dict[str, Any]:
+    """The model card (a dict) of ``<stem>.json``; path may name the .json, .safetensors or stem.
+
+    Raises WeightsError if the card is missing, not JSON, or not a JSON object.
+    """
+    _, card_path = _paths(path)
+    if not card_path.is_file():
+        raise WeightsError(f"{card_path}: model card not found (every weights file needs one)")
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise WeightsError(f"{card_path}: model card is not valid JSON ({err})") from err
+    if not isinstance(card, dict):
+        raise WeightsError(f"{card_path}: model card must be a JSON object")
+    return card
+
+
+def load_weights(
+    path: str | os.PathLike, *, verify: bool = True
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a state_dict and its card, checking the file's sha256 against the card.
+
+    Parameters
+    ----------
+    path : path-like
+        ``<stem>.safetensors`` (or the .json, or the stem).
+    verify : bool
+        Compare the sha256 of the file bytes with the card's "sha256" (default True).
+
+    Returns
+    -------
+    (state_dict, card)
+        CPU tensors by name, and the card dict.
+
+    Raises
+    ------
+    WeightsError
+        Missing card or file, corrupt card, hash mismatch (message gives the first 12 hex
+        digits expected and actual), or a file that is not valid safetensors.
+    """
+    weights_path, _ = _paths(path)
+    card = read_card(weights_path)
+    if not weights_path.is_file():
+        raise WeightsError(f"{weights_path}: weights file not found")
+    blob = weights_path.read_bytes()
+    if verify:
+        expected = card.get("sha256")
+        if not isinstance(expected, str):
+            raise WeightsError(f"{weights_path}: model card has no sha256 to verify against")
+        actual = _sha256(blob)
+        if actual != expected.lower():
+            raise WeightsError(
+                f"{weights_path}: sha256 mismatch (expected {expected[:12]}, got {actual[:12]}); "
+                "the file is corrupt or was modified"
+            )
+    try:
+        state = _st_load(blob)
+    except (SafetensorError, ValueError, RuntimeError) as err:
+        raise WeightsError(f"{weights_path}: not a valid safetensors file ({err})") from err
+    return state, card
+
+
+def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the network named in the card, load its verified weights strictly, eval().
+
+    Raises WeightsError for anything :func:`load_weights` refuses, a card whose
+    architecture the registry cannot build, or a state_dict that does not fit it.
+    """
+    weights_path, _ = _paths(path)
+    state, card = load_weights(weights_path)
+    arch = card.get("architecture")
+    if not isinstance(arch, dict) or not isinstance(arch.get("name"), str):
+        raise WeightsError(f"{weights_path}: model card has no architecture name")
+    config = arch.get("config") or {}
+    if not isinstance(config, dict):
+        raise WeightsError(f"{weights_path}: model card architecture config must be an object")
+    try:
+        model = create_model(arch["name"], **config)
+    except ConfigError as err:
+        raise WeightsError(f"{weights_path}: cannot rebuild the architecture: {err}") from err
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()
+        detail = " ".join(line.strip() for line in first[:3])
+        raise WeightsError(f"{weights_path}: weights do not fit {arch['name']}: {detail}") from err
+    return model.to(device).eval()
+
+
+def shipped_weights_dir() -> Path:
+    """The package folder ``mrenhance/weights/`` holding shipped ``*.safetensors`` + ``*.json``."""
+    return Path(__file__).resolve().parent.parent / "weights"
+
+
+def list_shipped_weights(directory: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """Cards of the shipped weights (those with both files), sorted by name.
+
+    ``directory`` defaults to :func:`shipped_weights_dir`.
+    """
+    folder = Path(directory) if directory is not None else shipped_weights_dir()
+    cards = []
+    for card_path in sorted(folder.glob("*.json")):
+        weights_path, _ = _paths(card_path)
+        if weights_path.is_file():
+            cards.append(read_card(card_path))
+    return cards
+
+
+def load_pretrained(
+    name: str,
+    device: str | torch.device = "cpu",
+    *,
+    directory: str | os.PathLike | None = None,
+) -> nn.Module:
+    """Load shipped weights ``<name>.safetensors`` as a ready model (see :func:`load_model`).
+
+    An unknown name raises WeightsError listing the available names.
+    """
+    folder = Path(directory) if directory is not None else shipped_weights_dir()
+    weights_path = folder / f"{name}{_SUFFIX}"
+    if not weights_path.is_file():
+        available = sorted(p.name[: -len(_SUFFIX)] for p in folder.glob(f"*{_SUFFIX}"))
+        listing = ", ".join(available) if available else "none shipped"
+        raise WeightsError(f"{weights_path}: no pretrained weights {name!r} (available: {listing})")
+    return load_model(weights_path, device=device)
+
+
+def load_checkpoint(path: str | os.PathLike) -> Any:
+    """Read a ``torch.save`` checkpoint holding only tensors and plain containers.
+
+    Uses ``torch.load(path, map_location="cpu", weights_only=True)``: a pickle that names
+    any other global (a class, ``os.system``, ...) is refused before it can run, and
+    raised as WeightsError("refused: not a plain tensor checkpoint").
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError(f"{p}: checkpoint not found")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        # name what was refused, without torch's advice to retry with weights_only=False
+        text = str(err)
+        refused_global = re.search(r"GLOBAL ([\w.]+)", text)
+        opcode = re.search(r"operand \d+", text)
+        if refused_global:
+            reason = f"it names the global {refused_global.group(1)}"
+        elif opcode:
+            reason = f"unsupported pickle {opcode.group(0)}"
+        else:
+            reason = type(err).__name__
+        raise WeightsError(f"{p}: refused: not a plain tensor checkpoint ({reason})") from err
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise WeightsError(f"{p}: not a readable torch checkpoint ({err})") from err
