@@ -1,0 +1,497 @@
+"""NIfTI (.nii, .nii.gz) loading and saving that keeps the geometry and the header.
+
+Loading reads and checks the header *before* any image data: dimensions, voxel count,
+data type, file size, scaling and affine are validated, so a damaged or hostile file gives
+one :class:`~mrenhance.errors.InputError` line that names it, never a traceback from
+nibabel, zlib or numpy, and never a huge allocation. The data are then read by us
+(nibabel parses the header) so a truncated file is caught by counting bytes.
+
+Saving writes float32 by default, resets ``scl_slope``/``scl_inter`` and keeps the
+original header's codes, units, intent and TR; it is atomic (see :mod:`mrenhance.io.atomic`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import zlib
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from mrenhance.errors import InputError
+from mrenhance.io.atomic import atomic_path, check_output_path
+from mrenhance.io.validate import (
+    check_affine,
+    check_finite,
+    check_nan_policy,
+    check_spatial_shape,
+    count_nonfinite,
+)
+from mrenhance.volume import Volume, voxel_sizes
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_N1_SIZE = 348
+_N2_SIZE = 540
+# choice: extensions (AFNI, dcm2niix JSON, comments) are small; more than 64 MiB between
+# the header and the data means a corrupt vox_offset, not a real extension.
+_MAX_EXTENSION_BYTES = 64 * 1024 * 1024
+_READ_CHUNK = 16 * 1024 * 1024
+_SCALE_CHUNK = 1 << 24
+_SPACE_TO_MM = {"mm": 1.0, "meter": 1000.0, "micron": 1e-3, "unknown": 1.0}
+# choice: a time unit of "unknown" is taken as seconds, the most common case in the wild.
+_TIME_TO_S = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6, "unknown": 1.0}
+
+
+def is_nifti_name(path: str | os.PathLike) -> bool:
+    """True if the file name ends in ``.nii`` or ``.nii.gz``."""
+    return str(path).endswith(NIFTI_SUFFIXES)
+
+
+def sniff_nifti(head: bytes) -> bool:
+    """True if the first bytes of a file look like an uncompressed NIfTI-1/2 single file."""
+    if len(head) >= _N1_SIZE and head[344:348] == b"n+1\x00":
+        return True
+    return len(head) >= 12 and head[4:12] == b"n+2\x00\r\n\x1a\n"
+
+
+def _stem(path: Path) -> Path:
+    name = path.name
+    for suf in (".nii.gz", ".nii"):
+        if name.endswith(suf):
+            return path.with_name(name[: -len(suf)])
+    return path.with_suffix("")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _open_stream(path: Path) -> tuple[BinaryIO, bool]:
+    """Open ``path`` for reading, through gzip when its first bytes are the gzip magic."""
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(2)
+        if magic == _GZIP_MAGIC:
+            return gzip.open(path, "rb"), True
+        return open(path, "rb"), False
+    except PermissionError as e:
+        raise InputError(f"{path}: cannot read file (permission denied)") from e
+    except OSError as e:
+        raise InputError(f"{path}: cannot read file ({e.strerror or e})") from e
+
+
+def _read_exact(fh: BinaryIO, n: int) -> bytes:
+    chunks, got = [], 0
+    while got < n:
+        b = fh.read(n - got)
+        if not b:
+            break
+        chunks.append(b)
+        got += len(b)
+    return b"".join(chunks)
+
+
+def _read_header(path: Path, fh: BinaryIO) -> tuple[Any, int]:
+    """Parse the NIfTI-1/2 header (and extensions) from the start of ``fh``.
+
+    Returns the nibabel header and the number of bytes read from ``fh`` so far.
+    """
+    import nibabel as nib
+
+    raw = _read_exact(fh, 4)
+    if len(raw) < 4:
+        raise InputError(f"{path}: not a NIfTI file (file is empty or truncated)")
+    sizes = {int.from_bytes(raw, "little"), int.from_bytes(raw, "big")}
+    if _N1_SIZE in sizes:
+        klass, size, min_offset = nib.Nifti1Header, _N1_SIZE, _N1_SIZE
+    elif _N2_SIZE in sizes:
+        klass, size, min_offset = nib.Nifti2Header, _N2_SIZE, _N2_SIZE
+    else:
+        raise InputError(f"{path}: not a NIfTI file (bad header size field)")
+    raw += _read_exact(fh, size - 4)
+    if len(raw) < size:
+        raise InputError(f"{path}: truncated NIfTI header ({len(raw)} of {size} bytes)")
+    magic = raw[344:348] if klass is nib.Nifti1Header else raw[4:12]
+    if magic in (b"ni1\x00", b"ni2\x00\r\n\x1a\n"):
+        raise InputError(f"{path}: NIfTI header/image pairs (.hdr/.img) are not supported")
+    if magic not in (b"n+1\x00", b"n+2\x00\r\n\x1a\n"):
+        raise InputError(f"{path}: not a NIfTI file (bad magic {magic!r})")
+    hdr0 = klass(binaryblock=raw, check=False)
+    vox_offset = float(hdr0["vox_offset"])
+    if not np.isfinite(vox_offset) or vox_offset < min_offset:
+        raise InputError(f"{path}: invalid vox_offset {vox_offset} in the NIfTI header")
+    vox_offset = int(vox_offset)
+    ext_flag = _read_exact(fh, 4) if vox_offset >= size + 4 else b""
+    if ext_flag[:1] in (b"", b"\x00"):
+        hdr = hdr0
+        consumed = size + len(ext_flag)
+    else:
+        n_ext = vox_offset - size - 4
+        if n_ext > _MAX_EXTENSION_BYTES:
+            raise InputError(f"{path}: implausible vox_offset {vox_offset} in the NIfTI header")
+        ext = _read_exact(fh, n_ext)
+        if len(ext) < n_ext:
+            raise InputError(f"{path}: truncated NIfTI file (ends inside the header extensions)")
+        hdr = klass.from_fileobj(io.BytesIO(raw + ext_flag + ext), check=False)
+        consumed = vox_offset
+    return hdr, consumed
+
+
+def _read_data(
+    path: Path, fh: BinaryIO, compressed: bool, offset: int, consumed: int, dtype, n_vox: int
+) -> np.ndarray:
+    """Read ``n_vox`` values of ``dtype`` at byte ``offset``; raise if the file is short."""
+    n_bytes = n_vox * dtype.itemsize
+    if not compressed:
+        size = path.stat().st_size
+        if size < offset + n_bytes:
+            raise InputError(
+                f"{path}: truncated NIfTI file (header needs {offset + n_bytes} bytes, "
+                f"file has {size})"
+            )
+        fh.seek(offset)
+        flat = np.fromfile(fh, dtype=dtype, count=n_vox)
+        if flat.size != n_vox:
+            raise InputError(f"{path}: truncated NIfTI file (short read)")
+        return flat
+    # Compressed: the decompressed size is unknown until the stream is read, so read into
+    # an uninitialised buffer (pages are only committed as they are filled) and count.
+    skip = offset - consumed
+    while skip > 0:
+        b = fh.read(min(skip, _READ_CHUNK))
+        if not b:
+            raise InputError(f"{path}: truncated NIfTI file (ends before the image data)")
+        skip -= len(b)
+    buf = np.empty(n_bytes, dtype=np.uint8)
+    view = memoryview(buf)
+    got = 0
+    while got < n_bytes:
+        n = fh.readinto(view[got : min(n_bytes, got + _READ_CHUNK)])
+        if not n:
+            raise InputError(
+                f"{path}: truncated NIfTI file (header needs {n_bytes} bytes of image data, "
+                f"file has {got})"
+            )
+        got += n
+    # Reading one more byte makes gzip verify its CRC when the stream ends here.
+    fh.read(1)
+    return buf.view(dtype)
+
+
+def _to_float32(
+    path: Path, flat: np.ndarray, slope: float, inter: float, nan_policy: str
+) -> tuple[np.ndarray, int]:
+    """Scale raw values to float32; return them and the number of non-finite raw values."""
+    n_raw_bad = count_nonfinite(flat)
+    if slope == 1.0 and inter == 0.0 and flat.dtype == np.float32:
+        out = flat
+    else:
+        out = np.empty(flat.shape, dtype=np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):
+            for i in range(0, flat.size, _SCALE_CHUNK):
+                seg = flat[i : i + _SCALE_CHUNK].astype(np.float64)
+                if slope != 1.0 or inter != 0.0:
+                    seg = seg * slope + inter
+                out[i : i + _SCALE_CHUNK] = seg
+    n_out_bad = count_nonfinite(out)
+    if n_out_bad > n_raw_bad:
+        raise InputError(
+            f"{path}: {n_out_bad - n_raw_bad} voxels overflow float32 after scaling "
+            f"(scl_slope={slope:g}, scl_inter={inter:g})"
+        )
+    return out, n_raw_bad
+
+
+def read_sidecars(path: Path, n_volumes: int) -> dict[str, np.ndarray]:
+    """Read FSL ``.bval``/``.bvec`` files next to a NIfTI, if present.
+
+    Returns
+    -------
+    dict
+        ``"bvals"``: (N,) float64 in s/mm^2; ``"bvecs"``: (3, N) float64 unit vectors in
+        FSL convention (image frame). Only the files that exist are read; N must equal the
+        number of volumes.
+    """
+    stem = _stem(path)
+    out: dict[str, np.ndarray] = {}
+    for key, suffix in (("bvals", ".bval"), ("bvecs", ".bvec")):
+        side = stem.with_name(stem.name + suffix)
+        if not side.is_file():
+            continue
+        try:
+            lines = [ln.split() for ln in side.read_text().splitlines() if ln.strip()]
+            rows = [np.array(ln, dtype=np.float64) for ln in lines]
+        except (OSError, UnicodeDecodeError) as e:
+            raise InputError(f"{side}: cannot read {suffix} file ({e})") from e
+        except ValueError as e:
+            raise InputError(f"{side}: {suffix} file holds a value that is not a number") from e
+        if key == "bvals":
+            arr = np.concatenate(rows) if rows else np.zeros(0)
+            if arr.size != n_volumes:
+                raise InputError(f"{side}: {arr.size} b-values for {n_volumes} volumes")
+        else:
+            lens = {r.size for r in rows}
+            if len(rows) == 3 and lens == {n_volumes}:
+                arr = np.stack(rows)
+            elif len(rows) == n_volumes and lens == {3}:
+                arr = np.stack(rows).T  # choice: accept the transposed (N x 3) layout too
+            else:
+                raise InputError(
+                    f"{side}: expected 3 rows of {n_volumes} values (FSL bvecs), got "
+                    f"{len(rows)} rows of {sorted(lens)} values"
+                )
+        if not np.all(np.isfinite(arr)):
+            raise InputError(f"{side}: {suffix} file holds NaN/Inf")
+        out[key] = arr
+    return out
+
+
+def load_nifti(
+    path: str | os.PathLike, *, nan_policy: str = "error", max_voxels: int = 2**31
+) -> Volume:
+    """Load a .nii/.nii.gz file into a :class:`~mrenhance.volume.Volume`.
+
+    Parameters
+    ----------
+    path:
+        The NIfTI-1 or NIfTI-2 single file, optionally gzipped.
+    nan_policy:
+        ``"error"`` (default) refuses NaN/Inf voxels; ``"zero"`` sets them to 0 and records
+        it in ``meta["provenance"]``.
+    max_voxels:
+        Refuse images with more voxels than this, checked from the header before reading.
+
+    Returns
+    -------
+    Volume
+        ``data``: float32 (x, y, z) or (x, y, z, t), scaled by scl_slope/scl_inter;
+        ``affine``: the header's best affine (sform, else qform, else pixdim) in mm;
+        ``meta``: ``source``, ``voxel_size`` (mm), ``provenance``, ``nifti_header`` (the
+        nibabel header, kept by :func:`save_nifti`), ``tr_s`` (4D with a TR), ``bvals``
+        (N,) and ``bvecs`` (3, N) from ``.bval``/``.bvec`` sidecars.
+
+    Raises
+    ------
+    InputError
+        One line starting with the file name, for any unreadable or inconsistent file.
+    """
+    path = Path(path).expanduser()
+    check_nan_policy(nan_policy, path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if not path.is_file():
+        raise InputError(f"{path}: not a file")
+    fh, compressed = _open_stream(path)
+    try:
+        with fh:
+            return _load_open(path, fh, compressed, nan_policy, max_voxels)
+    except InputError:
+        raise
+    except MemoryError as e:
+        raise InputError(f"{path}: not enough memory to load this image") from e
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise InputError(f"{path}: truncated or corrupt gzip stream ({e})") from e
+    except PermissionError as e:
+        raise InputError(f"{path}: cannot read file (permission denied)") from e
+    except (OSError, ValueError, TypeError, KeyError, IndexError, OverflowError) as e:
+        # nibabel's HeaderDataError is a ValueError... all of these mean a bad file.
+        raise InputError(f"{path}: cannot read NIfTI file ({type(e).__name__}: {e})") from e
+
+
+def _load_open(
+    path: Path, fh: BinaryIO, compressed: bool, nan_policy: str, max_voxels: int
+) -> Volume:
+    hdr, consumed = _read_header(path, fh)
+    # --- shape, checked before anything is allocated
+    dim = hdr["dim"]
+    n_dim = int(dim[0])
+    if not 1 <= n_dim <= 7:
+        raise InputError(f"{path}: invalid number of dimensions {n_dim} in the NIfTI header")
+    full_shape = tuple(int(d) for d in dim[1 : n_dim + 1])
+    shape = check_spatial_shape(full_shape, path, max_voxels)
+    n_vox = int(np.prod(full_shape, dtype=object))
+    # --- data type and scaling
+    try:
+        dtype = hdr.get_data_dtype()
+    except Exception as e:  # nibabel raises a bare KeyError/HeaderDataError on unknown codes
+        raise InputError(f"{path}: unknown NIfTI datatype code {int(hdr['datatype'])}") from e
+    if dtype.kind not in "iuf" or dtype.fields is not None:
+        raise InputError(
+            f"{path}: unsupported NIfTI data type {dtype} (only real-valued scalar images)"
+        )
+    slope, inter = float(hdr["scl_slope"]), float(hdr["scl_inter"])
+    if np.isnan(slope) or slope == 0.0:
+        slope, inter = 1.0, 0.0  # NIfTI-1: slope 0 (or unset) means "no scaling"
+    elif not np.isfinite(slope) or not np.isfinite(inter):
+        raise InputError(f"{path}: non-finite scaling scl_slope={slope}, scl_inter={inter}")
+    # --- geometry
+    with np.errstate(all="ignore"):
+        try:
+            affine = np.asarray(hdr.get_best_affine(), dtype=np.float64)
+        except Exception as e:  # invalid quaternion / negative zooms in nibabel
+            raise InputError(f"{path}: cannot compute the affine from the header ({e})") from e
+    affine = check_affine(affine, path)
+    hdr = hdr.copy()
+    space_unit, time_unit = hdr.get_xyzt_units()
+    to_mm = _SPACE_TO_MM.get(space_unit, 1.0)
+    if to_mm != 1.0:
+        affine[:3, :] *= to_mm
+        hdr.set_xyzt_units(xyz="mm")
+        hdr.set_qform(affine, code=int(hdr["qform_code"]))
+        hdr.set_sform(affine, code=int(hdr["sform_code"]))
+    # --- data
+    offset = int(float(hdr["vox_offset"]))
+    flat = _read_data(path, fh, compressed, offset, consumed, dtype, n_vox)
+    flat, n_bad = _to_float32(path, flat, slope, inter, nan_policy)
+    data = flat.reshape(shape, order="F")
+    provenance = [f"load {path}"]
+    if n_bad:
+        data = check_finite(data, path, nan_policy)
+        provenance.append(f"nan_policy=zero: replaced {n_bad} non-finite voxels")
+    meta: dict[str, Any] = {
+        "source": str(path),
+        "voxel_size": voxel_sizes(affine),
+        "provenance": provenance,
+        "nifti_header": hdr,
+    }
+    if len(shape) == 4:
+        tr = float(hdr["pixdim"][4])
+        if np.isfinite(tr) and tr > 0 and time_unit in _TIME_TO_S:
+            meta["tr_s"] = tr * _TIME_TO_S[time_unit]
+    meta.update(read_sidecars(path, shape[3] if len(shape) == 4 else 1))
+    return Volume(data, affine, meta)
+
+
+# --------------------------------------------------------------------------- saving
+
+
+def _descrip(provenance: list[str]) -> bytes:
+    # choice: "load <path>" steps keep only the file name; the full path would fill the
+    # 80 bytes and hide the processing steps that made this image.
+    steps = [f"load {Path(s[5:]).name}" if s.startswith("load ") else str(s) for s in provenance]
+    text = "; ".join(steps).encode("utf-8")[:80]
+    return text.decode("utf-8", errors="ignore").encode("utf-8")
+
+
+def _set_tr(hdr: Any, tr_s: float) -> None:
+    _, time_unit = hdr.get_xyzt_units()
+    factor = _TIME_TO_S.get(time_unit)
+    if factor is None or time_unit == "unknown":
+        hdr.set_xyzt_units(t="sec")
+        factor = 1.0
+    hdr["pixdim"][4] = tr_s / factor
+
+
+def _output_array(volume: Volume, dtype: Any, path: Path) -> np.ndarray:
+    data = np.asarray(volume.data)
+    if dtype is None:
+        return data.astype(np.float32, copy=False)
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as e:
+        raise InputError(f"{path}: unknown output dtype {dtype!r}") from e
+    if dt.kind == "f":
+        with np.errstate(over="ignore"):
+            return data.astype(dt)
+    if dt.kind in "iu":
+        info = np.iinfo(dt)
+        finite = np.isfinite(data).all()
+        if (
+            finite
+            and data.size
+            and data.min() >= info.min
+            and data.max() <= info.max
+            and np.array_equal(data, np.round(data))
+        ):
+            return data.astype(dt)  # exact integers: stored as is, no scaling
+        if not finite:
+            raise InputError(f"{path}: cannot save NaN/Inf voxels as {dt}")
+        return data  # nibabel picks scl_slope/scl_inter to fit the integer range
+    raise InputError(f"{path}: unsupported output dtype {dt} (use a float or integer type)")
+
+
+def save_nifti(
+    volume: Volume, path: str | os.PathLike, *, overwrite: bool = False, dtype: Any = None
+) -> Path:
+    """Save a Volume as .nii or .nii.gz, atomically, keeping the original header.
+
+    Parameters
+    ----------
+    volume:
+        The image; ``volume.meta["nifti_header"]`` (from :func:`load_nifti`) is kept:
+        qform/sform codes, xyzt units, intent, TR (pixdim[4]), dim_info, slice timing.
+    path:
+        Output file ending in ``.nii`` or ``.nii.gz``; its folder must exist.
+    overwrite:
+        Replace an existing file; otherwise :class:`~mrenhance.errors.OutputExistsError`.
+    dtype:
+        On-disk data type; default float32. Integer types store exact integers as they
+        are and otherwise get a scl_slope/scl_inter chosen by nibabel.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    import nibabel as nib
+
+    path = Path(path).expanduser()
+    if not is_nifti_name(path):
+        raise InputError(f"{path}: can only save NIfTI (.nii or .nii.gz)")
+    check_output_path(path, overwrite)
+    affine = np.asarray(volume.affine, dtype=np.float64)
+    if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
+        raise InputError(f"{path}: the volume's affine is not a finite 4x4 matrix")
+    data = _output_array(volume, dtype, path)
+    src_hdr = volume.meta.get("nifti_header")
+    if isinstance(src_hdr, nib.Nifti1Header):  # Nifti2Header is a subclass
+        hdr = src_hdr.copy()
+        klass = nib.Nifti2Image if isinstance(src_hdr, nib.Nifti2Header) else nib.Nifti1Image
+        q_code, s_code = int(hdr["qform_code"]), int(hdr["sform_code"])
+        if q_code == 0 and s_code == 0:
+            s_code = 2  # choice: never drop the affine; "aligned" is the honest code
+        old_spatial = tuple(int(d) for d in hdr["dim"][1:4])
+        if old_spatial != tuple(data.shape[:3]):
+            # slice timing fields describe the old grid
+            hdr["slice_start"], hdr["slice_end"], hdr["slice_code"] = 0, 0, 0
+            hdr["slice_duration"] = 0.0
+        old_tr = float(hdr["pixdim"][4]) if int(hdr["dim"][0]) >= 4 else 0.0
+    else:
+        hdr = nib.Nifti1Header()
+        klass = nib.Nifti1Image
+        q_code = s_code = 1  # choice: scanner anatomical, as dcm2niix writes
+        hdr.set_xyzt_units(xyz="mm", t="sec")
+        old_tr = 0.0
+    # choice: the display window was computed for the old data
+    hdr["cal_min"], hdr["cal_max"] = 0.0, 0.0
+    hdr.set_data_dtype(data.dtype if dtype is None else np.dtype(dtype))
+    hdr["scl_slope"], hdr["scl_inter"] = np.nan, np.nan
+    provenance = volume.meta.get("provenance")
+    if provenance:
+        hdr["descrip"] = _descrip(list(provenance))
+    try:
+        img = klass(data, None, header=hdr)
+        img.set_qform(affine, code=q_code)
+        img.set_sform(affine, code=s_code)
+        if data.ndim == 4:
+            tr_s = volume.meta.get("tr_s")
+            if tr_s is not None and np.isfinite(tr_s) and tr_s > 0:
+                _set_tr(img.header, float(tr_s))
+            elif old_tr > 0:
+                img.header["pixdim"][4] = old_tr
+    except (ValueError, TypeError) as e:  # e.g. an axis longer than NIfTI-1's 32767
+        raise InputError(f"{path}: cannot build a NIfTI header for this volume ({e})") from e
+    try:
+        with atomic_path(path, overwrite) as tmp:
+            img.to_filename(str(tmp))
+    except InputError:
+        raise
+    except OSError as e:
+        raise InputError(f"{path}: cannot write ({e.strerror or e})") from e
+    except (ValueError, TypeError) as e:
+        raise InputError(f"{path}: cannot write NIfTI ({e})") from e
+    return path
