@@ -158,8 +158,20 @@ def test_bval_bvec_sidecars_are_read(tmp_path, rng):
     (tmp_path / "dwi.bvec").write_text("0 1 0 0\n0 0 1 0\n0 0 0 1\n")
     vol = load(tmp_path / "dwi.nii.gz")
     np.testing.assert_array_equal(vol.meta["bvals"], [0, 1000, 1000, 2000])
-    assert vol.meta["bvecs"].shape == (3, 4)
-    np.testing.assert_array_equal(vol.meta["bvecs"][:, 2], [0, 1, 0])
+    assert vol.meta["bvecs"].shape == (4, 3)
+    np.testing.assert_array_equal(vol.meta["bvecs"][2], [0, 1, 0])
+
+
+def test_bvec_nan_direction_on_b0_becomes_zero_and_n_by_3_layout_is_read(tmp_path, rng):
+    write_nifti(tmp_path / "dwi.nii", rng.random((3, 3, 3, 4)).astype(np.float32), np.eye(4))
+    (tmp_path / "dwi.bval").write_text("0\n1000\n1000\n1000\n")
+    (tmp_path / "dwi.bvec").write_text("nan nan nan\n1 0 0\n0 0.6 0.8\n0 1 0\n")
+    bvecs = load(tmp_path / "dwi.nii").meta["bvecs"]
+    np.testing.assert_array_equal(bvecs, [[0, 0, 0], [1, 0, 0], [0, 0.6, 0.8], [0, 1, 0]])
+    (tmp_path / "dwi.bval").write_text("1000 1000 1000 1000\n")
+    with pytest.raises(InputError) as e:
+        load(tmp_path / "dwi.nii")
+    assert "NaN" in assert_clean_error(e, tmp_path / "dwi.bvec")
 
 
 def test_sidecar_with_wrong_count_names_the_sidecar(tmp_path, rng):

@@ -207,14 +207,16 @@ def _to_float32(
 
 
 def read_sidecars(path: Path, n_volumes: int) -> dict[str, np.ndarray]:
-    """Read FSL ``.bval``/``.bvec`` files next to a NIfTI, if present.
+    """Read FSL ``.bval``/``.bvec`` files next to a NIfTI (``x.nii.gz`` -> ``x.bval``).
 
     Returns
     -------
     dict
-        ``"bvals"``: (N,) float64 in s/mm^2; ``"bvecs"``: (3, N) float64 unit vectors in
-        FSL convention (image frame). Only the files that exist are read; N must equal the
-        number of volumes.
+        ``"bvals"``: (N,) float64 in s/mm^2; ``"bvecs"``: (N, 3) float64, one direction
+        per volume as written in the file (FSL convention: image frame, x flipped for
+        images with a positive affine determinant). Only the files that exist are read; N
+        must equal the number of volumes. The ``.bvec`` file may hold 3 rows (FSL) or N rows
+        of 3; a NaN direction (dipy's files) on a b=0 volume becomes (0, 0, 0).
     """
     stem = _stem(path)
     out: dict[str, np.ndarray] = {}
@@ -224,7 +226,7 @@ def read_sidecars(path: Path, n_volumes: int) -> dict[str, np.ndarray]:
             continue
         try:
             lines = [ln.split() for ln in side.read_text().splitlines() if ln.strip()]
-            rows = [np.array(ln, dtype=np.float64) for ln in lines]
+            rows = [np.array([float(v) for v in ln], dtype=np.float64) for ln in lines]
         except (OSError, UnicodeDecodeError) as e:
             raise InputError(f"{side}: cannot read {suffix} file ({e})") from e
         except ValueError as e:
@@ -233,19 +235,26 @@ def read_sidecars(path: Path, n_volumes: int) -> dict[str, np.ndarray]:
             arr = np.concatenate(rows) if rows else np.zeros(0)
             if arr.size != n_volumes:
                 raise InputError(f"{side}: {arr.size} b-values for {n_volumes} volumes")
+            if not np.all(np.isfinite(arr)):
+                raise InputError(f"{side}: .bval file holds NaN/Inf")
         else:
             lens = {r.size for r in rows}
             if len(rows) == 3 and lens == {n_volumes}:
-                arr = np.stack(rows)
+                arr = np.stack(rows).T
             elif len(rows) == n_volumes and lens == {3}:
-                arr = np.stack(rows).T  # choice: accept the transposed (N x 3) layout too
+                arr = np.stack(rows)  # choice: accept the (N x 3) layout dipy ships too
             else:
                 raise InputError(
                     f"{side}: expected 3 rows of {n_volumes} values (FSL bvecs), got "
                     f"{len(rows)} rows of {sorted(lens)} values"
                 )
-        if not np.all(np.isfinite(arr)):
-            raise InputError(f"{side}: {suffix} file holds NaN/Inf")
+            bad = ~np.isfinite(arr).all(axis=1)
+            b0 = out["bvals"] <= 50 if "bvals" in out else np.zeros(n_volumes, bool)
+            if np.any(bad & ~b0):
+                raise InputError(
+                    f"{side}: NaN/Inf gradient direction for a diffusion-weighted volume"
+                )
+            arr[bad] = 0.0
         out[key] = arr
     return out
 
@@ -272,7 +281,7 @@ def load_nifti(
         ``affine``: the header's best affine (sform, else qform, else pixdim) in mm;
         ``meta``: ``source``, ``voxel_size`` (mm), ``provenance``, ``nifti_header`` (the
         nibabel header, kept by :func:`save_nifti`), ``tr_s`` (4D with a TR), ``bvals``
-        (N,) and ``bvecs`` (3, N) from ``.bval``/``.bvec`` sidecars.
+        (N,) and ``bvecs`` (N, 3) from ``.bval``/``.bvec`` sidecars.
 
     Raises
     ------
