@@ -350,8 +350,9 @@ def degrade_volume(volume: Volume, kind: str = "kspace", **kwargs: Any) -> Volum
     args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
     out = volume.with_data(data, step=f"{func.__name__}({args})")
     if data.shape[:3] != volume.shape[:3]:
-        scale = np.ones(4)
-        scale[:3] = np.array(volume.shape[:3], dtype=np.float64) / np.array(data.shape[:3])
-        out.affine = volume.affine @ np.diag(scale)
+        from mrenhance.baselines.interpolate import resampled_affine
+
+        # low voxel i sits at input index i * n / m (DFT grid): affine @ diag(n / m)
+        out.affine = resampled_affine(volume.affine, volume.shape, data.shape, "dft")
         out.meta["voxel_size"] = out.voxel_size
     return out
