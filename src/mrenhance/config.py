@@ -54,6 +54,7 @@ __all__ = [
     "list_recipes",
     "load_recipe",
     "parse_override",
+    "parse_schedule",
     "recipe_path",
 ]
 
@@ -244,6 +245,21 @@ def _yaml_load(text: str) -> Any:
 # --------------------------------------------------------------------------------------
 # Loading
 # --------------------------------------------------------------------------------------
+
+
+def parse_schedule(
+    value: str | Mapping[str, Any] | ScheduleConfig, where: str = "lr_schedule"
+) -> ScheduleConfig:
+    """A :class:`ScheduleConfig` from a name, a mapping of its fields, or itself.
+
+    Raises
+    ------
+    ConfigError
+        Unknown schedule name or field, or a field of the wrong type.
+    """
+    if isinstance(value, ScheduleConfig):
+        return value
+    return _coerce(value, ScheduleConfig, where, "<arguments>")
 
 
 def list_recipes() -> list[str]:

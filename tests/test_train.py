@@ -1,0 +1,364 @@
+import csv
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from _tiny import TinyCritic, TinyNet, TinyPairs, state_of
+from mrenhance.config import GanConfig, ScheduleConfig, load_recipe
+from mrenhance.engine.checkpoint import load_checkpoint
+from mrenhance.engine.train import (
+    GANTrainer,
+    Trainer,
+    critic_steps_before,
+    gan_schedule,
+    lr_at_step,
+    rank_batch_indices,
+)
+from mrenhance.errors import ConfigError, InputError, OutputExistsError, TrainingDivergedError
+
+
+class Killed(Exception):
+    """Raised from a callback to simulate the process being killed."""
+
+
+def _kill_after(n_events: int):
+    seen = []
+
+    def callback(event):
+        seen.append(event)
+        if len(seen) == n_events:
+            raise Killed
+
+    return callback
+
+
+def _rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _trainer(run_dir, **kw):
+    args = dict(
+        loss="l1",
+        lr=1e-2,
+        batch_size=2,
+        steps=6,
+        run_dir=run_dir,
+        seed=0,
+        checkpoint_every=1,
+        log_every=1,
+        progress=False,
+    )
+    args.update(kw)
+    model = args.pop("model", None) or TinyNet()
+    dataset = args.pop("dataset", None) or TinyPairs()
+    return Trainer(model, dataset, **args)
+
+
+def _assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+# ---- pure pieces ---------------------------------------------------------------------
+
+
+def test_lr_schedules():
+    assert lr_at_step(5, base_lr=1e-3) == 1e-3
+    assert lr_at_step(0, base_lr=1e-3, warmup_steps=4) == pytest.approx(2.5e-4)
+    assert lr_at_step(3, base_lr=1e-3, warmup_steps=4) == pytest.approx(1e-3)
+    step = ScheduleConfig(name="step", step_size=10, gamma=0.5)
+    assert lr_at_step(9, base_lr=1.0, schedule=step) == 1.0
+    assert lr_at_step(25, base_lr=1.0, schedule=step) == 0.25
+    cos = ScheduleConfig(name="cosine", min_lr=0.1)
+    assert lr_at_step(0, base_lr=1.0, schedule=cos, total_steps=11) == pytest.approx(1.0)
+    assert lr_at_step(5, base_lr=1.0, schedule=cos, total_steps=11) == pytest.approx(0.55)
+    assert lr_at_step(10, base_lr=1.0, schedule=cos, total_steps=11) == pytest.approx(0.1)
+    with pytest.raises(ConfigError, match="step_size must be > 0"):
+        lr_at_step(0, base_lr=1.0, schedule="step")
+    with pytest.raises(ConfigError, match="lr_schedule.name: expected one of"):
+        lr_at_step(0, base_lr=1.0, schedule="linear")
+
+
+def test_rank_batch_indices_split_the_global_batch():
+    assert rank_batch_indices(3, 4) == [12, 13, 14, 15]
+    assert rank_batch_indices(3, 4, rank=0, world_size=2) == [12, 13]
+    assert rank_batch_indices(3, 4, rank=1, world_size=2) == [14, 15]
+    assert rank_batch_indices(3, 4, n_items=13) == [12, 0, 1, 2]
+    with pytest.raises(ConfigError, match="batch_size: 3 is not divisible by the 2 DDP"):
+        rank_batch_indices(0, 3, rank=0, world_size=2)
+
+
+def test_gan_schedule_follows_mdcsrn_sec_3_2():
+    cfg = GanConfig()  # 10k warm-up, 7 per generator step, +200 every 500
+    assert gan_schedule(0, cfg) == 10007
+    assert gan_schedule(1, cfg) == 7
+    assert gan_schedule(499, cfg) == 7
+    assert gan_schedule(500, cfg) == 207
+    assert gan_schedule(1000, cfg) == 207
+    assert gan_schedule(1001, cfg) == 7
+    counts = [gan_schedule(g, cfg) for g in range(1501)]
+    assert sum(counts) == 10000 + 7 * 1501 + 200 * 3
+    small = SimpleNamespace(
+        critic_warmup_steps=3,
+        critic_steps_per_generator_step=2,
+        extra_critic_every=2,
+        extra_critic_steps=1,
+    )
+    assert [gan_schedule(g, small) for g in range(6)] == [5, 2, 3, 2, 3, 2]
+    for g in range(40):
+        assert critic_steps_before(g, cfg) == sum(counts[:g])
+        assert critic_steps_before(g, small) == sum(gan_schedule(j, small) for j in range(g))
+
+
+# ---- supervised ----------------------------------------------------------------------
+
+
+def _held_out_loss(model):
+    pairs = [TinyPairs(seed=7)[i] for i in range(8)]
+    x = torch.stack([torch.from_numpy(p[0]) for p in pairs])
+    y = torch.stack([torch.from_numpy(p[1]) for p in pairs])
+    with torch.no_grad():
+        return torch.nn.functional.l1_loss(model(x), y).item()
+
+
+def test_training_reduces_loss_and_writes_run_folder(tmp_path):
+    trainer = _trainer(tmp_path / "run", steps=40, log_every=10, checkpoint_every=20, lr=2e-2)
+    before = _held_out_loss(trainer.model)
+    result = trainer.fit()
+    after = _held_out_loss(trainer.model)
+    assert after < 0.75 * before
+    rows = _rows(tmp_path / "run" / "metrics.csv")
+    assert [int(r["step"]) for r in rows] == [10, 20, 30, 40]
+    assert list(rows[0]) == ["step", "loss", "lr", "seconds"]
+    assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
+    assert result.final_loss == pytest.approx(float(rows[-1]["loss"]), rel=1e-6)
+    assert result.step == 40 and not result.stopped_early
+    ckpt = load_checkpoint(result.last_checkpoint)  # weights_only loads it
+    assert ckpt["step"] == 40 and ckpt["kind"] == "supervised"
+    _assert_same_weights(ckpt["model"], state_of(trainer.model))
+    assert (tmp_path / "run" / "trainer.json").is_file()
+    assert result.best_checkpoint is None
+
+
+def test_resume_is_bit_identical(tmp_path):
+    straight = _trainer(tmp_path / "a")
+    straight.fit()
+
+    killed = _trainer(tmp_path / "b", callback=_kill_after(3))
+    with pytest.raises(Killed):
+        killed.fit()
+    assert load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["step"] == 3
+    resumed = _trainer(tmp_path / "b", model=TinyNet(seed=99))  # fresh, different init
+    result = resumed.fit(resume=True)
+
+    assert result.step == 6
+    _assert_same_weights(state_of(resumed.model), state_of(straight.model))
+    a = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")
+    for k, v in a["optimizer"]["state"][0].items():
+        assert torch.equal(v, b["optimizer"]["state"][0][k])
+    # rows after the kill were dropped; one row per step, none twice
+    assert [r["step"] for r in _rows(tmp_path / "b" / "metrics.csv")] == list("123456")
+    losses_a = [r["loss"] for r in _rows(tmp_path / "a" / "metrics.csv")]
+    assert [r["loss"] for r in _rows(tmp_path / "b" / "metrics.csv")] == losses_a
+
+
+def test_stop_at_then_resume_matches_with_dropout_and_schedule(tmp_path):
+    def model():
+        net = TinyNet()
+        net.conv1 = torch.nn.Sequential(net.conv1, torch.nn.Dropout3d(0.3))  # uses the RNG
+        return net
+
+    kw = dict(steps=6, checkpoint_every=4, lr_schedule="cosine", warmup_steps=2, grad_clip=0.5)
+    straight = _trainer(tmp_path / "a", model=model(), **kw)
+    straight.fit()
+    first = _trainer(tmp_path / "b", model=model(), **kw)
+    assert first.fit(stop_at=3).stopped_early
+    second = _trainer(tmp_path / "b", model=model(), **kw)
+    second.fit(resume=True)
+    _assert_same_weights(state_of(second.model), state_of(straight.model))
+
+
+def test_nan_loss_raises_and_keeps_last_good_checkpoint(tmp_path):
+    # batch 2: step 5 reads indices 8 and 9, the first NaN inputs
+    trainer = _trainer(tmp_path / "run", steps=8, checkpoint_every=2, dataset=TinyPairs(nan_from=8))
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    with pytest.raises(TrainingDivergedError) as err:
+        trainer.fit()
+    assert str(err.value) == f"step 5: loss is nan; last good checkpoint kept at {last} (step 4)"
+    ckpt = load_checkpoint(last)
+    assert ckpt["step"] == 4
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values())
+
+
+def test_validation_writes_best_checkpoint(tmp_path):
+    scores = iter([20.0, 25.0, 22.0])
+    trainer = _trainer(
+        tmp_path / "run", val_fn=lambda m: {"psnr": next(scores), "ssim": 0.5}, val_every=2
+    )
+    result = trainer.fit()
+    assert result.best_metric == 25.0 and result.best_step == 4
+    assert result.best_metrics == {"psnr": 25.0, "ssim": 0.5}
+    assert load_checkpoint(result.best_checkpoint)["step"] == 4
+    rows = _rows(result.metrics_csv)
+    assert [r["val_psnr"] for r in rows] == ["", "20", "", "25", "", "22"]
+    assert trainer.load_best() == result.best_checkpoint
+    best = load_checkpoint(result.best_checkpoint)["model"]
+    _assert_same_weights(state_of(trainer.model), best)
+
+
+def test_validation_min_mode(tmp_path):
+    scores = iter([0.3, 0.1, 0.2])
+    trainer = _trainer(
+        tmp_path / "run",
+        val_fn=lambda m: {"nrmse": next(scores)},
+        val_every=2,
+        val_metric="nrmse",
+        val_mode="min",
+    )
+    assert trainer.fit().best_step == 4
+
+
+def test_run_folder_guards(tmp_path):
+    _trainer(tmp_path / "run", steps=1).fit()
+    with pytest.raises(OutputExistsError, match="holds a checkpoint already"):
+        _trainer(tmp_path / "run", steps=1).fit()
+    _trainer(tmp_path / "run", steps=1, overwrite=True).fit()
+    with pytest.raises(InputError, match="no checkpoint to resume from"):
+        _trainer(tmp_path / "other", steps=1).fit(resume=True)
+    with pytest.raises(ConfigError, match="batch_size was 2, now 4"):
+        _trainer(tmp_path / "run", steps=2, batch_size=4).fit(resume=True)
+
+
+def test_amp_bf16_on_cpu_trains(tmp_path):
+    result = _trainer(tmp_path / "run", steps=3, amp=True).fit()
+    assert math.isfinite(result.final_loss)
+
+
+def test_deterministic_flag_is_restored(tmp_path):
+    before = torch.are_deterministic_algorithms_enabled()
+    _trainer(tmp_path / "run", steps=1, deterministic=True).fit()
+    assert torch.are_deterministic_algorithms_enabled() == before
+
+
+def test_from_config_uses_the_recipe(tmp_path):
+    recipe = load_recipe(
+        {
+            "name": "t",
+            "task": "sr_t1",
+            "model": {"name": "tiny"},
+            "train": {"steps": 2, "lr": "1e-3", "loss": "l2", "checkpoint_every": 1},
+            "gan": {"critic": {"name": "c"}, "generator_steps": 1, "critic_warmup_steps": 1},
+        }
+    )
+    t = Trainer.from_config(
+        TinyNet(), TinyPairs(), recipe.train, run_dir=tmp_path / "s", progress=False
+    )
+    assert (t.steps, t.lr, t.loss_name) == (2, 1e-3, "l2")
+    assert t.fit().step == 2
+    g = GANTrainer.from_config(
+        t.model, TinyCritic(), TinyPairs(), recipe.train, recipe.gan, run_dir=tmp_path / "g"
+    )
+    assert (g.lr, g.content_name, g.schedule.critic_warmup_steps) == (5e-6, "l2", 1)
+
+
+# ---- GAN stage -----------------------------------------------------------------------
+
+GAN_SMALL = dict(
+    critic_warmup_steps=3,
+    critic_steps_per_generator_step=2,
+    extra_critic_every=2,
+    extra_critic_steps=1,
+    generator_steps=4,
+)
+
+
+def _gan(run_dir, **kw):
+    args = dict(
+        lr=1e-3,
+        batch_size=2,
+        run_dir=run_dir,
+        seed=0,
+        checkpoint_every=1,
+        log_every=1,
+        progress=False,
+        **GAN_SMALL,
+    )
+    args.update(kw)
+    gen = args.pop("generator", None) or TinyNet()
+    critic = args.pop("critic", None) or TinyCritic()
+    dataset = args.pop("dataset", None) or TinyPairs()
+    return GANTrainer(gen, critic, dataset, **args)
+
+
+def test_gan_follows_the_schedule_and_logs(tmp_path):
+    log: list[int] = []
+    events = []
+    trainer = _gan(tmp_path / "run", dataset=TinyPairs(log=log), callback=events.append)
+    result = trainer.fit()
+    kinds = "".join("c" if e["kind"] == "critic" else "G" for e in events)
+    assert kinds == "c" * 5 + "G" + "ccG" + "cccG" + "ccG"  # 3+2, 2, 2+1, 2
+    assert result.extra["critic_steps"] == 12 == critic_steps_before(4, trainer.schedule)
+    # every update consumed its own batch: 16 updates x 2 = indices 0..31, in order
+    assert log == list(range(32))
+    rows = _rows(result.metrics_csv)
+    # long critic-only phases (warm-up, extra) log per critic step; else one row per G step
+    expected = [(0, 1), (0, 2), (0, 3), (0, 4), (0, 5), (1, 5), (2, 7)]
+    expected += [(2, 8), (2, 9), (2, 10), (3, 10), (4, 12)]
+    assert [(int(r["step"]), int(r["critic_steps"])) for r in rows] == expected
+    assert rows[0]["generator_loss"] == "" and rows[0]["critic_loss"] != ""
+    for key in ("critic_loss", "wasserstein", "gradient_penalty", "content_loss", "adv_loss"):
+        assert math.isfinite(float(rows[-1][key]))
+    assert float(rows[-1]["gradient_penalty"]) >= 0
+
+
+def test_gan_warmup_trains_only_the_critic(tmp_path):
+    gen, critic = TinyNet(), TinyCritic()
+    g0, c0 = state_of(gen), state_of(critic)
+    trainer = _gan(tmp_path / "run", generator=gen, critic=critic, callback=_kill_after(4))
+    with pytest.raises(Killed):
+        trainer.fit()
+    _assert_same_weights(state_of(gen), g0)
+    assert not torch.equal(state_of(critic)["conv.weight"], c0["conv.weight"])
+
+
+@pytest.mark.parametrize("kill_after", [2, 7, 9])  # mid warm-up, after G step 1, mid iteration
+def test_gan_resume_is_bit_identical(tmp_path, kill_after):
+    straight = _gan(tmp_path / "a")
+    straight.fit()
+    killed = _gan(tmp_path / "b", checkpoint_every=2, callback=_kill_after(kill_after))
+    with pytest.raises(Killed):
+        killed.fit()
+    resumed = _gan(tmp_path / "b", checkpoint_every=2, generator=TinyNet(5), critic=TinyCritic(6))
+    result = resumed.fit(resume=True)
+    assert result.extra["critic_steps"] == 12
+    _assert_same_weights(state_of(resumed.generator), state_of(straight.generator))
+    _assert_same_weights(state_of(resumed.critic), state_of(straight.critic))
+    steps = [(r["step"], r["critic_steps"]) for r in _rows(tmp_path / "b" / "metrics.csv")]
+    assert len(steps) == len(set(steps))
+
+
+def test_gan_nan_raises_and_keeps_checkpoint(tmp_path):
+    # batches 0-4 are warm-up critic steps; the generator step (batch 5) reads indices 10, 11
+    trainer = _gan(tmp_path / "run", dataset=TinyPairs(nan_from=10), checkpoint_every=2)
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    with pytest.raises(TrainingDivergedError) as err:
+        trainer.fit()
+    assert str(err.value) == (
+        f"step 1: generator loss is nan; last good checkpoint kept at {last} "
+        "(step 0, critic step 4)"  # the warm-up writes checkpoints too
+    )
+    assert load_checkpoint(last)["critic_step"] == 4
+    # the first critic step of iteration 1 (batch 6) reads indices 12, 13
+    trainer = _gan(tmp_path / "run2", dataset=TinyPairs(nan_from=12), checkpoint_every=1)
+    last = tmp_path / "run2" / "checkpoints" / "last.pt"
+    with pytest.raises(TrainingDivergedError) as err:
+        trainer.fit()
+    assert str(err.value) == (
+        f"step 2 (critic step 1): critic loss is nan; last good checkpoint kept at {last} (step 1)"
+    )
+    assert all(torch.isfinite(v).all() for v in load_checkpoint(last)["critic"].values())
