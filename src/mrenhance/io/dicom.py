@@ -1,0 +1,732 @@
+"""DICOM series (a folder, or one multi-frame file) to a :class:`~mrenhance.volume.Volume`.
+
+Geometry follows the DICOM standard (PS3.3 C.7.6.2.1.1): ImageOrientationPatient holds the
+row direction cosine r (direction of increasing column index) and the column direction
+cosine c; PixelSpacing is (row spacing, column spacing). The array axes are (column i,
+row j, slice k): each slice's ``pixel_array`` (rows, columns) is transposed. Slices are
+sorted by their position along the normal r x c, and the affine is
+
+    LPS = [r * PixelSpacing[1] | c * PixelSpacing[0] | (IPP_last - IPP_first) / (n - 1) | IPP_first]
+
+converted to nibabel's RAS+ by negating x and y. Several images at one position make a 4D
+series, ordered by TemporalPositionIdentifier, TriggerTime, AcquisitionTime, b-value or
+InstanceNumber (the first that tells them apart).
+
+Every problem (not DICOM, two series, missing or unevenly spaced slices, mixed geometry,
+no pixel data, undecodable pixels) raises one :class:`~mrenhance.errors.InputError` line
+that starts with the offending file.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+import warnings
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mrenhance.errors import InputError
+from mrenhance.io.validate import (
+    check_affine,
+    check_finite,
+    check_nan_policy,
+    check_spatial_shape,
+    count_nonfinite,
+)
+from mrenhance.volume import Volume, voxel_sizes
+
+DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+_DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+# choice: images closer than 0.01 mm along the normal are at the same slice position;
+# real slice spacings are >= 0.1 mm and DS strings carry far more precision than that.
+_SAME_POSITION_MM = 0.01
+# Spacing check: |step - median| <= 0.01 mm + 1% of the median (numpy.isclose style).
+_SPACING_ATOL_MM = 0.01
+_SPACING_RTOL = 0.01
+_GEOMETRY_TOL = 1e-4
+
+
+@dataclass
+class _Frame:
+    """One 2D image: a single-frame file or one frame of a multi-frame file."""
+
+    file: Path
+    ds: Any
+    frame: int | None  # index inside a multi-frame file
+    iop: np.ndarray  # (6,) row cosine, column cosine (LPS)
+    ipp: np.ndarray  # (3,) mm (LPS)
+    spacing: tuple[float, float]  # PixelSpacing: (between rows, between columns) mm
+    rows: int
+    cols: int
+    slope: float = 1.0
+    inter: float = 0.0
+    thickness: float | None = None
+    spacing_between: float | None = None
+    temporal_index: float | None = None
+    trigger_ms: float | None = None
+    acq_time: tuple[int | None, float] | None = None  # (date ordinal or None, seconds)
+    bval: float | None = None
+    bvec_lps: np.ndarray | None = None
+    instance: int | None = None
+    pos: float = 0.0  # position along the slice normal, mm
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """Path, then the frame number for multi-frame files: the start of an error line."""
+        return f"{self.file}" if self.frame is None else f"{self.file}: frame {self.frame + 1}"
+
+
+def _err(frame: _Frame, problem: str) -> InputError:
+    return InputError(f"{frame.label}: {problem}")
+
+
+# --------------------------------------------------------------------------- small parsers
+
+
+def _float(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        if isinstance(value, bytes):
+            value = value.decode("ascii", errors="ignore").strip("\x00 ")
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def _floats(value: Any, n: int) -> np.ndarray | None:
+    if value is None:
+        return None
+    try:
+        if isinstance(value, bytes):  # an FD/DS value read without its VR
+            if len(value) == 8 * n:
+                arr = np.frombuffer(value, dtype="<f8").astype(np.float64)
+            else:
+                arr = np.array(value.decode("ascii").strip("\x00 ").split("\\"), np.float64)
+        elif isinstance(value, str | int | float):
+            arr = np.array([value], dtype=np.float64)
+        else:
+            arr = np.array([float(v) for v in value], dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return arr if arr.shape == (n,) else None
+
+
+def _parse_tm(value: Any) -> float | None:
+    """DICOM TM ('HHMMSS.FFFFFF', also 'HH:MM:SS') to seconds since midnight."""
+    if value is None:
+        return None
+    s = str(value).strip().replace(":", "")
+    if not s:
+        return None
+    try:
+        main, _, frac = s.partition(".")
+        hh = int(main[0:2])
+        mm = int(main[2:4]) if len(main) >= 4 else 0
+        ss = int(main[4:6]) if len(main) >= 6 else 0
+        return hh * 3600 + mm * 60 + ss + (float("0." + frac) if frac else 0.0)
+    except ValueError:
+        return None
+
+
+def _parse_da(value: Any) -> int | None:
+    s = str(value).strip() if value is not None else ""
+    try:
+        return _dt.date(int(s[0:4]), int(s[4:6]), int(s[6:8])).toordinal() if s else None
+    except ValueError:
+        return None
+
+
+def _parse_dt(value: Any) -> tuple[int | None, float] | None:
+    """DICOM DT ('YYYYMMDDHHMMSS.FFFFFF&ZZXX') to (date ordinal, seconds of the day)."""
+    if value is None:
+        return None
+    s = str(value).strip()
+    for sign in "+-":
+        if sign in s[8:]:
+            s = s[: 8 + s[8:].index(sign)]
+    if len(s) < 8:
+        return None
+    day = _parse_da(s[:8])
+    sec = _parse_tm(s[8:]) if len(s) > 8 else 0.0
+    return None if day is None or sec is None else (day, sec)
+
+
+# --------------------------------------------------------------------------- reading files
+
+
+def _read(path: Path, *, strict: bool) -> Any | None:
+    """Read a DICOM file's header (pixel data deferred); None if it is not DICOM."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return pydicom.dcmread(path, force=False, defer_size="4 KB")
+    except InvalidDicomError as e:
+        if strict:
+            raise InputError(f"{path}: not a DICOM file (no DICM preamble)") from e
+        return None
+    except PermissionError as e:
+        raise InputError(f"{path}: cannot read file (permission denied)") from e
+    except MemoryError as e:
+        raise InputError(f"{path}: not enough memory to read this DICOM file") from e
+    except Exception as e:  # noqa: BLE001
+        # choice: pydicom parses untrusted bytes and can raise almost anything (EOFError,
+        # struct.error, KeyError, ...); for a user every one of them means "bad file".
+        raise InputError(f"{path}: cannot read DICOM file ({type(e).__name__}: {e})") from e
+
+
+def _has_pixels(ds: Any) -> bool:
+    return any(k in ds for k in _PIXEL_KEYWORDS)
+
+
+def _item(seq_owner: Any, keyword: str) -> Any | None:
+    """First item of sequence ``keyword`` in ``seq_owner``, or None."""
+    if seq_owner is None or keyword not in seq_owner:
+        return None
+    seq = seq_owner[keyword].value
+    return seq[0] if seq else None
+
+
+def _get(dsets: list[Any], seq_keyword: str | None, keyword: str) -> Any | None:
+    """Value of ``keyword`` from the first dataset (or its ``seq_keyword`` item) holding it."""
+    for ds in dsets:
+        owner = ds if seq_keyword is None else _item(ds, seq_keyword)
+        if owner is not None and keyword in owner:
+            value = owner[keyword].value
+            if value is not None and value != "":
+                return value
+    return None
+
+
+def _siemens_diffusion(ds: Any) -> tuple[float | None, np.ndarray | None]:
+    """b-value and gradient direction from Siemens' private CSA fields (0019,100C/100E)."""
+    try:
+        block = ds.private_block(0x0019, "SIEMENS MR HEADER")
+    except (KeyError, ValueError):
+        return None, None
+    bval = _float(block[0x0C].value) if block.get_tag(0x0C) in ds else None
+    bvec = _floats(block[0x0E].value, 3) if block.get_tag(0x0E) in ds else None
+    return bval, bvec
+
+
+def _frames_of(path: Path, ds: Any) -> list[_Frame]:
+    """Turn one dataset into its 2D frames with everything needed to place them."""
+    if "SamplesPerPixel" in ds and int(ds.SamplesPerPixel) != 1:
+        raise InputError(f"{path}: colour images are not supported (SamplesPerPixel > 1)")
+    n_frames = int(_float(ds.get("NumberOfFrames")) or 1)
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    shared = _item(ds, "SharedFunctionalGroupsSequence")
+    multi = n_frames > 1 or per_frame is not None
+    if multi and per_frame is not None and len(per_frame) != n_frames:
+        raise InputError(
+            f"{path}: {len(per_frame)} per-frame functional groups for {n_frames} frames"
+        )
+    rows, cols = ds.get("Rows"), ds.get("Columns")
+    if rows is None or cols is None:
+        raise InputError(f"{path}: missing Rows/Columns")
+    top_bval = _float(_get([ds], None, "DiffusionBValue"))
+    top_bvec = _floats(_get([ds], None, "DiffusionGradientOrientation"), 3)
+    if top_bval is None and top_bvec is None:
+        top_bval, top_bvec = _siemens_diffusion(ds)
+    top_time = _parse_dt(ds.get("AcquisitionDateTime"))
+    if top_time is None and ds.get("AcquisitionTime"):
+        tm = _parse_tm(ds.get("AcquisitionTime"))
+        top_time = None if tm is None else (_parse_da(ds.get("AcquisitionDate")), tm)
+    frames = []
+    for i in range(n_frames):
+        pf = per_frame[i] if per_frame is not None else None
+        groups = [g for g in (pf, shared) if g is not None]
+
+        def fg(seq: str, key: str, groups=groups) -> Any:
+            value = _get(groups, seq, key)
+            return value if value is not None else _get([ds], None, key)
+
+        fr = _Frame(
+            file=path,
+            ds=ds,
+            frame=i if multi else None,
+            iop=_floats(fg("PlaneOrientationSequence", "ImageOrientationPatient"), 6),
+            ipp=_floats(fg("PlanePositionSequence", "ImagePositionPatient"), 3),
+            spacing=_floats(fg("PixelMeasuresSequence", "PixelSpacing"), 2),
+            rows=int(rows),
+            cols=int(cols),
+        )
+        for name, value in (("ImageOrientationPatient", fr.iop), ("ImagePositionPatient", fr.ipp),
+                            ("PixelSpacing", fr.spacing)):  # fmt: skip
+            if value is None or not np.all(np.isfinite(value)):
+                raise _err(fr, f"missing or invalid {name} (cannot place the image)")
+        fr.spacing = (float(fr.spacing[0]), float(fr.spacing[1]))
+        if min(fr.spacing) <= 0:
+            raise _err(fr, f"PixelSpacing {fr.spacing} must be positive")
+        slope = _float(fg("PixelValueTransformationSequence", "RescaleSlope"))
+        inter = _float(fg("PixelValueTransformationSequence", "RescaleIntercept"))
+        if fg("PixelValueTransformationSequence", "RescaleSlope") is not None and slope is None:
+            raise _err(fr, "RescaleSlope is not a finite number")
+        if fg("PixelValueTransformationSequence", "RescaleIntercept") is not None and inter is None:
+            raise _err(fr, "RescaleIntercept is not a finite number")
+        fr.slope = 1.0 if slope is None else slope
+        fr.inter = 0.0 if inter is None else inter
+        fr.thickness = _float(fg("PixelMeasuresSequence", "SliceThickness"))
+        fr.spacing_between = _float(fg("PixelMeasuresSequence", "SpacingBetweenSlices"))
+        if multi:
+            fr.temporal_index = _float(
+                _get(groups, "FrameContentSequence", "TemporalPositionIndex")
+            )
+            fr.trigger_ms = _float(
+                _get(groups, "CardiacSynchronizationSequence", "NominalCardiacTriggerDelayTime")
+            )
+            fr.acq_time = _parse_dt(
+                _get(groups, "FrameContentSequence", "FrameAcquisitionDateTime")
+            )
+            diff = [d for d in (_item(g, "MRDiffusionSequence") for g in groups) if d is not None]
+            fr.bval = _float(_get(diff, None, "DiffusionBValue"))
+            fr.bvec_lps = _floats(
+                _get(
+                    [
+                        x
+                        for x in (_item(d, "DiffusionGradientDirectionSequence") for d in diff)
+                        if x
+                    ],
+                    None,
+                    "DiffusionGradientOrientation",
+                ),
+                3,
+            )
+        if fr.temporal_index is None:
+            fr.temporal_index = _float(ds.get("TemporalPositionIdentifier"))
+        if fr.trigger_ms is None:
+            fr.trigger_ms = _float(ds.get("TriggerTime"))
+        if fr.acq_time is None:
+            fr.acq_time = top_time
+        if fr.bval is None and fr.bvec_lps is None:
+            fr.bval, fr.bvec_lps = top_bval, top_bvec
+        fr.instance = int(_float(ds.get("InstanceNumber")) or 0) or None
+        frames.append(fr)
+    return frames
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def _check_same_geometry(frames: list[_Frame]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All frames share orientation, matrix and pixel spacing; return unit r, c, n."""
+    ref = frames[0]
+    r, c = ref.iop[:3], ref.iop[3:]
+    if (
+        abs(np.linalg.norm(r) - 1) > 1e-3
+        or abs(np.linalg.norm(c) - 1) > 1e-3
+        or abs(float(r @ c)) > 1e-3
+    ):
+        raise _err(ref, f"ImageOrientationPatient {ref.iop.tolist()} is not two unit vectors")
+    for fr in frames[1:]:
+        if np.max(np.abs(fr.iop - ref.iop)) > _GEOMETRY_TOL:
+            raise _err(
+                fr,
+                f"image orientation {fr.iop.round(4).tolist()} differs from "
+                f"{ref.label} ({ref.iop.round(4).tolist()}): mixed orientations in one series",
+            )
+        if (fr.rows, fr.cols) != (ref.rows, ref.cols):
+            raise _err(
+                fr,
+                f"matrix {fr.rows}x{fr.cols} differs from {ref.label} ({ref.rows}x{ref.cols})",
+            )
+        if not np.allclose(fr.spacing, ref.spacing, rtol=_GEOMETRY_TOL, atol=0):
+            raise _err(fr, f"PixelSpacing {fr.spacing} differs from {ref.label} ({ref.spacing})")
+    r = r / np.linalg.norm(r)
+    c = c / np.linalg.norm(c)
+    n = np.cross(r, c)
+    return r, c, n / np.linalg.norm(n)
+
+
+def _group_positions(frames: list[_Frame], normal: np.ndarray) -> list[list[_Frame]]:
+    """Frames grouped by slice position along ``normal``, groups in increasing position."""
+    for fr in frames:
+        fr.pos = float(fr.ipp @ normal)
+    ordered = sorted(frames, key=lambda f: f.pos)
+    groups: list[list[_Frame]] = [[ordered[0]]]
+    for fr in ordered[1:]:
+        if fr.pos - groups[-1][0].pos <= _SAME_POSITION_MM:
+            groups[-1].append(fr)
+        else:
+            groups.append([fr])
+    for g in groups:
+        for fr in g[1:]:
+            if np.max(np.abs(fr.ipp - g[0].ipp)) > _SAME_POSITION_MM:
+                raise _err(
+                    fr,
+                    f"at the slice position of {g[0].label} but shifted in-plane "
+                    f"({fr.ipp.round(3).tolist()} vs {g[0].ipp.round(3).tolist()})",
+                )
+    return groups
+
+
+def _check_spacing(groups: list[list[_Frame]]) -> np.ndarray:
+    """Even slice spacing along the stack; return the slice step vector (LPS, mm)."""
+    first, last = groups[0][0], groups[-1][0]
+    n = len(groups)
+    if n < 2:
+        return np.zeros(3)
+    pos = np.array([g[0].pos for g in groups])
+    steps = np.diff(pos)
+    median = float(np.median(steps))
+    tol = _SPACING_ATOL_MM + _SPACING_RTOL * abs(median)
+    # choice: the reference spacing is the most common step (ties: the smaller), which is
+    # the median for any real series but stays right for 3-4 slices with one missing.
+    support = [int(np.sum(np.abs(steps - d) <= tol)) for d in steps]
+    ref = float(min(steps[np.array(support) == max(support)]))
+    tol = _SPACING_ATOL_MM + _SPACING_RTOL * ref
+    for k, d in enumerate(steps):
+        if abs(d - ref) > tol:
+            ratio = d / ref
+            what = (
+                f"{round(ratio) - 1} missing slice(s)?"
+                if ratio > 1.5 and abs(ratio - round(ratio)) * ref <= tol
+                else "uneven spacing"
+            )
+            raise _err(
+                groups[k + 1][0],
+                f"slice spacing {d:.4g} mm from {groups[k][0].label} where the series has "
+                f"{ref:.4g} mm ({what})",
+            )
+    step = (last.ipp - first.ipp) / (n - 1)
+    for k, g in enumerate(groups):
+        off = np.linalg.norm(g[0].ipp - (first.ipp + k * step))
+        if off > tol:
+            raise _err(
+                g[0], f"slice is {off:.3g} mm off the line through the other slice positions"
+            )
+    return step
+
+
+_ORDER_KEYS = (
+    ("TemporalPositionIdentifier", lambda f: f.temporal_index),
+    ("TriggerTime", lambda f: f.trigger_ms),
+    ("AcquisitionTime", lambda f: None if f.acq_time is None else f.acq_time[1]),
+    (
+        "b-value",
+        lambda f: (
+            None if f.bval is None else (round(f.bval, 3), *np.round(_bvec_or_zero(f), 4).tolist())
+        ),
+    ),
+    ("InstanceNumber", lambda f: f.instance),
+    ("frame number", lambda f: f.frame),
+)
+
+
+def _bvec_or_zero(fr: _Frame) -> np.ndarray:
+    return np.zeros(3) if fr.bvec_lps is None else fr.bvec_lps
+
+
+def _acq_seconds_with_date(f: _Frame) -> float:
+    return f.acq_time[0] * 86400.0 + f.acq_time[1]
+
+
+def _order_volumes(groups: list[list[_Frame]], where: str) -> tuple[str, list[list[_Frame]]]:
+    """Order each position's frames in time; return the key used and the groups sorted."""
+    use_date = all(f.acq_time is not None and f.acq_time[0] is not None for g in groups for f in g)
+    for name, key in _ORDER_KEYS:
+        if name == "AcquisitionTime" and use_date:
+            key = _acq_seconds_with_date
+        values = [[key(f) for f in g] for g in groups]
+        if any(v is None for vs in values for v in vs):
+            continue
+        if all(len(set(vs)) == len(vs) for vs in values):
+            ordered = [
+                [f for _, f in sorted(zip(vs, g, strict=True), key=lambda p: p[0])]
+                for vs, g in zip(values, groups, strict=True)
+            ]
+            return name, ordered
+    raise InputError(
+        f"{where}: {len(groups[0])} images at each slice position but no "
+        "TemporalPositionIdentifier, TriggerTime, AcquisitionTime, b-value or InstanceNumber "
+        "tells them apart"
+    )
+
+
+def _fsl_bvecs(g_lps: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """Gradient directions (N, 3) in DICOM patient LPS -> FSL convention (image frame).
+
+    FSL bvecs are along the voxel axes, with x negated when the affine's determinant is
+    positive (FSL treats images as radiological); this is what dcm2niix writes.
+    """
+    g_ras = g_lps * np.array([-1.0, -1.0, 1.0])
+    m = affine[:3, :3] / np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    vox = np.linalg.solve(m, g_ras.T).T
+    norms = np.linalg.norm(vox, axis=1, keepdims=True)
+    vox = np.where(norms > 1e-6, vox / np.where(norms > 1e-6, norms, 1.0), 0.0)
+    if np.linalg.det(affine[:3, :3]) > 0:
+        vox[:, 0] = -vox[:, 0]
+    return vox + 0.0  # no negative zeros
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def _collect(path: Path) -> tuple[list[tuple[Path, Any]], list[str]]:
+    """Read the DICOM files of a folder (or the one file); notes for provenance."""
+    notes: list[str] = []
+    if path.is_file():
+        return [(path, _read(path, strict=True))], notes
+    try:
+        entries = sorted(p for p in path.iterdir() if not p.name.startswith("."))
+    except PermissionError as e:
+        raise InputError(f"{path}: cannot list folder (permission denied)") from e
+    except OSError as e:
+        raise InputError(f"{path}: cannot list folder ({e.strerror or e})") from e
+    files = [p for p in entries if p.is_file()]
+    out, skipped = [], []
+    for f in files:
+        strict = f.suffix.lower() in DICOM_SUFFIXES
+        ds = _read(f, strict=strict)
+        if ds is None:
+            skipped.append(f)
+        elif str(ds.get("SOPClassUID", "")) == _DICOMDIR_SOP_CLASS or f.name == "DICOMDIR":
+            skipped.append(f)
+        else:
+            out.append((f, ds))
+    if not out:
+        n_nifti = sum(1 for f in files if f.name.endswith((".nii", ".nii.gz")))
+        hint = ""
+        if n_nifti:
+            hint = f"; it holds {n_nifti} NIfTI file(s): pass one of them"
+        elif len(files) < len(entries):
+            hint = f"; it holds {len(entries) - len(files)} subfolder(s): point at a series folder"
+        raise InputError(f"{path}: no DICOM files found ({len(files)} other files{hint})")
+    if skipped:
+        notes.append(
+            f"skipped {len(skipped)} non-image files: {', '.join(p.name for p in skipped[:5])}"
+        )
+    return out, notes
+
+
+def _select_series(
+    path: Path, dsets: list[tuple[Path, Any]], series_uid: str | None
+) -> list[tuple[Path, Any]]:
+    by_uid: dict[str, list[tuple[Path, Any]]] = defaultdict(list)
+    for f, ds in dsets:
+        by_uid[str(ds.get("SeriesInstanceUID", ""))].append((f, ds))
+    if series_uid is not None:
+        if series_uid not in by_uid:
+            raise InputError(f"{path}: no series with SeriesInstanceUID {series_uid}")
+        return by_uid[series_uid]
+    if len(by_uid) > 1:
+        desc = "; ".join(
+            f"{uid or '(no UID)'} '{items[0][1].get('SeriesDescription', '')}' {len(items)} files"
+            for uid, items in sorted(by_uid.items(), key=lambda kv: -len(kv[1]))
+        )
+        raise InputError(
+            f"{path}: {len(by_uid)} DICOM series in one folder ({desc}); "
+            "put each series in its own folder"
+        )
+    return next(iter(by_uid.values()))
+
+
+def _pixels(fr: _Frame, cache: dict[Path, np.ndarray]) -> np.ndarray:
+    """The stored (rows, cols) values of one frame, decoded once per file."""
+    if fr.file not in cache:
+        cache.clear()  # one file at a time: frames are read file by file
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                arr = np.asarray(fr.ds.pixel_array)
+        except MemoryError as e:
+            raise InputError(f"{fr.file}: not enough memory to decode the pixel data") from e
+        except Exception as e:  # noqa: BLE001 - decoders raise anything; see _read
+            ts = getattr(getattr(fr.ds, "file_meta", None), "TransferSyntaxUID", None)
+            name = getattr(ts, "name", ts)
+            raise InputError(
+                f"{fr.file}: cannot decode pixel data (transfer syntax {name}; "
+                f"{type(e).__name__}: {e})"
+            ) from e
+        n_frames = int(_float(fr.ds.get("NumberOfFrames")) or 1)
+        expected = (fr.rows, fr.cols) if fr.frame is None else (n_frames, fr.rows, fr.cols)
+        if fr.frame is not None and arr.shape == (fr.rows, fr.cols) and n_frames == 1:
+            arr = arr[None]
+        if arr.shape != expected:
+            raise InputError(
+                f"{fr.file}: pixel data shape {arr.shape} does not match Rows/Columns/"
+                f"NumberOfFrames {expected}"
+            )
+        cache[fr.file] = arr
+    arr = cache[fr.file]
+    return arr if fr.frame is None else arr[fr.frame]
+
+
+def load_dicom(
+    path: str | os.PathLike,
+    *,
+    nan_policy: str = "error",
+    max_voxels: int = 2**31,
+    series_uid: str | None = None,
+) -> Volume:
+    """Load one DICOM series (a folder of files, or one file) as a Volume.
+
+    Parameters
+    ----------
+    path:
+        A folder holding the files of one series (other non-DICOM files are skipped; a
+        non-DICOM ``*.dcm`` is an error), or one DICOM file, typically an Enhanced MR
+        multi-frame file.
+    nan_policy:
+        ``"error"`` or ``"zero"`` for NaN/Inf voxels (float pixel data only).
+    max_voxels:
+        Refuse series with more voxels, checked before pixel data are decoded.
+    series_uid:
+        Pick this SeriesInstanceUID when the folder holds several series.
+
+    Returns
+    -------
+    Volume
+        ``data``: float32 (columns, rows, slices[, t]) after RescaleSlope/Intercept;
+        ``affine``: RAS+ mm; ``meta``: ``source``, ``voxel_size``, ``provenance``,
+        ``modality``, ``series_description``, ``series_uid``, ``tr_s`` (RepetitionTime),
+        and for 4D series ``times_s`` (t,) seconds from the first volume, or ``bvals``
+        (t,) s/mm^2 and ``bvecs`` (t, 3) in FSL convention (image frame, x negated when
+        det(affine) > 0; zero for b = 0 or when the direction is unknown).
+    """
+    path = Path(path).expanduser()
+    check_nan_policy(nan_policy, path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    dsets, notes = _collect(path)
+    dsets = _select_series(path, dsets, series_uid)
+    seen: dict[str, Path] = {}
+    for f, ds in dsets:
+        sop = str(ds.get("SOPInstanceUID", ""))
+        if sop and sop in seen:
+            raise InputError(f"{f}: same SOPInstanceUID as {seen[sop]} (duplicate file)")
+        seen[sop] = f
+        if not _has_pixels(ds):
+            raise InputError(f"{f}: no pixel data (not an image, or a damaged file)")
+    frames = [fr for f, ds in dsets for fr in _frames_of(f, ds)]
+    r, c, normal = _check_same_geometry(frames)
+    groups = _group_positions(frames, normal)
+    counts = Counter(len(g) for g in groups)
+    n_t = counts.most_common(1)[0][0]
+    for g in groups:
+        if len(g) != n_t:
+            raise _err(
+                g[0],
+                f"{len(g)} images at slice position {g[0].pos:.4g} mm but {n_t} at most "
+                "others (incomplete 4D series or duplicate files?)",
+            )
+    ref = frames[0]
+    n_z = len(groups)
+    shape = check_spatial_shape((ref.cols, ref.rows, n_z, n_t), path, max_voxels)
+    step = _check_spacing(groups)
+    if n_z == 1:
+        thick = ref.spacing_between or ref.thickness
+        if thick is None or thick <= 0:
+            thick = 1.0  # choice: a lone slice without thickness gets 1 mm
+            notes.append("single slice without SliceThickness: 1 mm assumed")
+        step = normal * thick
+    order_key = None
+    if n_t > 1:
+        order_key, groups = _order_volumes(groups, str(path))
+    lps = np.eye(4)
+    lps[:3, 0] = r * ref.spacing[1]
+    lps[:3, 1] = c * ref.spacing[0]
+    lps[:3, 2] = step
+    lps[:3, 3] = groups[0][0].ipp
+    affine = check_affine(_LPS_TO_RAS @ lps, path)
+
+    # Volumes t must agree across slice positions on what they are.
+    if n_t > 1 and order_key == "TemporalPositionIdentifier":
+        for g in groups[1:]:
+            for t, fr in enumerate(g):
+                if fr.temporal_index != groups[0][t].temporal_index:
+                    raise _err(fr, "TemporalPositionIdentifier differs from other slices")
+    has_b = n_t > 1 and any(f.bval is not None for f in frames)
+    if has_b:
+        for g in groups:
+            for t, fr in enumerate(g):
+                b0 = groups[0][t]
+                if abs((fr.bval or 0.0) - (b0.bval or 0.0)) > 1e-3 * max(1.0, b0.bval or 0.0):
+                    raise _err(fr, f"b-value {fr.bval} differs from {b0.label} ({b0.bval})")
+
+    # Pixel data, frame by frame, into a preallocated float32 array.
+    data = np.empty((ref.cols, ref.rows, n_z, n_t), dtype=np.float32)
+    n_raw_bad = 0
+    cache: dict[Path, np.ndarray] = {}
+    by_file = sorted(
+        ((k, t, fr) for k, g in enumerate(groups) for t, fr in enumerate(g)),
+        key=lambda x: (str(x[2].file), x[2].frame or 0),
+    )
+    with np.errstate(over="ignore", invalid="ignore"):
+        for k, t, fr in by_file:
+            stored = _pixels(fr, cache)
+            n_raw_bad += count_nonfinite(stored)
+            data[:, :, k, t] = (stored.T.astype(np.float64) * fr.slope + fr.inter).astype(
+                np.float32
+            )
+    cache.clear()
+    for _, ds in dsets:  # free decoded pixel data held by pydicom
+        for kw in _PIXEL_KEYWORDS:
+            if kw in ds:
+                del ds[kw]
+    n_bad = count_nonfinite(data)
+    if n_bad > n_raw_bad:
+        raise InputError(
+            f"{path}: {n_bad - n_raw_bad} voxels overflow float32 after RescaleSlope/Intercept"
+        )
+    data = data.reshape(shape)
+    provenance = [f"load {path}", *notes]
+    if n_bad:
+        data = check_finite(data, path, nan_policy)
+        provenance.append(f"nan_policy=zero: replaced {n_bad} non-finite voxels")
+
+    ds0 = ref.ds
+    meta: dict[str, Any] = {
+        "source": str(path),
+        "voxel_size": voxel_sizes(affine),
+        "provenance": provenance,
+        "modality": str(ds0.get("Modality", "")),
+        "series_description": str(ds0.get("SeriesDescription", "")),
+        "series_uid": str(ds0.get("SeriesInstanceUID", "")),
+    }
+    tr_ms = _float(_get([ds0], None, "RepetitionTime"))
+    if tr_ms is None:
+        shared = _item(ds0, "SharedFunctionalGroupsSequence")
+        tr_ms = _float(_get([shared] if shared else [], "MRTimingAndRelatedParametersSequence",
+                            "RepetitionTime"))  # fmt: skip
+    if tr_ms is not None and tr_ms > 0:
+        meta["tr_s"] = tr_ms / 1000.0
+    if n_t > 1:
+        if has_b:
+            meta["bvals"] = np.array([g.bval or 0.0 for g in groups[0]], dtype=np.float64)
+            g_lps = np.array([_bvec_or_zero(f) for f in groups[0]], dtype=np.float64)
+            g_lps[meta["bvals"] == 0] = 0.0
+            meta["bvecs"] = _fsl_bvecs(g_lps, affine)
+        times = _volume_times(groups, order_key)
+        if times is not None:
+            meta["times_s"] = times
+    return Volume(data, affine, meta)
+
+
+def _volume_times(groups: list[list[_Frame]], order_key: str | None) -> np.ndarray | None:
+    """Start time of each volume (earliest of its slices) in s from the first volume."""
+    n_t = len(groups[0])
+    if order_key == "TriggerTime":
+        t = np.array([min(g[i].trigger_ms for g in groups) for i in range(n_t)]) / 1000.0
+        return t
+    if all(f.acq_time is not None for g in groups for f in g):
+        use_date = all(f.acq_time[0] is not None for g in groups for f in g)
+
+        def sec(f: _Frame) -> float:
+            return (f.acq_time[0] * 86400.0 if use_date else 0.0) + f.acq_time[1]
+
+        t = np.array([min(sec(g[i]) for g in groups) for i in range(n_t)])
+        return t - t[0]
+    return None

@@ -1,0 +1,407 @@
+"""DICOM series and multi-frame loading: geometry against the NIfTI they came from and
+against the DICOM standard's formula, 4D series, and one clean error line per bad input."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+
+from dicom_factory import write_multiframe, write_series
+from mrenhance.errors import InputError
+from mrenhance.io import load, load_dicom
+
+FLIP_Z = np.diag([1.0, 1.0, -1.0, 1.0])
+
+
+def assert_clean_error(excinfo: pytest.ExceptionInfo, path: Path | str) -> str:
+    msg = str(excinfo.value)
+    assert "\n" not in msg
+    assert msg.startswith(str(path)), msg
+    return msg
+
+
+def mni_file() -> Path:
+    import nilearn
+
+    path = (
+        Path(nilearn.__file__).parent
+        / "datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
+    )
+    if not path.is_file():
+        pytest.skip("nilearn's MNI152 T1 is not installed")
+    return path
+
+
+@pytest.fixture
+def mni_crop() -> np.ndarray:
+    """A (40, 48, 30) int16 crop through the middle of the MNI152 T1 (values 0..~230)."""
+    img = nib.load(str(mni_file()))
+    return np.asarray(img.dataobj[80:120, 90:138, 70:100]).astype(np.int16)
+
+
+@pytest.fixture
+def small(rng) -> np.ndarray:
+    """(6, 5, 4) integer-valued float32 test image."""
+    return rng.integers(0, 500, size=(6, 5, 4)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- good series
+
+
+def test_oblique_mni_series_loads_like_the_nifti_it_was_cut_from(
+    tmp_path, mni_crop, oblique_affine
+):
+    # The NIfTI: an oblique crop stored as int16 with scaling 2, -100.
+    img = nib.Nifti1Image(mni_crop, oblique_affine)
+    img.header.set_slope_inter(2.0, -100.0)
+    img.header.set_qform(oblique_affine, code=1)
+    img.header.set_sform(oblique_affine, code=1)
+    nii = tmp_path / "crop.nii.gz"
+    img.to_filename(str(nii))
+    ref = load(nii)
+    assert ref.data.max() > 300  # real anatomy, scaled
+
+    series = tmp_path / "series"
+    series.mkdir()
+    files = write_series(series, ref.data, ref.affine, rescale=(2.0, -100.0), tr_ms=8.2)
+    stored = pydicom.dcmread(files[0]).pixel_array
+    assert stored.dtype == np.int16
+    assert sorted(files) != files  # the names do not follow the slice order
+
+    vol = load(series)
+    assert vol.shape == (40, 48, 30)
+    np.testing.assert_allclose(vol.affine, ref.affine, atol=1e-4)
+    np.testing.assert_array_equal(vol.data, ref.data)
+    np.testing.assert_allclose(vol.meta["voxel_size"], [0.9, 1.1, 2.5], atol=1e-5)
+    assert vol.meta["modality"] == "MR"
+    assert vol.meta["series_description"] == "factory series"
+    assert vol.meta["tr_s"] == pytest.approx(0.0082)
+    assert vol.meta["provenance"] == [f"load {series}"]
+    assert vol.meta["source"] == str(series)
+
+
+def test_voxel_positions_follow_the_dicom_standard_formula(tmp_path, small, oblique_affine):
+    # PS3.3 C.7.6.2.1.1: P = IPP + X * di * i + Y * dj * j, X = row cosine (IOP[:3]),
+    # i = column index, di = PixelSpacing[1]; j = row index, dj = PixelSpacing[0].
+    files = write_series(tmp_path, small, oblique_affine, shuffle=False)
+    vol = load(tmp_path)
+    for k in (0, 3):
+        ds = pydicom.dcmread(files[k])
+        iop = np.array(ds.ImageOrientationPatient, float)
+        ipp = np.array(ds.ImagePositionPatient, float)
+        dj, di = (float(v) for v in ds.PixelSpacing)
+        pixels = ds.pixel_array
+        for j, i in [(0, 0), (4, 5), (2, 3)]:
+            p_lps = ipp + iop[:3] * di * i + iop[3:] * dj * j
+            p_ras = p_lps * [-1, -1, 1]
+            np.testing.assert_allclose(vol.affine @ [i, j, k, 1], [*p_ras, 1], atol=1e-4)
+            assert vol.data[i, j, k] == pixels[j, i]
+
+
+def test_left_handed_affine_loads_with_slices_along_the_normal(tmp_path, small, oblique_affine):
+    aff = oblique_affine @ FLIP_Z  # det < 0: slice axis opposite to row x column
+    write_series(tmp_path, small, aff)
+    vol = load(tmp_path)
+    # Same voxels in the same places, stored with the slice axis reversed.
+    np.testing.assert_allclose(vol.affine, aff @ _reverse_k(small.shape[2]), atol=1e-4)
+    np.testing.assert_array_equal(vol.data, small[:, :, ::-1])
+    assert np.linalg.det(vol.affine[:3, :3]) > 0
+
+
+def _reverse_k(nz: int) -> np.ndarray:
+    m = np.eye(4)
+    m[2, 2], m[2, 3] = -1, nz - 1
+    return m
+
+
+@pytest.mark.parametrize("per_frame_geometry", [False, True])
+def test_enhanced_multiframe_round_trip(tmp_path, mni_crop, oblique_affine, per_frame_geometry):
+    ref = mni_crop[:20, :24, :12].astype(np.float32) * 2 - 100
+    path = write_multiframe(
+        tmp_path / "enhanced.dcm",
+        ref,
+        oblique_affine,
+        rescale=(2.0, -100.0),
+        per_frame_geometry=per_frame_geometry,
+        shuffle_frames=True,
+    )
+    vol = load(path)
+    np.testing.assert_allclose(vol.affine, oblique_affine, atol=1e-4)
+    np.testing.assert_array_equal(vol.data, ref)
+    assert vol.meta["tr_s"] == pytest.approx(2.0)
+    # The same file inside a folder loads the same way.
+    np.testing.assert_array_equal(load(tmp_path).data, ref)
+
+
+def test_4d_temporal_series_orders_volumes_and_records_times(tmp_path, rng, oblique_affine):
+    data = rng.integers(0, 300, size=(5, 4, 3, 4)).astype(np.float32)
+    times = [0.0, 1.5, 3.0, 4.5]
+    write_series(tmp_path, data, oblique_affine, times=times)
+    vol = load(tmp_path)
+    assert vol.shape == (5, 4, 3, 4)
+    np.testing.assert_array_equal(vol.data, data)
+    np.testing.assert_allclose(vol.meta["times_s"], times, atol=1e-5)
+    np.testing.assert_allclose(vol.affine, oblique_affine, atol=1e-4)
+
+
+def test_4d_temporal_multiframe(tmp_path, rng, oblique_affine):
+    data = rng.integers(0, 300, size=(5, 4, 3, 3)).astype(np.float32)
+    path = write_multiframe(
+        tmp_path / "mf.dcm", data, oblique_affine, times=[0, 2, 4], shuffle_frames=True
+    )
+    vol = load(path)
+    np.testing.assert_array_equal(vol.data, data)
+    np.testing.assert_allclose(vol.meta["times_s"], [0, 2, 4], atol=1e-5)
+
+
+def _expected_fsl(bvecs_lps: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """FSL bvecs: R^-1 g_ras with x negated (det > 0), R the affine's unit axes."""
+    rot = affine[:3, :3] / np.linalg.norm(affine[:3, :3], axis=0)
+    out = np.linalg.solve(rot, (bvecs_lps * [-1, -1, 1]).T).T
+    out[:, 0] *= -1
+    return out
+
+
+@pytest.mark.parametrize("multiframe", [False, True])
+def test_4d_dwi_series_records_bvals_and_bvecs(tmp_path, rng, oblique_affine, multiframe):
+    data = rng.integers(0, 300, size=(4, 5, 3, 5)).astype(np.float32)
+    bvals = [0, 0, 1000, 1000, 2000]  # two b = 0 volumes: order by acquisition
+    g = np.array([[0, 0, 0], [0, 0, 0], [1, 0, 0], [0, 0.6, 0.8], [0, 1, 0]], float)
+    times = [0, 3, 6, 9, 12]
+    if multiframe:
+        write_multiframe(
+            tmp_path / "dwi.dcm",
+            data,
+            oblique_affine,
+            bvals=bvals,
+            bvecs=g,
+            times=times,
+            shuffle_frames=True,
+        )
+    else:
+        write_series(tmp_path, data, oblique_affine, bvals=bvals, bvecs=g, times=times)
+    vol = load(tmp_path)
+    np.testing.assert_array_equal(vol.data, data)
+    np.testing.assert_array_equal(vol.meta["bvals"], bvals)
+    assert vol.meta["bvecs"].shape == (5, 3)
+    np.testing.assert_allclose(vol.meta["bvecs"], _expected_fsl(g, oblique_affine), atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(vol.meta["bvecs"][2:], axis=1), 1, atol=1e-6)
+
+
+def test_dwi_axis_aligned_bvec_signs(tmp_path, rng):
+    # RAS-aligned image; LPS +x (towards the left) is RAS -x; FSL negates x for det > 0.
+    data = rng.integers(0, 10, size=(3, 3, 3, 2)).astype(np.float32)
+    write_series(tmp_path, data, np.eye(4), bvals=[0, 1000], bvecs=np.array([[0, 0, 0], [1, 0, 0]]))
+    vol = load(tmp_path)
+    np.testing.assert_allclose(vol.meta["bvecs"], [[0, 0, 0], [1, 0, 0]], atol=1e-12)
+    np.testing.assert_allclose(vol.affine, np.eye(4), atol=1e-6)
+
+
+def test_siemens_private_b_values_are_read(tmp_path, rng):
+    data = rng.integers(0, 10, size=(3, 3, 3, 3)).astype(np.float32)
+    bvals, g = [0, 800, 800], [[0, 0, 0], [0, 1, 0], [0, 0, 1]]
+
+    def siemens(ds, k, t):
+        block = ds.private_block(0x0019, "SIEMENS MR HEADER", create=True)
+        block.add_new(0x0C, "IS", bvals[t])
+        block.add_new(0x0E, "FD", g[t])
+
+    write_series(tmp_path, data, np.eye(4), times=[0, 1, 2], edit=siemens)
+    vol = load(tmp_path)
+    np.testing.assert_array_equal(vol.meta["bvals"], bvals)
+    np.testing.assert_allclose(vol.meta["bvecs"], [[0, 0, 0], [0, -1, 0], [0, 0, 1]], atol=1e-9)
+
+
+def test_single_slice_file_gets_its_thickness(tmp_path, rng):
+    data = rng.integers(0, 100, size=(4, 5, 1)).astype(np.float32)
+    aff = np.diag([0.5, 0.7, 3.0, 1.0])
+    (path,) = write_series(tmp_path, data, aff)
+    vol = load(path)
+    np.testing.assert_array_equal(vol.data, data)
+    np.testing.assert_allclose(vol.affine, aff, atol=1e-6)
+
+
+def test_other_files_beside_the_series_are_skipped(tmp_path, small, oblique_affine):
+    write_series(tmp_path, small, oblique_affine)
+    (tmp_path / "README.txt").write_text("scanned on Tuesday\n")
+    (tmp_path / ".DS_Store").write_bytes(b"\x00\x01")
+    vol = load(tmp_path)
+    np.testing.assert_array_equal(vol.data, small)
+    assert any("skipped 1 non-image files: README.txt" in p for p in vol.meta["provenance"])
+
+
+def test_series_uid_picks_one_of_two_series(tmp_path, small, oblique_affine):
+    write_series(tmp_path, small, oblique_affine, series_uid="1.2.3.4", prefix="A")
+    write_series(tmp_path, small + 1, oblique_affine, series_uid="1.2.3.5", prefix="B")
+    vol = load_dicom(tmp_path, series_uid="1.2.3.5")
+    np.testing.assert_array_equal(vol.data, small + 1)
+
+
+# --------------------------------------------------------------------------- bad series
+
+
+def test_two_series_in_one_folder_are_refused(tmp_path, small, oblique_affine):
+    write_series(tmp_path, small, oblique_affine, series_uid="1.2.3.4", prefix="A")
+    write_series(tmp_path, small[:, :, :2], oblique_affine, series_uid="1.2.3.5", prefix="B")
+    with pytest.raises(InputError) as e:
+        load(tmp_path)
+    msg = assert_clean_error(e, tmp_path)
+    assert "2 DICOM series" in msg and "1.2.3.4" in msg and "1.2.3.5" in msg
+
+
+def test_missing_slice_is_refused_naming_the_file(tmp_path, small, oblique_affine):
+    files = write_series(tmp_path, small, oblique_affine, skip=[(2, 0)])
+    with pytest.raises(InputError) as e:
+        load(tmp_path)
+    msg = assert_clean_error(e, files[2])  # slice 3 (index 2 of the written files)
+    assert "missing slice" in msg and str(files[1]) in msg
+
+
+def test_uneven_spacing_is_refused(tmp_path, rng, oblique_affine):
+    data = rng.integers(0, 100, size=(4, 4, 6)).astype(np.float32)
+
+    def shift(ds, k, t):
+        if k == 3:  # 0.3 mm further along the slice normal: 12% of the 2.5 mm spacing
+            iop = np.array(ds.ImageOrientationPatient, float)
+            normal = np.cross(iop[:3], iop[3:])
+            ds.ImagePositionPatient = list(np.array(ds.ImagePositionPatient, float) + 0.3 * normal)
+
+    files = write_series(tmp_path, data, oblique_affine, edit=shift, shuffle=False)
+    with pytest.raises(InputError) as e:
+        load(tmp_path)
+    assert "spacing" in assert_clean_error(e, files[3])
+
+
+def test_small_position_noise_is_accepted(tmp_path, rng, oblique_affine):
+    data = rng.integers(0, 100, size=(4, 4, 6)).astype(np.float32)
+
+    def jitter(ds, k, t):
+        if k == 2:  # 0.005 mm: rounding in a scanner's DS strings
+            ds.ImagePositionPatient = list(np.array(ds.ImagePositionPatient, float) + 0.005)
+
+    write_series(tmp_path, data, oblique_affine, edit=jitter)
+    np.testing.assert_allclose(load(tmp_path).affine, oblique_affine, atol=1e-3)
+
+
+def test_non_dicom_dcm_file_is_refused(tmp_path, small, oblique_affine):
+    write_series(tmp_path, small, oblique_affine)
+    bad = tmp_path / "zz_notes.dcm"
+    bad.write_text("not a DICOM file at all\n")
+    with pytest.raises(InputError) as e:
+        load(tmp_path)
+    assert "not a DICOM file" in assert_clean_error(e, bad)
+    with pytest.raises(InputError) as e:
+        load(bad)
+    assert_clean_error(e, bad)
+
+
+def test_folder_without_dicom_is_refused(tmp_path):
+    (tmp_path / "a.txt").write_text("hello")
+    with pytest.raises(InputError) as e:
+        load(tmp_path)
+    assert "no DICOM files" in assert_clean_error(e, tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError) as e:
+        load(empty)
+    assert_clean_error(e, empty)
+
+
+def test_no_pixel_data_is_refused_naming_the_file(tmp_path, small, oblique_affine):
+    def strip(ds, k, t):
+        if k == 1:
+            del ds.PixelData
+
+    files = write_series(tmp_path, small, oblique_affine, edit=strip)
+    with pytest.raises(InputError) as e:
+        load(tmp_path)
+    assert "no pixel data" in assert_clean_error(e, files[1])
+
+
+def test_truncated_pixel_data_is_refused_naming_the_file(tmp_path, small, oblique_affine):
+    files = write_series(tmp_path, small, oblique_affine)
+    files[2].write_bytes(files[2].read_bytes()[:-20])
+    with pytest.raises(InputError) as e:
+        load(tmp_path)
+    assert_clean_error(e, files[2])
+
+
+@pytest.mark.parametrize("what", ["orientation", "matrix", "spacing"])
+def test_mixed_geometry_is_refused(tmp_path, small, oblique_affine, what):
+    def change(ds, k, t):
+        if k != 2:
+            return
+        if what == "orientation":
+            ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        elif what == "matrix":
+            ds.Rows, ds.Columns = ds.Columns, ds.Rows
+        else:
+            ds.PixelSpacing = [1.3, 1.3]
+
+    files = write_series(tmp_path, small, oblique_affine, edit=change)
+    with pytest.raises(InputError) as e:
+        load(tmp_path)
+    msg = assert_clean_error(e, files[2])
+    assert {"orientation": "mixed orientations", "matrix": "matrix", "spacing": "PixelSpacing"}[
+        what
+    ] in msg
+
+
+def test_inconsistent_volume_count_is_refused(tmp_path, rng, oblique_affine):
+    data = rng.integers(0, 100, size=(4, 4, 3, 3)).astype(np.float32)
+    files = write_series(tmp_path, data, oblique_affine, times=[0, 1, 2], skip=[(1, 2)])
+    with pytest.raises(InputError) as e:
+        load(tmp_path)
+    msg = str(e.value)
+    assert msg.startswith((f"{files[1]}:", f"{files[4]}:")), msg  # the two files at k = 1
+    assert "2 images at slice position" in msg and "\n" not in msg
+
+
+def test_4d_volumes_that_cannot_be_told_apart_are_refused(tmp_path, rng, oblique_affine):
+    data = rng.integers(0, 100, size=(4, 4, 3, 2)).astype(np.float32)
+    write_series(tmp_path, data, oblique_affine, time_tags=False)
+    with pytest.raises(InputError) as e:
+        load(tmp_path)
+    assert "tells them apart" in assert_clean_error(e, tmp_path)
+
+
+def test_duplicate_file_is_refused(tmp_path, small, oblique_affine):
+    files = write_series(tmp_path, small, oblique_affine)
+    copy = tmp_path / "zz_copy.dcm"
+    shutil.copy(files[0], copy)
+    with pytest.raises(InputError) as e:
+        load(tmp_path)
+    assert "duplicate" in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_rescale_overflow_and_max_voxels_are_refused(tmp_path, small, oblique_affine):
+    def huge_slope(ds, k, t):
+        ds.RescaleSlope = "1e38"
+
+    write_series(tmp_path, small + 1000, oblique_affine, edit=huge_slope)
+    with pytest.raises(InputError) as e:
+        load(tmp_path)
+    assert "overflow" in assert_clean_error(e, tmp_path)
+    with pytest.raises(InputError) as e:
+        load(tmp_path, max_voxels=100)
+    assert "max_voxels" in assert_clean_error(e, tmp_path)
+
+
+def test_unreadable_file_is_refused(tmp_path, small, oblique_affine):
+    if os.geteuid() == 0:
+        pytest.skip("root reads any file")
+    files = write_series(tmp_path, small, oblique_affine)
+    files[0].chmod(0)
+    try:
+        with pytest.raises(InputError) as e:
+            load(tmp_path)
+        assert "permission" in assert_clean_error(e, files[0])
+    finally:
+        files[0].chmod(0o644)
