@@ -23,9 +23,25 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
         raise OutputExistsError(f"{p}: output exists (use --overwrite to replace it)")
     if not p.parent.exists():
         raise InputError(f"{p}: output folder {p.parent} does not exist")
+    if not p.parent.is_dir():
+        raise InputError(f"{p}: output folder {p.parent} is not a folder")
     if not os.access(p.parent, os.W_OK):
         raise InputError(f"{p}: output folder {p.parent} is not writable")
     return p
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where the OS allows."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -34,19 +50,29 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
 
     The temp name keeps the final suffixes (``.nii.gz``) so writers that look at the
     extension behave. On any exception the temp file is removed and ``path`` is untouched.
+    The result gets the usual permissions (0o666 minus the umask), not mkstemp's 0o600.
+    Without ``overwrite``, a file that appeared at ``path`` while writing is not replaced
+    (the final step is a hard link, which fails if the name exists).
     """
     final = check_output_path(path, overwrite)
     suffix = "".join(final.suffixes[-2:]) if final.name.endswith(".gz") else final.suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".tmp{suffix}", dir=final.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{final.name}.", suffix=f".tmp{suffix}", dir=final.parent
+        )
+    except OSError as e:
+        raise InputError(f"{final}: cannot create a file in {final.parent} ({e.strerror})") from e
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
-        if final.exists() and not overwrite:
-            raise OutputExistsError(f"{final}: output exists (use --overwrite to replace it)")
-        os.replace(tmp_path, final)
+        os.chmod(tmp_path, 0o666 & ~_umask())
+        if overwrite:
+            os.replace(tmp_path, final)
+        else:
+            _rename_no_replace(tmp_path, final)
         with contextlib.suppress(OSError):
             dir_fd = os.open(final.parent, os.O_RDONLY)
             try:
@@ -56,6 +82,23 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _rename_no_replace(tmp_path: Path, final: Path) -> None:
+    """Move ``tmp_path`` to ``final`` unless ``final`` exists (atomic where links work)."""
+    try:
+        os.link(tmp_path, final)
+    except FileExistsError as e:
+        raise OutputExistsError(f"{final}: output exists (use --overwrite to replace it)") from e
+    except OSError:
+        # Filesystems without hard links: check, then rename (a small race remains).
+        if final.exists():
+            raise OutputExistsError(
+                f"{final}: output exists (use --overwrite to replace it)"
+            ) from None
+        os.replace(tmp_path, final)
+        return
+    tmp_path.unlink()
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes, overwrite: bool = False) -> Path:
