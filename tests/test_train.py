@@ -362,3 +362,59 @@ def test_gan_nan_raises_and_keeps_checkpoint(tmp_path):
         f"step 2 (critic step 1): critic loss is nan; last good checkpoint kept at {last} (step 1)"
     )
     assert all(torch.isfinite(v).all() for v in load_checkpoint(last)["critic"].values())
+
+
+def test_gan_validation_and_best(tmp_path):
+    scores = iter([0.2, 0.1])
+    trainer = _gan(
+        tmp_path / "run",
+        val_fn=lambda g: {"nrmse": next(scores)},
+        val_every=2,
+        val_metric="nrmse",
+        val_mode="min",
+    )
+    result = trainer.fit()
+    assert (result.best_metric, result.best_step) == (0.1, 4)
+    best = load_checkpoint(result.best_checkpoint)
+    assert (best["step"], best["critic_step"]) == (4, 0)
+    rows = {r["step"]: r["val_nrmse"] for r in _rows(result.metrics_csv) if r["val_nrmse"]}
+    assert rows == {"2": "0.2", "4": "0.1"}
+
+
+def test_missing_validation_metric_is_a_config_error(tmp_path):
+    trainer = _trainer(tmp_path / "run", val_fn=lambda m: {"ssim": 0.9}, val_every=1)
+    with pytest.raises(ConfigError, match="'psnr' is not among the validation metrics"):
+        trainer.fit()
+
+
+def test_workers_and_progress_bar_do_not_change_the_result(tmp_path, capsys):
+    plain = _trainer(tmp_path / "a", steps=3)
+    plain.fit()
+    busy = _trainer(tmp_path / "b", steps=3, num_workers=2, progress=True)
+    busy.fit()
+    _assert_same_weights(state_of(busy.model), state_of(plain.model))
+    assert "3/3" in capsys.readouterr().err
+
+
+def test_tensorboard_is_used_when_it_imports(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    calls = []
+
+    class Writer:
+        def __init__(self, log_dir):
+            calls.append(("init", log_dir))
+
+        def add_scalar(self, tag, value, step):
+            calls.append((tag, step))
+
+        def close(self):
+            calls.append(("close",))
+
+    monkeypatch.setitem(
+        sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=Writer)
+    )
+    _trainer(tmp_path / "run", steps=2).fit()
+    assert calls[0] == ("init", str(tmp_path / "run" / "tensorboard"))
+    assert ("loss", 1) in calls and ("loss", 2) in calls and calls[-1] == ("close",)

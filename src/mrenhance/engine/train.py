@@ -580,23 +580,37 @@ class _BaseTrainer:
 
     # ---- validation --------------------------------------------------------------------
     def _validate(self, model: nn.Module) -> dict[str, float]:
-        """Run ``val_fn`` on rank 0 (eval mode, no grad); every rank gets the result."""
+        """Run ``val_fn`` on rank 0 (eval mode, no grad); every rank gets the result.
+
+        An exception in ``val_fn`` is raised on every rank (the others would otherwise wait
+        for rank 0 until the collective timeout).
+        """
         assert self.info is not None and self.val_fn is not None
-        metrics: dict[str, float] | None = None
+        outcome: tuple[str, Any] = ("ok", None)
+        error: Exception | None = None
         if self.info.is_main:
             was_training = model.training
             model.eval()
             try:
                 with torch.no_grad():
                     metrics = {k: float(v) for k, v in self.val_fn(model).items()}
+                if self.val_metric not in metrics:
+                    raise ConfigError(
+                        f"train.val_metric: {self.val_metric!r} is not among the validation "
+                        f"metrics ({', '.join(metrics) or 'none'})"
+                    )
+                outcome = ("ok", metrics)
+            except Exception as exc:
+                error = exc
+                outcome = ("error", f"{type(exc).__name__}: {exc}")  # picklable for the others
             finally:
                 model.train(was_training)
-            if self.val_metric not in metrics:
-                raise ConfigError(
-                    f"train.val_metric: {self.val_metric!r} is not among the validation "
-                    f"metrics ({', '.join(metrics)})"
-                )
-        return ddp.broadcast_object(metrics)
+        outcome = ddp.broadcast_object(outcome)
+        if error is not None:
+            raise error
+        if outcome[0] == "error":
+            raise RuntimeError(f"validation failed on rank 0: {outcome[1]}")
+        return outcome[1]
 
     def _improved(self, metrics: dict[str, float]) -> bool:
         value = metrics[self.val_metric]
