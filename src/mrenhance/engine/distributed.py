@@ -9,6 +9,7 @@ everything here is a no-op, so the same code runs in one plain process.
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,8 @@ import torch.distributed as dist
 from torch import nn
 
 from mrenhance.errors import ConfigError
+
+log = logging.getLogger("mrenhance.distributed")
 
 __all__ = [
     "DistInfo",
@@ -101,6 +104,9 @@ def init_distributed(
         rank, world = dist.get_rank(), dist.get_world_size()
         local = _env_int("LOCAL_RANK", rank)
         on_cuda = dist.get_backend() == "nccl"
+        if on_cuda and str(device).startswith("cpu"):
+            # NCCL moves CUDA tensors only: the group decided the device before this call
+            log.warning("device 'cpu' asked, but the process group is NCCL: using CUDA")
         dev = _pick_device("cuda" if on_cuda else (device or "cpu"), local, world > 1)
         if dev.type == "cuda" and not on_cuda and world > 1:
             raise ConfigError(f"device {str(device)!r}: process group uses gloo (CPU)")
