@@ -465,6 +465,9 @@ class _BaseTrainer:
         """Join DDP, check the run folder, load ``last.pt`` when resuming."""
         info = self.info = ddp.init_distributed(self.device)
         rank_batch_indices(0, self.batch_size, 0, info.world_size)  # divisibility check
+        self._best = {"metric": None, "step": None, "metrics": None}
+        self._seconds_before = 0.0
+        self._last_ckpt_step = None
         if self.amp and info.device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise ConfigError("train.amp: needs bfloat16, which this GPU does not support")
         state = None
