@@ -405,3 +405,43 @@ def test_unreadable_file_is_refused(tmp_path, small, oblique_affine):
         assert "permission" in assert_clean_error(e, files[0])
     finally:
         files[0].chmod(0o644)
+
+
+def test_newline_in_a_header_string_still_gives_one_line(tmp_path, small, oblique_affine):
+    def evil(ds, k, t):
+        ds.SeriesDescription = "T1\nTraceback (most recent call last):"
+
+    write_series(tmp_path, small, oblique_affine, series_uid="1.2.3.4", prefix="A", edit=evil)
+    write_series(tmp_path, small, oblique_affine, series_uid="1.2.3.5", prefix="B")
+    with pytest.raises(InputError) as e:
+        load(tmp_path)
+    assert "T1?Traceback" in assert_clean_error(e, tmp_path)
+
+
+def test_damaged_files_give_only_input_errors(tmp_path, rng, oblique_affine):
+    """Seeded fuzzing: random byte changes and truncations of a series file and of an
+    Enhanced MR file either still load or raise one InputError line naming the input."""
+    data = rng.integers(0, 100, size=(4, 3, 3, 2)).astype(np.float32)
+    series = tmp_path / "series"
+    series.mkdir()
+    files = write_series(series, data, oblique_affine, times=[0, 1])
+    mf = write_multiframe(tmp_path / "mf.dcm", data, oblique_affine, times=[0, 1])
+    originals = {files[0]: files[0].read_bytes(), mf: mf.read_bytes()}
+    fuzz = np.random.default_rng(7)
+    n_errors = 0
+    for trial in range(120):
+        target = files[0] if trial % 2 else mf
+        raw = bytearray(originals[target])
+        if trial % 3 == 0:
+            raw = raw[: fuzz.integers(0, len(raw))]
+        else:
+            for _ in range(fuzz.integers(1, 6)):
+                raw[fuzz.integers(0, min(len(raw), 1200))] = fuzz.integers(0, 256)
+        target.write_bytes(bytes(raw))
+        try:
+            load(series if target != mf else mf)
+        except InputError as e:
+            n_errors += 1
+            assert "\n" not in str(e)
+            assert str(e).startswith(str(target if target == mf else series))
+    assert n_errors > 30  # the damage was real

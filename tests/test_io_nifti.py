@@ -473,3 +473,31 @@ def test_nifti_is_recognised_by_content_without_suffix(tmp_path, rng):
     renamed = tmp_path / "image.bin"
     renamed.write_bytes(src.read_bytes())
     np.testing.assert_array_equal(load(renamed).data, data)
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+def test_damaged_files_give_only_input_errors(tmp_path, rng, suffix):
+    """Seeded fuzzing: random byte changes and truncations either still load or raise one
+    InputError line naming the file, never another exception."""
+    good = write_nifti(
+        tmp_path / f"good{suffix}", rng.random((6, 5, 4, 2)).astype(np.float32), np.eye(4)
+    )
+    original = good.read_bytes()
+    fuzz = np.random.default_rng(11)
+    bad = tmp_path / f"bad{suffix}"
+    n_errors = 0
+    for trial in range(150):
+        raw = bytearray(original)
+        if trial % 3 == 0:
+            raw = raw[: fuzz.integers(0, len(raw))]
+        else:
+            limit = len(raw) if trial % 3 == 1 else 360  # anywhere, or in the header
+            for _ in range(fuzz.integers(1, 6)):
+                raw[fuzz.integers(0, min(len(raw), limit))] = fuzz.integers(0, 256)
+        bad.write_bytes(bytes(raw))
+        try:
+            load(bad, max_voxels=10**6)
+        except InputError as e:
+            n_errors += 1
+            assert "\n" not in str(e) and str(e).startswith(str(bad))
+    assert n_errors > 50

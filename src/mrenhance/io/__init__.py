@@ -8,7 +8,7 @@ from typing import Any
 
 from mrenhance.errors import InputError
 from mrenhance.io.nifti import is_nifti_name, load_nifti, save_nifti, sniff_nifti
-from mrenhance.io.validate import check_nan_policy
+from mrenhance.io.validate import check_nan_policy, one_line_error
 from mrenhance.volume import Volume
 
 __all__ = ["load", "save", "load_nifti", "save_nifti", "load_dicom"]
@@ -53,7 +53,13 @@ def load(path: str | os.PathLike, *, nan_policy: str = "error", max_voxels: int 
     InputError
         A missing, unreadable, unknown or broken input; one line starting with the path.
     """
-    p = Path(path).expanduser()
+    try:
+        return _load(Path(path).expanduser(), nan_policy, max_voxels)
+    except InputError as e:
+        raise one_line_error(e) from e.__cause__
+
+
+def _load(p: Path, nan_policy: str, max_voxels: int) -> Volume:
     check_nan_policy(nan_policy, p)
     if not p.exists():
         raise InputError(f"{p}: no such file or folder")
@@ -80,4 +86,7 @@ def save(
     volume: Volume, path: str | os.PathLike, *, overwrite: bool = False, dtype: Any = None
 ) -> Path:
     """Save ``volume`` as NIfTI (.nii or .nii.gz), atomically; see :func:`save_nifti`."""
-    return save_nifti(volume, path, overwrite=overwrite, dtype=dtype)
+    try:
+        return save_nifti(volume, path, overwrite=overwrite, dtype=dtype)
+    except InputError as e:
+        raise one_line_error(e) from e.__cause__

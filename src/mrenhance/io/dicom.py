@@ -37,6 +37,7 @@ from mrenhance.io.validate import (
     check_nan_policy,
     check_spatial_shape,
     count_nonfinite,
+    one_line_error,
 )
 from mrenhance.volume import Volume, voxel_sizes
 
@@ -172,7 +173,9 @@ def _read(path: Path, *, strict: bool) -> Any | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return pydicom.dcmread(path, force=False, defer_size="4 KB")
+            ds = pydicom.dcmread(path, force=False, defer_size="4 KB")
+            _convert_all(ds)
+            return ds
     except InvalidDicomError as e:
         if strict:
             raise InputError(f"{path}: not a DICOM file (no DICM preamble)") from e
@@ -185,6 +188,25 @@ def _read(path: Path, *, strict: bool) -> Any | None:
         # choice: pydicom parses untrusted bytes and can raise almost anything (EOFError,
         # struct.error, KeyError, ...); for a user every one of them means "bad file".
         raise InputError(f"{path}: cannot read DICOM file ({type(e).__name__}: {e})") from e
+
+
+_PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
+
+
+def _convert_all(ds: Any) -> None:
+    """Parse every header element now (pixel data stays deferred).
+
+    pydicom converts raw elements lazily, on first access; a damaged element would then
+    raise deep inside the geometry code. Converting here puts every header problem inside
+    :func:`_read`'s error handling, where it is reported with the file name.
+    """
+    for tag in list(ds.keys()):
+        if tag in _PIXEL_TAGS:
+            continue
+        elem = ds[tag]
+        if elem.VR == "SQ":
+            for item in elem.value:
+                _convert_all(item)
 
 
 def _has_pixels(ds: Any) -> bool:
@@ -221,7 +243,7 @@ def _siemens_diffusion(ds: Any) -> tuple[float | None, np.ndarray | None]:
     return bval, bvec
 
 
-def _frames_of(path: Path, ds: Any) -> list[_Frame]:
+def _frames_of(path: Path, ds: Any, max_voxels: int) -> list[_Frame]:
     """Turn one dataset into its 2D frames with everything needed to place them."""
     if "SamplesPerPixel" in ds and int(ds.SamplesPerPixel) != 1:
         raise InputError(f"{path}: colour images are not supported (SamplesPerPixel > 1)")
@@ -236,6 +258,11 @@ def _frames_of(path: Path, ds: Any) -> list[_Frame]:
     rows, cols = ds.get("Rows"), ds.get("Columns")
     if rows is None or cols is None:
         raise InputError(f"{path}: missing Rows/Columns")
+    if n_frames < 1 or n_frames * int(rows) * int(cols) > max_voxels:
+        raise InputError(
+            f"{path}: {n_frames} frames of {rows}x{cols} pixels: more than the limit of "
+            f"{max_voxels} voxels (max_voxels) or no frames"
+        )
     top_bval = _float(_get([ds], None, "DiffusionBValue"))
     top_bvec = _floats(_get([ds], None, "DiffusionGradientOrientation"), 3)
     if top_bval is None and top_bvec is None:
@@ -600,6 +627,19 @@ def load_dicom(
     check_nan_policy(nan_policy, path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
+    try:
+        return _load(path, nan_policy, max_voxels, series_uid)
+    except InputError as e:
+        raise one_line_error(e) from e.__cause__
+    except MemoryError as e:
+        raise InputError(f"{path}: not enough memory to load this series") from e
+    except Exception as e:  # noqa: BLE001
+        # choice: a last safety net; every known problem is reported above with the
+        # offending file, anything else still must not reach a batch job as a traceback.
+        raise InputError(f"{path}: cannot load DICOM ({type(e).__name__}: {e})") from e
+
+
+def _load(path: Path, nan_policy: str, max_voxels: int, series_uid: str | None) -> Volume:
     dsets, notes = _collect(path)
     dsets = _select_series(path, dsets, series_uid)
     seen: dict[str, Path] = {}
@@ -610,7 +650,7 @@ def load_dicom(
         seen[sop] = f
         if not _has_pixels(ds):
             raise InputError(f"{f}: no pixel data (not an image, or a damaged file)")
-    frames = [fr for f, ds in dsets for fr in _frames_of(f, ds)]
+    frames = [fr for f, ds in dsets for fr in _frames_of(f, ds, max_voxels)]
     r, c, normal = _check_same_geometry(frames)
     groups = _group_positions(frames, normal)
     counts = Counter(len(g) for g in groups)

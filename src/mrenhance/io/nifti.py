@@ -29,6 +29,7 @@ from mrenhance.io.validate import (
     check_nan_policy,
     check_spatial_shape,
     count_nonfinite,
+    one_line_error,
 )
 from mrenhance.volume import Volume, voxel_sizes
 
@@ -298,8 +299,8 @@ def load_nifti(
     try:
         with fh:
             return _load_open(path, fh, compressed, nan_policy, max_voxels)
-    except InputError:
-        raise
+    except InputError as e:
+        raise one_line_error(e) from e.__cause__
     except MemoryError as e:
         raise InputError(f"{path}: not enough memory to load this image") from e
     except (EOFError, zlib.error, gzip.BadGzipFile) as e:

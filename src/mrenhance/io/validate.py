@@ -86,6 +86,26 @@ def check_finite(
     return data
 
 
+def one_line(message: str) -> str:
+    """``message`` with line breaks and other control characters replaced by ``?``.
+
+    Error messages quote file names and header strings, which a damaged or hostile file
+    can fill with newlines; the CLI promises one line per error.
+    """
+    return "".join(ch if ch.isprintable() else "?" for ch in message)
+
+
+def one_line_error(error: InputError) -> InputError:
+    """The same error with a one-line message (the same object if it already is)."""
+    msg = str(error)
+    clean = one_line(msg)
+    if clean == msg:
+        return error
+    new = type(error)(clean)
+    new.__cause__ = error
+    return new
+
+
 def check_spatial_shape(
     shape: tuple[int, ...], source: str | os.PathLike, max_voxels: int
 ) -> tuple[int, ...]:
