@@ -11,6 +11,8 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dicom_factory import write_multiframe, write_series
 from mrenhance.errors import InputError
@@ -445,3 +447,49 @@ def test_damaged_files_give_only_input_errors(tmp_path, rng, oblique_affine):
             assert "\n" not in str(e)
             assert str(e).startswith(str(target if target == mf else series))
     assert n_errors > 30  # the damage was real
+
+
+def test_cardiac_series_is_ordered_by_trigger_time(tmp_path, rng):
+    data = rng.integers(0, 100, size=(4, 4, 2, 3)).astype(np.float32)
+    delays_ms = [30.0, 130.0, 230.0]
+
+    def cine(ds, k, t):
+        del ds.AcquisitionTime, ds.TemporalPositionIdentifier, ds.InstanceNumber
+        ds.TriggerTime = delays_ms[t]
+
+    write_series(tmp_path, data, np.eye(4), edit=cine)
+    vol = load(tmp_path)
+    np.testing.assert_array_equal(vol.data, data)
+    np.testing.assert_allclose(vol.meta["times_s"], [0.03, 0.13, 0.23])
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    shape=st.tuples(st.integers(1, 4), st.integers(1, 4), st.integers(2, 4)),
+    angles=st.tuples(*[st.floats(-180, 180)] * 3),
+    zooms=st.tuples(*[st.floats(0.3, 4.0)] * 3),
+    shift=st.tuples(*[st.floats(-200, 200)] * 3),
+    left_handed=st.booleans(),
+)
+def test_property_series_geometry_round_trip(
+    tmp_path_factory, shape, angles, zooms, shift, left_handed
+):
+    from scipy.spatial.transform import Rotation
+
+    affine = np.eye(4)
+    affine[:3, :3] = Rotation.from_euler("xyz", angles, degrees=True).as_matrix() @ np.diag(zooms)
+    affine[:3, 3] = shift
+    if left_handed:
+        affine = affine @ FLIP_Z
+    data = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+    folder = tmp_path_factory.mktemp("series")
+    write_series(folder, data, affine)
+    vol = load(folder)
+    if left_handed:  # slices come back in increasing position along row x column
+        affine, data = affine @ _reverse_k(shape[2]), data[:, :, ::-1]
+    np.testing.assert_array_equal(vol.data, data)
+    np.testing.assert_allclose(vol.affine, affine, atol=1e-4)

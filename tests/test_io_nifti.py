@@ -117,7 +117,7 @@ def test_integer_dtype_stores_exact_integers_without_scaling(tmp_path):
 
 
 @settings(
-    max_examples=25,
+    max_examples=60,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -501,3 +501,17 @@ def test_damaged_files_give_only_input_errors(tmp_path, rng, suffix):
             n_errors += 1
             assert "\n" not in str(e) and str(e).startswith(str(bad))
     assert n_errors > 50
+
+
+def test_nifti2_round_trip_and_long_axes_switch_to_nifti2(tmp_path, rng, oblique_affine):
+    data = rng.random((3, 4, 5)).astype(np.float32)
+    img = nib.Nifti2Image(data, oblique_affine)
+    img.header.set_sform(oblique_affine, code=3)
+    img.to_filename(str(tmp_path / "n2.nii"))
+    vol = load(tmp_path / "n2.nii")
+    out = nib.load(str(save(vol, tmp_path / "out.nii")))
+    assert isinstance(out, nib.Nifti2Image) and int(out.header["sform_code"]) == 3
+    np.testing.assert_allclose(out.affine, oblique_affine, rtol=1e-6, atol=1e-6)
+    long = save(Volume(np.zeros((40000, 1, 2), np.float32), np.eye(4)), tmp_path / "long.nii")
+    assert isinstance(nib.load(str(long)), nib.Nifti2Image)
+    assert load(long).shape == (40000, 1, 2)

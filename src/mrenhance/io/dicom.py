@@ -619,7 +619,8 @@ def load_dicom(
         ``data``: float32 (columns, rows, slices[, t]) after RescaleSlope/Intercept;
         ``affine``: RAS+ mm; ``meta``: ``source``, ``voxel_size``, ``provenance``,
         ``modality``, ``series_description``, ``series_uid``, ``tr_s`` (RepetitionTime),
-        and for 4D series ``times_s`` (t,) seconds from the first volume, or ``bvals``
+        and for 4D series ``times_s`` (t,) seconds from the first volume (for cardiac
+        series ordered by TriggerTime: the trigger delays in s), or ``bvals``
         (t,) s/mm^2 and ``bvecs`` (t, 3) in FSL convention (image frame, x negated when
         det(affine) > 0; zero for b = 0 or when the direction is unknown).
     """

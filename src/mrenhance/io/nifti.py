@@ -198,7 +198,7 @@ def _to_float32(
                 if slope != 1.0 or inter != 0.0:
                     seg = seg * slope + inter
                 out[i : i + _SCALE_CHUNK] = seg
-    n_out_bad = count_nonfinite(out)
+    n_out_bad = n_raw_bad if out is flat else count_nonfinite(out)
     if n_out_bad > n_raw_bad:
         raise InputError(
             f"{path}: {n_out_bad - n_raw_bad} voxels overflow float32 after scaling "
@@ -476,6 +476,10 @@ def save_nifti(
         q_code = s_code = 1  # choice: scanner anatomical, as dcm2niix writes
         hdr.set_xyzt_units(xyz="mm", t="sec")
         old_tr = 0.0
+    if klass is nib.Nifti1Image and max(data.shape) > 32767:
+        # NIfTI-1 stores dims as int16; nibabel would write a FreeSurfer-only hack instead.
+        hdr = nib.Nifti2Header.from_header(hdr)
+        klass = nib.Nifti2Image
     # choice: the display window was computed for the old data
     hdr["cal_min"], hdr["cal_max"] = 0.0, 0.0
     hdr.set_data_dtype(data.dtype if dtype is None else np.dtype(dtype))
