@@ -515,3 +515,22 @@ def test_nifti2_round_trip_and_long_axes_switch_to_nifti2(tmp_path, rng, oblique
     long = save(Volume(np.zeros((40000, 1, 2), np.float32), np.eye(4)), tmp_path / "long.nii")
     assert isinstance(nib.load(str(long)), nib.Nifti2Image)
     assert load(long).shape == (40000, 1, 2)
+
+
+def test_damaged_extension_and_unknown_units(tmp_path):
+    hdr = nib.Nifti1Header()
+    hdr.set_data_shape((2, 2, 2))
+    hdr.set_data_dtype(np.float32)
+    hdr["vox_offset"] = 400
+    data = np.arange(8, dtype=np.float32).tobytes()
+    # extension flag set, then an extension whose size field (7) is not a multiple of 16
+    ext = np.array([7, 6], "<i4").tobytes() + b"\x00" * 36
+    path = tmp_path / "ext.nii"
+    path.write_bytes(hdr.binaryblock + b"\x01\x00\x00\x00" + ext + data)
+    with pytest.raises(InputError) as e:
+        load(path)
+    assert_clean_error(e, path)
+    hdr["vox_offset"] = 352
+    hdr["xyzt_units"] = 7  # no such unit code
+    path.write_bytes(hdr.binaryblock + b"\x00" * 4 + data)
+    np.testing.assert_array_equal(load(path).data.ravel(order="F"), np.arange(8))

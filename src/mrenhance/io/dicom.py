@@ -265,6 +265,10 @@ def _frames_of(path: Path, ds: Any, max_voxels: int) -> list[_Frame]:
         )
     top_bval = _float(_get([ds], None, "DiffusionBValue"))
     top_bvec = _floats(_get([ds], None, "DiffusionGradientOrientation"), 3)
+    if top_bval is None and top_bvec is None and "MRDiffusionSequence" in ds:
+        top_bval = _float(_get([ds], "MRDiffusionSequence", "DiffusionBValue"))
+        grad = _item(_item(ds, "MRDiffusionSequence"), "DiffusionGradientDirectionSequence")
+        top_bvec = _floats(_get([grad] if grad else [], None, "DiffusionGradientOrientation"), 3)
     if top_bval is None and top_bvec is None:
         top_bval, top_bvec = _siemens_diffusion(ds)
     top_time = _parse_dt(ds.get("AcquisitionDateTime"))
@@ -625,13 +629,20 @@ def load_dicom(
         det(affine) > 0; zero for b = 0 or when the direction is unknown).
     """
     path = Path(path).expanduser()
+    try:
+        return _load_checked(path, nan_policy, max_voxels, series_uid)
+    except InputError as e:
+        raise one_line_error(e) from e.__cause__
+
+
+def _load_checked(path: Path, nan_policy: str, max_voxels: int, series_uid: str | None) -> Volume:
     check_nan_policy(nan_policy, path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     try:
         return _load(path, nan_policy, max_voxels, series_uid)
-    except InputError as e:
-        raise one_line_error(e) from e.__cause__
+    except InputError:
+        raise
     except MemoryError as e:
         raise InputError(f"{path}: not enough memory to load this series") from e
     except Exception as e:  # noqa: BLE001

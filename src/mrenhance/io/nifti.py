@@ -290,6 +290,13 @@ def load_nifti(
         One line starting with the file name, for any unreadable or inconsistent file.
     """
     path = Path(path).expanduser()
+    try:
+        return _load_nifti(path, nan_policy, max_voxels)
+    except InputError as e:
+        raise one_line_error(e) from e.__cause__
+
+
+def _load_nifti(path: Path, nan_policy: str, max_voxels: int) -> Volume:
     check_nan_policy(nan_policy, path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
@@ -299,17 +306,26 @@ def load_nifti(
     try:
         with fh:
             return _load_open(path, fh, compressed, nan_policy, max_voxels)
-    except InputError as e:
-        raise one_line_error(e) from e.__cause__
+    except InputError:
+        raise
     except MemoryError as e:
         raise InputError(f"{path}: not enough memory to load this image") from e
     except (EOFError, zlib.error, gzip.BadGzipFile) as e:
         raise InputError(f"{path}: truncated or corrupt gzip stream ({e})") from e
     except PermissionError as e:
         raise InputError(f"{path}: cannot read file (permission denied)") from e
-    except (OSError, ValueError, TypeError, KeyError, IndexError, OverflowError) as e:
-        # nibabel's HeaderDataError is a ValueError... all of these mean a bad file.
+    except Exception as e:  # noqa: BLE001
+        # choice: nibabel raises HeaderDataError (not a ValueError), KeyError, struct and
+        # numpy errors on damaged headers; for a user each of them means "bad file".
         raise InputError(f"{path}: cannot read NIfTI file ({type(e).__name__}: {e})") from e
+
+
+def _units(hdr: Any) -> tuple[str, str]:
+    """(space, time) unit names; "unknown" for codes nibabel does not know."""
+    try:
+        return hdr.get_xyzt_units()
+    except (KeyError, ValueError):
+        return "unknown", "unknown"
 
 
 def _load_open(
@@ -346,7 +362,7 @@ def _load_open(
             raise InputError(f"{path}: cannot compute the affine from the header ({e})") from e
     affine = check_affine(affine, path)
     hdr = hdr.copy()
-    space_unit, time_unit = hdr.get_xyzt_units()
+    space_unit, time_unit = _units(hdr)
     to_mm = _SPACE_TO_MM.get(space_unit, 1.0)
     if to_mm != 1.0:
         affine[:3, :] *= to_mm
@@ -388,7 +404,7 @@ def _descrip(provenance: list[str]) -> bytes:
 
 
 def _set_tr(hdr: Any, tr_s: float) -> None:
-    _, time_unit = hdr.get_xyzt_units()
+    _, time_unit = _units(hdr)
     factor = _TIME_TO_S.get(time_unit)
     if factor is None or time_unit == "unknown":
         hdr.set_xyzt_units(t="sec")
