@@ -534,3 +534,12 @@ def test_damaged_extension_and_unknown_units(tmp_path):
     hdr["xyzt_units"] = 7  # no such unit code
     path.write_bytes(hdr.binaryblock + b"\x00" * 4 + data)
     np.testing.assert_array_equal(load(path).data.ravel(order="F"), np.arange(8))
+
+
+@pytest.mark.parametrize("dtype", [np.float16, "no-such-type", np.complex64, bool])
+def test_unsupported_output_dtype_is_refused(tmp_path, rng, dtype):
+    vol = Volume(rng.random((2, 2, 2)), np.eye(4))
+    with pytest.raises(InputError) as e:
+        save(vol, tmp_path / "a.nii", dtype=dtype)
+    assert_clean_error(e, tmp_path / "a.nii")
+    assert os.listdir(tmp_path) == []

@@ -498,7 +498,10 @@ def save_nifti(
         klass = nib.Nifti2Image
     # choice: the display window was computed for the old data
     hdr["cal_min"], hdr["cal_max"] = 0.0, 0.0
-    hdr.set_data_dtype(data.dtype if dtype is None else np.dtype(dtype))
+    try:
+        hdr.set_data_dtype(data.dtype if dtype is None else np.dtype(dtype))
+    except Exception as e:  # noqa: BLE001 - nibabel's HeaderDataError for e.g. float16
+        raise InputError(f"{path}: NIfTI cannot store data type {np.dtype(dtype)}") from e
     hdr["scl_slope"], hdr["scl_inter"] = np.nan, np.nan
     provenance = volume.meta.get("provenance")
     if provenance:
@@ -513,7 +516,7 @@ def save_nifti(
                 _set_tr(img.header, float(tr_s))
             elif old_tr > 0:
                 img.header["pixdim"][4] = old_tr
-    except (ValueError, TypeError) as e:  # e.g. an axis longer than NIfTI-1's 32767
+    except (ValueError, TypeError, nib.spatialimages.HeaderDataError) as e:
         raise InputError(f"{path}: cannot build a NIfTI header for this volume ({e})") from e
     try:
         with atomic_path(path, overwrite) as tmp:
