@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mrenhance.errors import InputError
+from mrenhance.io.dicom import load_dicom
 from mrenhance.io.nifti import is_nifti_name, load_nifti, save_nifti, sniff_nifti
 from mrenhance.io.validate import check_nan_policy, one_line_error
 from mrenhance.volume import Volume
@@ -14,19 +15,6 @@ from mrenhance.volume import Volume
 __all__ = ["load", "save", "load_nifti", "save_nifti", "load_dicom"]
 
 _DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
-
-
-def load_dicom(
-    path: str | os.PathLike,
-    *,
-    nan_policy: str = "error",
-    max_voxels: int = 2**31,
-    series_uid: str | None = None,
-) -> Volume:
-    """Load a DICOM series folder or a single (multi-frame) DICOM file; see :mod:`.dicom`."""
-    from mrenhance.io.dicom import load_dicom as _load_dicom
-
-    return _load_dicom(path, nan_policy=nan_policy, max_voxels=max_voxels, series_uid=series_uid)
 
 
 def load(path: str | os.PathLike, *, nan_policy: str = "error", max_voxels: int = 2**31) -> Volume:
