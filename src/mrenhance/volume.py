@@ -83,3 +83,19 @@ class Volume:
 
     def copy(self) -> Volume:
         return self.with_data(self.data.copy())
+
+    def crop(self, box: tuple[slice, ...], step: str | None = None) -> Volume:
+        """The sub-volume ``data[box]`` with its affine shifted so world positions are kept.
+
+        ``box`` holds one slice (step 1) per spatial axis.
+        """
+        starts = np.array([s.start or 0 for s in box[:3]] + [0] * (3 - len(box[:3])), float)
+        affine = self.affine.copy()
+        affine[:3, 3] = self.affine[:3, :3] @ starts + self.affine[:3, 3]
+        out = self.with_data(self.data[box], step=step or f"crop {_box_str(box)}")
+        out.affine = affine
+        return out
+
+
+def _box_str(box: tuple[slice, ...]) -> str:
+    return "[" + ", ".join(f"{s.start or 0}:{'' if s.stop is None else s.stop}" for s in box) + "]"
