@@ -1,0 +1,113 @@
+"""Evaluation entry points behind ``mrenhance evaluate``: a task's protocol, or two files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mrenhance.errors import InputError
+
+
+def evaluate_files(
+    prediction: str | os.PathLike,
+    reference: str | os.PathLike,
+    *,
+    mask: str | os.PathLike | None = None,
+    data_range: float | None = None,
+) -> list[dict[str, Any]]:
+    """PSNR, SSIM, NRMSE, MAE of ``prediction`` against ``reference`` (optionally in a mask)."""
+    from mrenhance.io import load
+    from mrenhance.metrics import compute_metrics
+
+    pred, ref = load(prediction), load(reference)
+    if pred.shape != ref.shape:
+        raise InputError(f"{prediction}: shape {pred.shape} differs from the reference {ref.shape}")
+    if not np.allclose(pred.affine, ref.affine, atol=1e-3):
+        raise InputError(f"{prediction}: affine differs from the reference's; resample first")
+    m = None
+    if mask is not None:
+        mvol = load(mask)
+        if mvol.shape[:3] != ref.shape[:3]:
+            raise InputError(f"{mask}: mask shape {mvol.shape} differs from {ref.shape}")
+        m = mvol.data > 0
+    values = compute_metrics(
+        pred.data, ref.data, names=("psnr", "ssim", "nrmse", "mae"), data_range=data_range, mask=m
+    )
+    return [{"prediction": str(prediction), **values}]
+
+
+def shipped_methods(task: str, device: str = "cpu") -> dict[str, Any]:
+    """Shipped networks of ``task`` as evaluation methods, with their cards."""
+    from mrenhance.models.weights import list_shipped_weights, load_pretrained
+    from mrenhance.tasks import get_task
+
+    module = get_task(task)
+    methods = {}
+    for card in list_shipped_weights():
+        if card.get("task") != task:
+            continue
+        model = load_pretrained(card["name"], device=device)
+        inference = card.get("inference", {})
+        methods[card["name"]] = (
+            module.model_method(
+                model,
+                patch_size=inference.get("patch_size", 64),
+                overlap=inference.get("overlap", 6),
+                blend=inference.get("blend", "crop"),
+                device=device,
+            ),
+            card,
+        )
+    return methods
+
+
+def evaluate_task(
+    task: str,
+    models: str = "all",
+    *,
+    output: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    device: str = "cpu",
+) -> list[dict[str, Any]]:
+    """Run a task's evaluation protocol on its held-out data with baselines and shipped nets.
+
+    For ``sr_t1``: the MNI152 T1's test slab (see :mod:`mrenhance.tasks.sr_t1`).
+    Writes ``<output>/evaluation.{md,csv,json}`` when ``output`` is given.
+    """
+    from mrenhance.report.tables import write_table
+    from mrenhance.tasks import get_task
+
+    module = get_task(task)
+    if task != "sr_t1":  # pragma: no cover - other tasks land with their issues
+        raise InputError(f"evaluate: task {task!r} has no evaluation protocol yet")
+    if output is not None:
+        out = Path(output)
+        if out.exists() and not out.is_dir():
+            raise InputError(f"{out}: not a folder")
+        if (out / "evaluation.json").exists() and not overwrite:
+            raise InputError(f"{out}/evaluation.json: exists (use --overwrite)")
+        out.mkdir(parents=True, exist_ok=True)
+    cfg = module.validate_data_config({})
+    subject = module.load_subjects(cfg)[0]
+    methods: dict[str, Any] = dict(module.baseline_methods(cfg["factors"]))
+    params: dict[str, int] = {}
+    for name, (method, card) in shipped_methods(task, device).items():
+        methods[name] = method
+        params[name] = card.get("parameters")
+    if models != "all":
+        wanted = [m.strip() for m in models.split(",") if m.strip()]
+        unknown = [m for m in wanted if m not in methods]
+        if unknown:
+            raise InputError(
+                f"evaluate: unknown method {unknown[0]!r}; available: {', '.join(methods)}"
+            )
+        methods = {k: methods[k] for k in wanted}
+    rows = module.evaluate_region(methods, subject, cfg["held_out"], "test")
+    for row in rows:
+        row["parameters"] = params.get(row["method"], 0)
+    if output is not None:
+        write_table(rows, Path(output) / "evaluation", title=f"{task}: held-out test slab")
+    return rows
