@@ -1,0 +1,124 @@
+"""The command line: happy paths and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from mrenhance import Volume
+from mrenhance.cli import main
+from mrenhance.io import load, save
+from mrenhance.models import create_model
+from mrenhance.models.weights import save_weights
+
+
+@pytest.fixture
+def t1_file(tmp_path, small_brain, oblique_affine):
+    path = tmp_path / "t1.nii.gz"
+    save(Volume(small_brain * 200, oblique_affine), path)
+    return path
+
+
+@pytest.fixture
+def tiny_weights(tmp_path):
+    model = create_model("mdcsrn-b2u4", growth=4)
+    card = {"task": "sr_t1", "inference": {"patch_size": 16, "overlap": 4, "blend": "crop"}}
+    return save_weights(model, tmp_path / "tiny.safetensors", card)
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert "mrenhance 0.1.0" in capsys.readouterr().out
+
+
+def test_info_reports_shape_voxel_size_orientation(t1_file, capsys):
+    assert main(["info", str(t1_file)]) == 0
+    out = capsys.readouterr().out
+    assert "(24, 28, 20)" in out
+    assert "(0.9, 1.1, 2.5) mm" in out
+    assert "orientation" in out
+
+
+def test_missing_file_is_one_line_exit_2(tmp_path, capsys):
+    assert main(["info", str(tmp_path / "nope.nii.gz")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nope.nii.gz" in err and "Traceback" not in err
+
+
+def test_enhance_keeps_grid_and_header(t1_file, tiny_weights, tmp_path, capsys):
+    out = tmp_path / "sr.nii.gz"
+    code = main(["enhance", str(t1_file), "-o", str(out), "--model", str(tiny_weights), "-q"])
+    assert code == 0
+    src, res = load(t1_file), load(out)
+    assert res.shape == src.shape
+    np.testing.assert_allclose(res.affine, src.affine, atol=1e-5)
+    img = nib.load(str(out))
+    assert int(img.header["sform_code"]) == int(nib.load(str(t1_file)).header["sform_code"])
+    assert "enhance model=tiny" in img.header["descrip"].tobytes().decode(errors="ignore")
+
+
+def test_enhance_refuses_existing_output_without_overwrite(t1_file, tiny_weights, tmp_path):
+    out = tmp_path / "sr.nii.gz"
+    out.write_bytes(b"keep me")
+    code = main(["enhance", str(t1_file), "-o", str(out), "--model", str(tiny_weights), "-q"])
+    assert code == 2
+    assert out.read_bytes() == b"keep me"
+
+
+def test_enhance_unknown_model_lists_available(t1_file, tmp_path, capsys):
+    code = main(["enhance", str(t1_file), "-o", str(tmp_path / "o.nii.gz"), "--model", "nope"])
+    assert code == 2
+    assert "no shipped weights" in capsys.readouterr().err
+    assert not (tmp_path / "o.nii.gz").exists()
+
+
+def test_simulate_kspace_writes_degraded_image(t1_file, tmp_path):
+    out = tmp_path / "lr.nii.gz"
+    assert main(["simulate", "kspace", str(t1_file), "-o", str(out), "--factors", "2,2,1"]) == 0
+    lr, hr = load(out), load(t1_file)
+    assert lr.shape == hr.shape
+    assert not np.allclose(lr.data, hr.data)
+    descrip = nib.load(str(out)).header["descrip"].tobytes().decode(errors="ignore")
+    assert "simulate kspace" in descrip
+
+
+def test_evaluate_two_files(t1_file, tmp_path, capsys):
+    assert main(["evaluate", "--prediction", str(t1_file), "--reference", str(t1_file)]) == 0
+    out = capsys.readouterr().out
+    assert "psnr" in out and "inf" in out
+
+
+def test_batch_enhance_writes_good_files_and_reports_failures(tiny_weights, tmp_path, small_brain):
+    src = tmp_path / "in"
+    dst = tmp_path / "out"
+    src.mkdir()
+    dst.mkdir()
+    save(Volume(small_brain), src / "a.nii.gz")
+    (src / "b.nii.gz").write_bytes(b"not a nifti at all")
+    summary = tmp_path / "summary.json"
+    code = main(["enhance", str(src), "-o", str(dst), "--model", str(tiny_weights), "-q",
+                 "--summary", str(summary)])
+    assert code == 1
+    assert (dst / "a_enhanced.nii.gz").exists() and not (dst / "b_enhanced.nii.gz").exists()
+    report = json.loads(summary.read_text())
+    assert report["failed"] == 1
+    assert {r["status"] for r in report["results"]} == {"ok", "failed"}
+
+
+def test_models_lists_registered_networks(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "mdcsrn-b4u4" in out and "412,033" in out and "fsrcnn3d" in out
+
+
+def test_train_with_bad_recipe_key_exits_2(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: x\ntask: sr_t1\nmodel: {name: mdcsrn-b2u4}\ntrain: {stepz: 3}\n")
+    assert main(["train", str(recipe), "--run-dir", str(tmp_path / "run")]) == 2
+    assert "stepz" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
