@@ -61,6 +61,12 @@ def train_recipe(
     run = Path(run_dir) if run_dir else Path("runs") / f"{r.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     if resume and not run.is_dir():
         raise ConfigError(f"{run}: nothing to resume (run folder not found)")
+    # The data and the model are checked before the run folder is made: a bad recipe
+    # leaves nothing behind.
+    tc = r.train
+    patch = _patch_tuple(tc.patch_size)
+    dataset, val_fn, _subjects = task.build_training(r.data, patch, seed=tc.seed, source=str(path))
+    model = _model_from_section(r.model)
     if dist.is_main:
         run.mkdir(parents=True, exist_ok=True)
         write_text_atomic(
@@ -72,11 +78,7 @@ def train_recipe(
             ),
             overwrite=True,
         )
-    tc = r.train
-    patch = _patch_tuple(tc.patch_size)
-    dataset, val_fn, _subjects = task.build_training(r.data, patch, seed=tc.seed, source=str(path))
     summary: dict[str, Any] = {"run_dir": str(run), "recipe": r.name}
-    model = _model_from_section(r.model)
     base_name = weights_name or r.model["name"]
     card_common = {
         "task": r.task,

@@ -271,7 +271,8 @@ def build_training(
 
     # choice: validate on the brain's central 96x96 columns of the validation slab, enough to
     # rank checkpoints at a fraction of a full-width pass (validation runs every few steps).
-    val_subject = _central_columns(subjects[0], int(cfg["held_out"]["axis"]), 96)
+    held_out = cfg["held_out"]
+    val_subject = _central_columns(subjects[0], int(held_out["axis"]), 96) if held_out else None
 
     def val_fn(model) -> dict[str, float]:
         if not cfg["held_out"] or not cfg["held_out"].get("validation"):
