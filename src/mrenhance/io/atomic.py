@@ -7,11 +7,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from mrenhance.errors import InputError, OutputExistsError
+
+try:  # POSIX: a writer holds an advisory lock on its temp file until it is done
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: stale temps are left for the user
+    fcntl = None  # type: ignore[assignment]
 
 
 def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -53,16 +60,27 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
     The result gets the usual permissions (0o666 minus the umask), not mkstemp's 0o600.
     Without ``overwrite``, a file that appeared at ``path`` while writing is not replaced
     (the final step is a hard link, which fails if the name exists).
+    A process killed while writing (SIGKILL, power loss) leaves its temp file
+    ``.<name>.XXXXXXXX.tmp<suffix>`` behind; the next successful write of ``path`` deletes
+    such files once no live writer holds them (POSIX advisory lock).
     """
     final = check_output_path(path, overwrite)
     suffix = "".join(final.suffixes[-2:]) if final.name.endswith(".gz") else final.suffix
+    started = time.time()
     try:
         fd, tmp = tempfile.mkstemp(
             prefix=f".{final.name}.", suffix=f".tmp{suffix}", dir=final.parent
         )
     except OSError as e:
         raise InputError(f"{final}: cannot create a file in {final.parent} ({e.strerror})") from e
-    os.close(fd)
+    if fcntl is not None:
+        # held until this write ends (or the process dies, even by SIGKILL): tells
+        # _remove_stale_temps of a later write that this temp file is still in use
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    else:  # pragma: no cover - an open handle would block the rename on Windows
+        os.close(fd)
+        fd = -1
     tmp_path = Path(tmp)
     try:
         yield tmp_path
@@ -79,9 +97,45 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
                 os.fsync(dir_fd)
             finally:
                 os.close(dir_fd)
+        _remove_stale_temps(final, suffix, started)
     finally:
+        if fd >= 0:
+            os.close(fd)
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _remove_stale_temps(final: Path, suffix: str, older_than: float) -> None:
+    """Delete temp files of ``final`` left by writers that were killed (e.g. SIGKILL).
+
+    A temp file is stale when its name is one of ours for ``final``, it was last modified
+    before this write started, and no process holds its lock (a live writer does; the
+    kernel drops the lock of a dead one). Without ``fcntl`` nothing is deleted.
+    """
+    if fcntl is None:
+        return
+    pattern = re.compile(
+        re.escape(f".{final.name}.") + r"[a-z0-9_]{8}" + re.escape(f".tmp{suffix}")
+    )
+    try:
+        names = [n for n in os.listdir(final.parent) if pattern.fullmatch(n)]
+    except OSError:
+        return
+    for name in names:
+        stale = final.parent / name
+        try:
+            fd = os.open(stale, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            if os.fstat(fd).st_mtime >= older_than:
+                continue
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            stale.unlink()
+        except OSError:
+            pass  # locked by a live writer, or already gone
+        finally:
+            os.close(fd)
 
 
 def _rename_no_replace(tmp_path: Path, final: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import Any
 
 import numpy as np
 
@@ -157,3 +158,68 @@ def check_affine(affine: np.ndarray, source: str | os.PathLike) -> np.ndarray:
             f"{', '.join(f'{v:.3g}' for v in sv)})"
         )
     return a
+
+
+SERIES_KINDS = ("t1", "dwi", "dsc")
+# choice: 10 frames is the fewest from which a DSC curve has a baseline (a few frames
+# before the bolus), a first pass and a recirculation tail; clinical series hold 40-120.
+DSC_MIN_FRAMES = 10
+
+
+def check_series(volume: Any, kind: str, source: str | os.PathLike | None = None) -> Any:
+    """Check that a loaded image is the kind of series a method needs.
+
+    Parameters
+    ----------
+    volume:
+        A :class:`~mrenhance.volume.Volume`: ``data`` (x, y, z) or (x, y, z, t) and
+        ``meta`` (``bvals`` (t,) s/mm^2, ``bvecs`` (t, 3) for diffusion series).
+    kind:
+        ``"t1"``: a 3D image. ``"dwi"``: 4D, with one b-value per volume (``meta["bvals"]``,
+        from ``.bval`` sidecars or DICOM) and, if present, one gradient direction per
+        volume (``meta["bvecs"]`` (t, 3)). ``"dsc"``: 4D with at least
+        :data:`DSC_MIN_FRAMES` time frames.
+    source:
+        The file named in errors; default ``volume.meta["source"]``.
+
+    Returns
+    -------
+    Volume
+        ``volume`` itself.
+
+    Raises
+    ------
+    InputError
+        One line naming the file and what is missing.
+    """
+    src = source if source is not None else volume.meta.get("source", "input")
+    if kind not in SERIES_KINDS:
+        raise InputError(
+            f"{src}: unknown series kind {kind!r} (expected one of {', '.join(SERIES_KINDS)})"
+        )
+    shape = tuple(volume.data.shape)
+    if kind == "t1":
+        if len(shape) != 3:
+            raise InputError(f"{src}: a T1 image must be 3D, got shape {shape}")
+        return volume
+    if len(shape) != 4:
+        raise InputError(f"{src}: a {kind.upper()} series must be 4D (x, y, z, t), got {shape}")
+    n = shape[3]
+    if kind == "dsc":
+        if n < DSC_MIN_FRAMES:
+            raise InputError(
+                f"{src}: DSC series has {n} time frames, at least {DSC_MIN_FRAMES} are needed"
+            )
+        return volume
+    bvals = volume.meta.get("bvals")
+    if bvals is None:
+        raise InputError(f"{src}: DWI series has no b-values (put a .bval file beside it)")
+    n_b = int(np.size(bvals))
+    if n_b != n:
+        raise InputError(f"{src}: {n_b} b-values for {n} volumes")
+    bvecs = volume.meta.get("bvecs")
+    if bvecs is not None and np.shape(bvecs) != (n, 3):
+        raise InputError(
+            f"{src}: gradient directions have shape {np.shape(bvecs)}, expected ({n}, 3)"
+        )
+    return volume
