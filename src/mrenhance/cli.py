@@ -69,6 +69,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     from mrenhance.io import load
 
     vol = load(args.file, nan_policy="zero" if args.allow_nan else "error")
+    if args.expect:
+        from mrenhance.io.validate import check_series
+
+        check_series(vol, args.expect, args.file)
     data = vol.data
     lines = [
         f"file         {args.file}",
@@ -163,8 +167,12 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     from mrenhance.errors import MrenhanceError
     from mrenhance.io import load, save
     from mrenhance.io.atomic import check_output_path, write_text_atomic
+    from mrenhance.models.weights import load_weights
 
-    resolve_weights(args.model)  # fail early on a bad model name
+    # fail early on a bad model name or tampered weights (sha256 against the card)
+    load_weights(resolve_weights(args.model))
+    if args.summary:
+        check_output_path(args.summary, overwrite=True)
     pairs = _enhance_targets(args.inputs, args.output)
     single = len(pairs) == 1 and not Path(args.output).is_dir()
     results: list[dict[str, Any]] = []
@@ -196,13 +204,18 @@ def cmd_enhance(args: argparse.Namespace) -> int:
             )
             if not args.quiet:
                 print(f"{src} -> {dst} ({time.perf_counter() - t0:.1f} s)")
-        except MrenhanceError as exc:
+        except Exception as exc:
             if single:
                 raise
+            # choice: in a batch even an internal error fails one file, not the batch
+            msg = str(exc)
+            if not isinstance(exc, MrenhanceError):
+                msg = f"{src}: internal error: {type(exc).__name__}: {msg}"
+            msg = " ".join(msg.split())
             results.append(
-                {"input": str(src), "output": str(dst), "status": "failed", "error": str(exc)}
+                {"input": str(src), "output": str(dst), "status": "failed", "error": msg}
             )
-            print(f"mrenhance: error: {exc}", file=sys.stderr)
+            print(f"mrenhance: error: {msg}", file=sys.stderr)
     failed = [r for r in results if r["status"] != "ok"]
     if args.summary:
         write_text_atomic(
@@ -317,6 +330,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("file", help="NIfTI file or DICOM series folder")
     p.add_argument("--allow-nan", action="store_true", help="report files holding NaN/Inf")
+    p.add_argument(
+        "--expect",
+        choices=("t1", "dwi", "dsc"),
+        default=None,
+        help="also check the series kind: t1 3D; dwi 4D with one b-value per volume; "
+        "dsc 4D with >= 10 frames",
+    )
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("models", help="list registered models and shipped weights")
