@@ -216,3 +216,19 @@ def test_every_class_docstring_cites_a_section() -> None:
     for cls in (MDCSRN, FSRCNN3D, SRResNet3D, SRGANCritic, DenseBlock, ResidualBlock):
         doc = cls.__doc__ or ""
         assert "Sec." in doc or "Fig." in doc, cls.__name__
+
+
+@pytest.mark.parametrize("name", ["mdcsrn-b4u4", "fsrcnn3d", "srresnet3d"])
+def test_global_residual_starts_as_identity_and_adds_no_parameters(name):
+    import torch
+
+    from mrenhance.models import create_model
+    from mrenhance.models.complexity import count_parameters
+
+    torch.manual_seed(0)
+    plain, res = create_model(name), create_model(name, global_residual=True)
+    assert count_parameters(plain) == count_parameters(res)
+    x = torch.rand(1, 1, 12, 11, 10)
+    res.eval()
+    with torch.no_grad():
+        assert torch.equal(res(x), x)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from mrenhance.errors import ConfigError
-from mrenhance.models.blocks import DenseBlock, conv
+from mrenhance.models.blocks import DenseBlock, conv, zero_init_
 from mrenhance.models.registry import register_model
 
 __all__ = ["MDCSRN"]
@@ -62,8 +62,9 @@ class MDCSRN(nn.Module):
     * a DenseBlock's output includes its own input (DenseNet), so a later block's output
       carries its compressed 2k maps on to the reconstruction layer;
     * compressors and the reconstruction layer are plain convs (no norm, no activation);
-    * ``global_residual=True`` adds the input to the output (no parameters; our option,
-      the paper's default is False).
+    * ``global_residual=True`` adds the input to the output and zero-initialises the
+      reconstruction layer, so training starts from the identity (no parameters; our option
+      for short CPU-budget training, the paper's default is False).
 
     Parameters
     ----------
@@ -111,6 +112,8 @@ class MDCSRN(nn.Module):
             self.blocks.append(block)
             seen += block.out_channels
         self.reconstruction = conv(spatial_dims, seen, out_channels, 1)
+        if global_residual:
+            zero_init_(self.reconstruction)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = [self.conv0(x)]

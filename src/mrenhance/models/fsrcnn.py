@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mrenhance.models.blocks import activation, conv
+from mrenhance.errors import ConfigError
+from mrenhance.models.blocks import activation, conv, zero_init_
 from mrenhance.models.registry import register_model
 
 __all__ = ["FSRCNN3D"]
@@ -42,6 +43,8 @@ class FSRCNN3D(nn.Module):
         Image channels.
     spatial_dims : int
         3 (paper) or 2 (the original 2D FSRCNN layout, without upsampling).
+    global_residual : bool
+        Our option (not the paper's): add the input to the output, last layer zero-initialised.
 
     Shapes: (batch, in_channels, *spatial) -> (batch, out_channels, *spatial).
     """
@@ -54,8 +57,12 @@ class FSRCNN3D(nn.Module):
         in_channels: int = 1,
         out_channels: int = 1,
         spatial_dims: int = 3,
+        global_residual: bool = False,
     ) -> None:
         super().__init__()
+        if global_residual and in_channels != out_channels:
+            raise ConfigError("FSRCNN3D global_residual needs in_channels == out_channels")
+        self.global_residual = global_residual
 
         def stage(cin: int, cout: int, k: int) -> list[nn.Module]:
             return [conv(spatial_dims, cin, cout, k), activation("prelu_channelwise", cout)]
@@ -66,6 +73,9 @@ class FSRCNN3D(nn.Module):
         layers += stage(s, d, 1)
         self.features = nn.Sequential(*layers)
         self.reconstruction = conv(spatial_dims, d, out_channels, 9)
+        if global_residual:
+            zero_init_(self.reconstruction)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.reconstruction(self.features(x))
+        y = self.reconstruction(self.features(x))
+        return y + x if self.global_residual else y

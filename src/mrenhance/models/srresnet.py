@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mrenhance.models.blocks import ResidualBlock, activation, conv, norm
+from mrenhance.errors import ConfigError
+from mrenhance.models.blocks import ResidualBlock, activation, conv, norm, zero_init_
 from mrenhance.models.registry import register_model
 
 __all__ = ["SRResNet3D"]
@@ -51,6 +52,8 @@ class SRResNet3D(nn.Module):
         Image channels.
     spatial_dims : int
         3 (paper) or 2.
+    global_residual : bool
+        Our option (not the paper's): add the input to the output, last layer zero-initialised.
 
     Shapes: (batch, in_channels, *spatial) -> (batch, out_channels, *spatial).
     """
@@ -62,8 +65,12 @@ class SRResNet3D(nn.Module):
         in_channels: int = 1,
         out_channels: int = 1,
         spatial_dims: int = 3,
+        global_residual: bool = False,
     ) -> None:
         super().__init__()
+        if global_residual and in_channels != out_channels:
+            raise ConfigError("SRResNet3D global_residual needs in_channels == out_channels")
+        self.global_residual = global_residual
         self.head = nn.Sequential(
             conv(spatial_dims, in_channels, channels, 9), activation("prelu", channels)
         )
@@ -76,7 +83,10 @@ class SRResNet3D(nn.Module):
             norm("batch", channels, spatial_dims),
         )
         self.tail = conv(spatial_dims, channels, out_channels, 9)
+        if global_residual:
+            zero_init_(self.tail)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.head(x)
-        return self.tail(h + self.body(h))
+        y = self.tail(h + self.body(h))
+        return y + x if self.global_residual else y
