@@ -89,7 +89,9 @@ def _reason(exc: BaseException) -> str:
     lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in str(exc).splitlines()]
     lines = [ln for ln in lines if ln]
     for ln in lines:
-        if "Unsupported global" in ln or "Unsupported operand" in ln:
+        # torch < 2.5: "Unsupported global: GLOBAL x.y ..."; later: "Trying to load
+        # unsupported GLOBAL x.y whose module x is blocked."
+        if "unsupported global" in ln.lower() or "unsupported operand" in ln.lower():
             # keep "Unsupported global: GLOBAL x.y was not an allowed global by default"
             return ln.removeprefix("WeightsUnpickler error: ").split(". Please")[0]
     return lines[0] if lines else type(exc).__name__
