@@ -107,6 +107,9 @@ def _read_header(path: Path, fh: BinaryIO) -> tuple[Any, int]:
     if len(raw) < 4:
         raise InputError(f"{path}: not a NIfTI file (file is empty or truncated)")
     sizes = {int.from_bytes(raw, "little"), int.from_bytes(raw, "big")}
+    # sizeof_hdr tells the byte order; nibabel would guess it from dim[0], which a damaged
+    # header gets wrong (every later field then reads as garbage)
+    endian = "<" if int.from_bytes(raw, "little") in (_N1_SIZE, _N2_SIZE) else ">"
     if _N1_SIZE in sizes:
         klass, size, min_offset = nib.Nifti1Header, _N1_SIZE, _N1_SIZE
     elif _N2_SIZE in sizes:
@@ -121,7 +124,7 @@ def _read_header(path: Path, fh: BinaryIO) -> tuple[Any, int]:
         raise InputError(f"{path}: NIfTI header/image pairs (.hdr/.img) are not supported")
     if magic not in (b"n+1\x00", b"n+2\x00\r\n\x1a\n"):
         raise InputError(f"{path}: not a NIfTI file (bad magic {magic!r})")
-    hdr0 = klass(binaryblock=raw, check=False)
+    hdr0 = klass(binaryblock=raw, endianness=endian, check=False)
     vox_offset = float(hdr0["vox_offset"])
     if not np.isfinite(vox_offset) or vox_offset < min_offset:
         raise InputError(f"{path}: invalid vox_offset {vox_offset} in the NIfTI header")
@@ -137,7 +140,7 @@ def _read_header(path: Path, fh: BinaryIO) -> tuple[Any, int]:
         ext = _read_exact(fh, n_ext)
         if len(ext) < n_ext:
             raise InputError(f"{path}: truncated NIfTI file (ends inside the header extensions)")
-        hdr = klass.from_fileobj(io.BytesIO(raw + ext_flag + ext), check=False)
+        hdr = klass.from_fileobj(io.BytesIO(raw + ext_flag + ext), endianness=endian, check=False)
         consumed = vox_offset
     return hdr, consumed
 
