@@ -144,6 +144,9 @@ def _enhance_targets(inputs: list[str], output: str) -> list[tuple[Path, Path]]:
         Path(inputs[0]).is_dir() and not _looks_like_dicom_dir(Path(inputs[0]))
     )
     if not batch:
+        if out.is_dir():  # one input, -o a folder: write into it, as for several inputs
+            stem = files[0].name.removesuffix(".gz").removesuffix(".nii")
+            return [(files[0], out / f"{stem}_enhanced.nii.gz")]
         return [(files[0], out)]
     if not out.is_dir():
         raise InputError(f"{out}: with several inputs, -o must be an existing folder")
@@ -164,9 +167,10 @@ def _looks_like_dicom_dir(p: Path) -> bool:
 
 def cmd_enhance(args: argparse.Namespace) -> int:
     from mrenhance.enhance_api import enhance, resolve_weights
-    from mrenhance.errors import MrenhanceError
+    from mrenhance.errors import InputError, MrenhanceError
     from mrenhance.io import load, save
     from mrenhance.io.atomic import check_output_path, write_text_atomic
+    from mrenhance.io.nifti import is_nifti_name
     from mrenhance.models.weights import load_weights
 
     # fail early on a bad model name or tampered weights (sha256 against the card)
@@ -180,6 +184,8 @@ def cmd_enhance(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         try:
             check_output_path(dst, args.overwrite)
+            if not is_nifti_name(dst):  # before the work, not after it
+                raise InputError(f"{dst}: can only save NIfTI (.nii or .nii.gz)")
             vol = load(src, nan_policy=args.nan_policy)
             out = enhance(
                 vol,
