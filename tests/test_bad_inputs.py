@@ -1,0 +1,216 @@
+"""End to end: every case of the bad-input corpus (tests/bad_inputs/build.py) is refused.
+
+For each case the CLI exits 2 with exactly one stderr line naming the file and the problem
+(no traceback, no warning), nothing is written and the inputs are byte-identical; the
+Python API raises InputError (or a subclass) with the same message.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tracemalloc
+import warnings
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from bad_inputs.build import CASES, api_enhance, build, make_tiny_weights, snapshot, write_nifti
+from mrenhance.cli import main
+from mrenhance.errors import InputError
+
+PREFIX = "mrenhance: error: "
+
+# The issue's list, each mapped to the corpus case(s) that cover it.
+REQUIRED = {
+    "truncated .nii.gz": ["truncated_nii_gz"],
+    "wrong magic": ["wrong_magic"],
+    "100000^3 voxels": ["huge_header"],
+    "zero-length axis": ["zero_length_axis"],
+    "NaN and Inf voxels": ["nan_voxels", "inf_voxels"],
+    "2D where 3D is needed": ["2d_image"],
+    "5D": ["5d_image"],
+    "non-invertible or non-finite affine": ["singular_affine", "nonfinite_affine"],
+    "overflow in scl_slope": ["scl_slope_overflow"],
+    "DICOM two series": ["dicom_two_series"],
+    "DICOM missing slice": ["dicom_missing_slice"],
+    "DICOM uneven spacing": ["dicom_uneven_spacing"],
+    "DICOM no pixel data": ["dicom_no_pixel_data"],
+    "non-DICOM named .dcm": ["non_dicom_named_dcm"],
+    "DSC with too few frames": ["dsc_too_few_frames", "dicom_dsc_too_few_frames"],
+    "DWI bvals count": ["dwi_bval_count"],
+    "unreadable file": ["unreadable_file"],
+    "output folder missing": ["output_folder_missing"],
+    "output exists without --overwrite": ["output_exists"],
+    "weights sha256 mismatch": ["weights_sha256_mismatch"],
+    "recipe unknown key / wrong type": ["recipe_unknown_key", "recipe_wrong_type"],
+}
+
+
+def test_corpus_covers_the_issue_and_has_at_least_25_cases():
+    missing = [k for k, names in REQUIRED.items() if not all(n in CASES for n in names)]
+    assert not missing
+    assert len(CASES) >= 25
+
+
+def _run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str, list]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rc = main(argv)
+    out, err = capsys.readouterr()
+    return rc, out, err, caught
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_refused_by_cli_and_api(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    c = build(name, tmp_path)
+    capsys.readouterr()
+    before = snapshot(tmp_path)
+
+    rc, out, err, caught = _run_cli(c.argv, capsys)
+
+    assert rc == 2, err
+    lines = err.splitlines()
+    assert len(lines) == 1, err  # one line: no traceback, no warning text
+    line = lines[0]
+    assert line.startswith(PREFIX)
+    assert c.names in line, f"the message does not name {c.names}: {line}"
+    assert c.expect in line, line
+    assert out == ""
+    assert [str(w.message) for w in caught] == []  # a warning would print more lines
+    after = snapshot(tmp_path)
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert [k for k in changed if k not in c.may_change] == []  # nothing written or altered
+    for p in c.outputs:
+        assert not p.exists()
+    if c.check is not None:
+        c.check()
+
+    with pytest.raises(InputError) as excinfo:
+        c.api()
+    assert PREFIX + str(excinfo.value) == line
+
+
+def test_huge_header_is_refused_before_any_allocation(tmp_path: Path):
+    from mrenhance.io import load
+
+    c = build("huge_header", tmp_path)
+    huge = Path(c.argv[1])
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputError, match="more than the limit"):
+            load(huge)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 2**20  # bytes: the header is read, no array of the claimed size
+
+
+def test_max_voxels_refuses_a_real_image_before_reading_its_data(tmp_path: Path):
+    from mrenhance.io import load
+
+    p = write_nifti(tmp_path / "big.nii", np.zeros((64, 64, 64), np.float32))
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputError, match="262144 voxels, more than the limit of 1000"):
+            load(p, max_voxels=1000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64**3  # bytes: a quarter of one float32 copy of the data (1 MiB)
+
+
+# ---------------------------------------------------------------------------- NaN policy
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_weights(tmp_path_factory.mktemp("weights"))
+
+
+def test_nan_policy_zero_is_accepted_and_recorded_in_the_output(
+    tmp_path: Path, tiny_weights: Path, capsys: pytest.CaptureFixture[str]
+):
+    c = build("nan_voxels", tmp_path)
+    nan_file = Path(c.argv[1])
+    out = tmp_path / "fixed.nii.gz"
+
+    rc, _, err, _ = _run_cli(
+        [
+            "enhance",
+            str(nan_file),
+            "-o",
+            str(out),
+            "--model",
+            str(tiny_weights),
+            "-q",
+            "--nan-policy",
+            "zero",
+        ],  # fmt: skip
+        capsys,
+    )
+
+    assert rc == 0, err
+    img = nib.load(out)
+    assert np.isfinite(img.get_fdata()).all()
+    descrip = img.header["descrip"].tobytes().decode()
+    assert "nan_policy=zero: replaced 3 non-finite voxels" in descrip
+
+
+def test_nan_policy_zero_through_the_api_keeps_the_step_in_provenance(
+    tmp_path: Path, tiny_weights: Path
+):
+    from mrenhance.enhance_api import enhance
+    from mrenhance.io import load
+
+    c = build("inf_voxels", tmp_path)
+    vol = load(Path(c.argv[1]), nan_policy="zero")
+    result = enhance(vol, tiny_weights)
+
+    steps = result.meta["provenance"]
+    assert "nan_policy=zero: replaced 2 non-finite voxels" in steps
+    assert steps[-1].startswith("enhance model=tiny")
+    assert np.isfinite(result.data).all()
+    with pytest.raises(InputError, match="2 NaN/Inf voxels"):
+        api_enhance(Path(c.argv[1]), tmp_path / "o.nii.gz", tiny_weights)
+
+
+# ---------------------------------------------------------------------------- real processes
+
+SUBPROCESS_CASES = [
+    "truncated_nii_gz",
+    "dicom_two_series",
+    "weights_sha256_mismatch",
+    "recipe_unknown_key",
+    "checkpoint_pickle_with_code",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SUBPROCESS_CASES)
+def test_refused_by_the_installed_command(name: str, tmp_path: Path):
+    """The same promise from a fresh ``python -m mrenhance`` process (real exit code)."""
+    c = build(name, tmp_path)
+    before = snapshot(tmp_path)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "default"}
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "mrenhance", *c.argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(PREFIX), proc.stderr
+    assert c.names in lines[0] and c.expect in lines[0]
+    after = snapshot(tmp_path)
+    changed = [k for k in before.keys() | after.keys() if before.get(k) != after.get(k)]
+    assert [k for k in changed if k not in c.may_change] == []
+    if c.check is not None:
+        c.check()
