@@ -47,6 +47,8 @@ def train_recipe(
     ``stage``: "supervised" (stage 1), "gan" (stage 2, generator initialised from this run's
     stage-1 weights or ``gan.init_weights``), or "all".
     """
+    import torch
+
     from mrenhance.config import load_recipe, recipe_path
     from mrenhance.engine.distributed import init_distributed
     from mrenhance.engine.train import GANTrainer, Trainer
@@ -66,6 +68,9 @@ def train_recipe(
     tc = r.train
     patch = _patch_tuple(tc.patch_size)
     dataset, val_fn, _subjects = task.build_training(r.data, patch, seed=tc.seed, source=str(path))
+    # the initial weights are drawn from torch's global RNG: seed it, or two runs of one
+    # recipe start from different networks (and a resumed run cannot match a whole one)
+    torch.manual_seed(tc.seed)
     model = _model_from_section(r.model)
     if dist.is_main:
         run.mkdir(parents=True, exist_ok=True)
@@ -136,6 +141,7 @@ def train_recipe(
         init = Path(g.init_weights) if g.init_weights else run / f"{base_name}.safetensors"
         state, _ = load_weights(init)
         model.load_state_dict(state)
+        torch.manual_seed(tc.seed + 1)  # the critic's initial weights, as the generator's
         critic = _model_from_section(g.critic)
         t1 = time.time()
         gan = GANTrainer.from_config(
