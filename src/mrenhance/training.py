@@ -72,6 +72,21 @@ def train_recipe(
     # recipe start from different networks (and a resumed run cannot match a whole one)
     torch.manual_seed(tc.seed)
     model = _model_from_section(r.model)
+    trainer = None
+    if stage in ("supervised", "all"):  # before the run folder: it checks the train values
+        try:
+            trainer = Trainer.from_config(
+                model,
+                dataset,
+                tc,
+                run_dir=run / "supervised",
+                val_fn=val_fn,
+                device=dist.device if dist.world_size > 1 else device,
+                progress=progress,
+                overwrite=not resume,
+            )
+        except ConfigError as e:
+            raise ConfigError(str(e) if str(e).startswith(str(path)) else f"{path}: {e}") from e
     if dist.is_main:
         run.mkdir(parents=True, exist_ok=True)
         write_text_atomic(
@@ -102,17 +117,7 @@ def train_recipe(
         "inference": dict(r.infer or {}),
     }
     t0 = time.time()
-    if stage in ("supervised", "all"):
-        trainer = Trainer.from_config(
-            model,
-            dataset,
-            tc,
-            run_dir=run / "supervised",
-            val_fn=val_fn,
-            device=dist.device if dist.world_size > 1 else device,
-            progress=progress,
-            overwrite=not resume,
-        )
+    if trainer is not None:
         result = trainer.fit(resume=resume)
         trainer.load_best()
         if dist.is_main:

@@ -730,6 +730,12 @@ def case_recipe_wrong_type(folder: Path) -> Case:
 
 
 @case
+def case_recipe_bad_value(folder: Path) -> Case:
+    r = tiny_recipe(folder / "blob.nii.gz", checkpoint_every=0)
+    return _recipe_case(folder, r, "train.checkpoint_every: must be > 0")
+
+
+@case
 def case_recipe_unknown_data_key(folder: Path) -> Case:
     r = tiny_recipe(folder / "blob.nii.gz")
     r["data"]["filez"] = ["x.nii.gz"]
