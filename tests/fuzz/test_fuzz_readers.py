@@ -22,6 +22,9 @@ from fuzz_readers import FORMATS, check_bytes, dicom_seed, nifti_seed
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
+# pydicom warns about each invalid value the fuzzer writes; that is the point here
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:pydicom")
+
 EXAMPLES = int(os.environ.get("MRENHANCE_FUZZ_EXAMPLES", "60"))
 FUZZ = settings(
     max_examples=EXAMPLES,
