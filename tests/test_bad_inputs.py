@@ -214,3 +214,39 @@ def test_refused_by_the_installed_command(name: str, tmp_path: Path):
     assert [k for k in changed if k not in c.may_change] == []
     if c.check is not None:
         c.check()
+
+
+# ---------------------------------------------------------------------------- good series
+
+
+def test_info_expect_accepts_good_series(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    from bad_inputs.build import smooth_image
+
+    t1 = write_nifti(tmp_path / "t1.nii.gz", smooth_image())
+    dsc = write_nifti(tmp_path / "dsc.nii.gz", smooth_image((8, 8, 6, 10)))
+    dwi = write_nifti(tmp_path / "dwi.nii.gz", smooth_image((8, 8, 6, 4)))
+    (tmp_path / "dwi.bval").write_text("0 1000 1000 1000\n")
+    (tmp_path / "dwi.bvec").write_text("0 1 0 0\n0 0 1 0\n0 0 0 1\n")
+
+    codes = {kind: main(["info", str(p), "--expect", kind])
+             for kind, p in (("t1", t1), ("dsc", dsc), ("dwi", dwi))}  # fmt: skip
+
+    out = capsys.readouterr().out
+    assert codes == {"t1": 0, "dsc": 0, "dwi": 0}
+    assert "bvals        [0.0, 1000.0, 1000.0, 1000.0]" in out
+
+
+def test_check_series_refuses_bvecs_of_the_wrong_shape():
+    from mrenhance.io.validate import check_series
+    from mrenhance.volume import Volume
+
+    vol = Volume(np.zeros((4, 4, 4, 3), np.float32), np.eye(4), {"source": "dwi.nii.gz"})
+    vol.meta["bvals"] = np.array([0.0, 1000.0, 1000.0])
+    vol.meta["bvecs"] = np.zeros((3, 2))
+
+    with pytest.raises(InputError, match=r"dwi.nii.gz: gradient directions have shape \(3, 2\)"):
+        check_series(vol, "dwi")
+    vol.meta["bvecs"] = np.zeros((3, 3))
+    assert check_series(vol, "dwi") is vol
+    with pytest.raises(InputError, match="unknown series kind 'dti'"):
+        check_series(vol, "dti")
