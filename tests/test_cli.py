@@ -101,8 +101,19 @@ def test_batch_enhance_writes_good_files_and_reports_failures(tiny_weights, tmp_
     save(Volume(small_brain), src / "a.nii.gz")
     (src / "b.nii.gz").write_bytes(b"not a nifti at all")
     summary = tmp_path / "summary.json"
-    code = main(["enhance", str(src), "-o", str(dst), "--model", str(tiny_weights), "-q",
-                 "--summary", str(summary)])
+    code = main(
+        [
+            "enhance",
+            str(src),
+            "-o",
+            str(dst),
+            "--model",
+            str(tiny_weights),
+            "-q",
+            "--summary",
+            str(summary),
+        ]
+    )
     assert code == 1
     assert (dst / "a_enhanced.nii.gz").exists() and not (dst / "b_enhanced.nii.gz").exists()
     report = json.loads(summary.read_text())
@@ -122,3 +133,31 @@ def test_train_with_bad_recipe_key_exits_2(tmp_path, capsys):
     assert main(["train", str(recipe), "--run-dir", str(tmp_path / "run")]) == 2
     assert "stepz" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_evaluate_task_table_with_own_weights(tmp_path, capsys):
+    model = create_model("mdcsrn-b2u4", growth=2, units=2)
+    card = {"task": "sr_t1", "inference": {"patch_size": 64, "overlap": 4, "blend": "crop"}}
+    tiny_weights = save_weights(model, tmp_path / "tiny.safetensors", card)
+    out = tmp_path / "eval"
+    code = main(
+        [
+            "evaluate",
+            "sr_t1",
+            "--models",
+            "tricubic,tiny",
+            "--weights",
+            str(tiny_weights),
+            "-o",
+            str(out),
+        ]
+    )
+    assert code == 0
+    rows = json.loads((out / "evaluation.json").read_text())
+    rows = rows["rows"] if isinstance(rows, dict) else rows
+    by = {r["method"]: r for r in rows}
+    assert set(by) == {"tricubic", "tiny"}
+    assert by["tiny"]["parameters"] > 0 and by["tiny"]["seconds"] > 0
+    assert 20 < by["tricubic"]["psnr"] < 45
+    assert (out / "evaluation.md").exists() and (out / "evaluation.csv").exists()

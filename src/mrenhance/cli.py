@@ -300,7 +300,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from mrenhance.evaluation import evaluate_task
 
         rows = evaluate_task(
-            args.task, args.models, output=args.output, overwrite=args.overwrite, device=args.device
+            args.task,
+            args.models,
+            output=args.output,
+            overwrite=args.overwrite,
+            device=args.device,
+            weights=args.weights,
         )
     from mrenhance.report.tables import format_markdown
 
@@ -426,6 +431,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("task", nargs="?", help="sr_t1")
     p.add_argument("--models", default="all", help="comma-separated methods (default all)")
     p.add_argument("-o", "--output", default=None, help="folder for the table and figures")
+    p.add_argument(
+        "--weights",
+        nargs="*",
+        default=None,
+        help="extra .safetensors files or folders to evaluate (your own runs)",
+    )
     p.add_argument("--prediction", default=None)
     p.add_argument("--reference", default=None)
     p.add_argument("--mask", default=None)

@@ -71,11 +71,15 @@ def evaluate_task(
     output: str | os.PathLike | None = None,
     overwrite: bool = False,
     device: str = "cpu",
+    weights: list[str | os.PathLike] | None = None,
 ) -> list[dict[str, Any]]:
     """Run a task's evaluation protocol on its held-out data with baselines and shipped nets.
 
     For ``sr_t1``: the MNI152 T1's test slab (see :mod:`mrenhance.tasks.sr_t1`).
-    Writes ``<output>/evaluation.{md,csv,json}`` when ``output`` is given.
+    ``weights``: extra ``.safetensors`` files (or folders of them) to evaluate beside the
+    shipped ones, e.g. your own training runs. Each row holds the method's parameter count
+    and its inference time on this machine. Writes ``<output>/evaluation.{md,csv,json}``
+    when ``output`` is given.
     """
     from mrenhance.report.tables import write_table
     from mrenhance.tasks import get_task
@@ -97,6 +101,20 @@ def evaluate_task(
     for name, (method, card) in shipped_methods(task, device).items():
         methods[name] = method
         params[name] = card.get("parameters")
+    for path in _weight_files(weights or []):
+        from mrenhance.models.weights import load_model, read_card
+
+        card = read_card(path)
+        inference = card.get("inference") or {}
+        name = card.get("name", path.stem)
+        methods[name] = module.model_method(
+            load_model(path, device=device),
+            patch_size=inference.get("patch_size", 64),
+            overlap=inference.get("overlap", 6),
+            blend=inference.get("blend", "crop"),
+            device=device,
+        )
+        params[name] = card.get("parameters")
     if models != "all":
         wanted = [m.strip() for m in models.split(",") if m.strip()]
         unknown = [m for m in wanted if m not in methods]
@@ -111,3 +129,17 @@ def evaluate_task(
     if output is not None:
         write_table(rows, Path(output) / "evaluation", title=f"{task}: held-out test slab")
     return rows
+
+
+def _weight_files(items: list[str | os.PathLike]) -> list[Path]:
+    """``.safetensors`` files named directly or found (not recursively) in folders."""
+    found: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            found.extend(sorted(p.glob("*.safetensors")))
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise InputError(f"{p}: weights file or folder not found")
+    return found
