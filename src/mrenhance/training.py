@@ -53,7 +53,6 @@ def train_recipe(
     from mrenhance.engine.distributed import init_distributed
     from mrenhance.engine.train import GANTrainer, Trainer
     from mrenhance.io.atomic import write_text_atomic
-    from mrenhance.models.weights import save_weights
     from mrenhance.tasks import get_task
 
     path = recipe_path(recipe)
@@ -121,16 +120,14 @@ def train_recipe(
         result = trainer.fit(resume=resume)
         trainer.load_best()
         if dist.is_main:
-            card = {**card_common, "name": base_name}
-            card["training"] = {
-                **card["training"],
-                "stage": "supervised (L1)",
-                "steps": tc.steps,
-                "seconds": round(time.time() - t0, 1),
-            }
-            card["metrics"] = {"validation": result.best_metrics}
-            w = save_weights(
-                trainer.model_for_saving(), run / f"{base_name}.safetensors", card, overwrite=True
+            extra = {"stage": "supervised (L1)", "steps": tc.steps}
+            w = _save_stage(
+                trainer.model_for_saving(),
+                run / f"{base_name}.safetensors",
+                card_common,
+                extra,
+                result,
+                t0,
             )
             summary["supervised"] = {
                 "weights": str(w),
@@ -163,21 +160,31 @@ def train_recipe(
         )
         result = gan.fit(resume=resume and (run / "gan" / "checkpoints" / "last.pt").exists())
         if dist.is_main:
-            card = {**card_common, "name": f"{base_name}-gan"}
-            card["training"] = {
-                **card["training"],
+            # choice: the GAN stage keeps its final generator, not the best-PSNR one: the
+            # adversarial term trades PSNR for sharpness, so PSNR is the wrong selector.
+            extra = {
                 "stage": "WGAN-GP",
-                "initialised_from": str(init.name),
+                "initialised_from": init.name,
                 "generator_steps": g.generator_steps,
                 "critic_warmup_steps": g.critic_warmup_steps,
-                "seconds": round(time.time() - t1, 1),
             }
-            card["metrics"] = {"validation": result.best_metrics}
-            w = save_weights(
+            w = _save_stage(
                 gan.generator_for_saving(),
                 run / f"{base_name}-gan.safetensors",
-                card,
-                overwrite=True,
+                card_common,
+                extra,
+                result,
+                t1,
             )
             summary["gan"] = {"weights": str(w), "steps": result.step}
     return summary
+
+
+def _save_stage(model, path: Path, card_common: dict, extra: dict, result, t0: float) -> Path:
+    """Write a stage's weights with its model card (common facts + this stage's)."""
+    from mrenhance.models.weights import save_weights
+
+    card = {**card_common, "name": path.stem}
+    card["training"] = {**card_common["training"], **extra, "seconds": round(time.time() - t0, 1)}
+    card["metrics"] = {"validation": result.best_metrics}
+    return save_weights(model, path, card, overwrite=True)
