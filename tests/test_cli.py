@@ -161,3 +161,45 @@ def test_evaluate_task_table_with_own_weights(tmp_path, capsys):
     assert by["tiny"]["parameters"] > 0 and by["tiny"]["seconds"] > 0
     assert 20 < by["tricubic"]["psnr"] < 45
     assert (out / "evaluation.md").exists() and (out / "evaluation.csv").exists()
+
+
+def test_enhance_volume_smaller_than_one_patch(t1_file, tiny_weights, tmp_path):
+    out = tmp_path / "sr.nii.gz"
+    code = main(
+        [
+            "enhance",
+            str(t1_file),
+            "-o",
+            str(out),
+            "--model",
+            str(tiny_weights),
+            "-q",
+            "--patch-size",
+            "64",
+            "--overlap",
+            "6",
+        ]
+    )
+    assert code == 0
+    assert load(out).shape == load(t1_file).shape == (24, 28, 20)
+
+
+def test_enhance_upsample_doubles_the_grid(t1_file, tiny_weights, tmp_path):
+    out = tmp_path / "sr.nii.gz"
+    code = main(
+        [
+            "enhance",
+            str(t1_file),
+            "-o",
+            str(out),
+            "--model",
+            str(tiny_weights),
+            "-q",
+            "--upsample",
+            "2,2,1",
+        ]
+    )
+    assert code == 0
+    res = load(out)
+    assert res.shape == (48, 56, 20)
+    np.testing.assert_allclose(res.voxel_size, (0.45, 0.55, 2.5), atol=1e-4)
