@@ -87,9 +87,12 @@ def train_recipe(
         except ConfigError as e:
             raise ConfigError(str(e) if str(e).startswith(str(path)) else f"{path}: {e}") from e
     if dist.is_main:
-        run.mkdir(parents=True, exist_ok=True)
+        # a GAN-only invocation records its own config beside its checkpoints, keeping the
+        # stage-1 record of the same run folder
+        config_path = run / "gan" / "config.json" if stage == "gan" else run / "config.json"
+        config_path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(
-            run / "config.json",
+            config_path,
             json.dumps(
                 {"recipe": str(path), "overrides": list(overrides), "resolved": r.to_dict()},
                 indent=2,
