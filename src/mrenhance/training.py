@@ -144,7 +144,7 @@ def train_recipe(
         from mrenhance.models.weights import load_weights
 
         init = Path(g.init_weights) if g.init_weights else run / f"{base_name}.safetensors"
-        state, _ = load_weights(init)
+        state, init_card = load_weights(init)
         model.load_state_dict(state)
         torch.manual_seed(tc.seed + 1)  # the critic's initial weights, as the generator's
         critic = _model_from_section(g.critic)
