@@ -92,6 +92,7 @@ def write_results(name: str, rows: list[dict[str, Any]], meta: dict[str, Any]) -
     lines = [f"# {name}", "", table, "", "Provenance:", ""]
     lines += [f"- {k}: {v}" for k, v in meta.items()]
     write_text_atomic(RESULTS / f"{name}.md", "\n".join(lines) + "\n", overwrite=True)
+    write_text_atomic(RESULTS / f"{name}.csv", _csv(rows), overwrite=True)
     print(table)
     print(
         f"\n[{name}] {meta['command']} @ {meta['git_commit']} on {meta['machine']}, "
@@ -113,3 +114,17 @@ def peak_rss_mb() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    import csv
+    import io
+
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
