@@ -203,3 +203,18 @@ def test_enhance_upsample_doubles_the_grid(t1_file, tiny_weights, tmp_path):
     res = load(out)
     assert res.shape == (48, 56, 20)
     np.testing.assert_allclose(res.voxel_size, (0.45, 0.55, 2.5), atol=1e-4)
+
+
+def test_enhance_dicom_series_folder_to_nifti(tiny_weights, tmp_path, small_brain, oblique_affine):
+    from dicom_factory import write_series
+
+    series = tmp_path / "series"
+    series.mkdir()
+    write_series(series, np.round(small_brain * 1000), oblique_affine)
+    out = tmp_path / "sr.nii.gz"
+    code = main(["enhance", str(series), "-o", str(out), "--model", str(tiny_weights), "-q"])
+    assert code == 0
+    src, res = load(series), load(out)
+    assert res.shape == src.shape == small_brain.shape
+    np.testing.assert_allclose(res.affine, src.affine, atol=1e-4)
+    np.testing.assert_allclose(res.affine, oblique_affine, atol=1e-3)
