@@ -188,6 +188,8 @@ def _save_stage(model, path: Path, card_common: dict, extra: dict, result, t0: f
     from mrenhance.models.weights import save_weights
 
     card = {**card_common, "name": path.stem}
-    card["training"] = {**card_common["training"], **extra, "seconds": round(time.time() - t0, 1)}
+    # TrainResult.seconds sums the wall time over resumes; this call's time is a fallback
+    seconds = getattr(result, "seconds", None) or time.time() - t0
+    card["training"] = {**card_common["training"], **extra, "seconds": round(seconds, 1)}
     card["metrics"] = {"validation": result.best_metrics}
     return save_weights(model, path, card, overwrite=True)
