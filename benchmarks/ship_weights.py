@@ -60,6 +60,15 @@ def main() -> None:
         "test_protocol": "MNI152 T1, k-space 2x2 (x, y), axial slab z 96-127 never sampled in "
         "training, brain mask, data_range 1 (benchmarks/ship_weights.py)",
     }
+    # wall time from the run's log (the card of a resumed run holds only the last call's)
+    stage_dir = src.parent / ("gan" if card["training"].get("stage") == "WGAN-GP" else "supervised")
+    log = stage_dir / "metrics.csv"
+    if log.is_file():
+        import csv
+
+        with open(log) as fh:
+            last = list(csv.DictReader(fh))[-1]
+        card["training"]["seconds"] = round(float(last["seconds"]), 1)
     card["shipped"] = {**provenance(), "date": time.strftime("%Y-%m-%d"), "note": args.note}
     dest = ROOT / "src" / "mrenhance" / "weights"
     dest.mkdir(parents=True, exist_ok=True)
