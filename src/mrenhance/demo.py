@@ -68,7 +68,10 @@ def run_demo(
     results["tricubic"] = sr_t1.interpolation_baseline(subject.hr, cfg["factors"], "cubic")[box]
     seconds["tricubic"] = time.perf_counter() - t0
     if networks:
-        for name, (method, _card) in shipped_methods("sr_t1", device).items():
+        shipped = shipped_methods("sr_t1", device)
+        # plain networks before their GAN variants, as in the paper's figures
+        for name in sorted(shipped, key=lambda n: (n.endswith("-gan"), n)):
+            method = shipped[name][0]
             say(f"running {name} on {lr.shape} voxels ...")
             t0 = time.perf_counter()
             results[name] = method(lr, hr)
