@@ -135,6 +135,8 @@ def main() -> None:
             "patch": args.patch,
             "lr": args.lr,
             "schedule": args.schedule,
+            "global_residual": args.global_residual,
+            "gan_lr": args.gan_lr,
             "gan_warmup": args.gan_warmup,
             "gan_steps": args.gan_steps,
             "critic_base": args.critic_base,
