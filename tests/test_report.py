@@ -113,9 +113,11 @@ def test_orthogonal_mosaic_writes_a_valid_png_with_distinct_panels(tmp_path, sma
     assert out == tmp_path / "mosaic.png"
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     img = matplotlib.image.imread(out)
-    # 3 columns of 2.2 in + colour bar, 3 views + error + zoom rows of 2.2 in, at 60 dpi
+    # 3 columns of 2.2 in + colour bar; rows 2.2 in x each view's aspect (h/w of a
+    # (24, 28, 20) volume: sagittal 20/28, coronal 20/24, axial and error 28/24, zoom 1)
     assert img.ndim == 3 and img.shape[2] in (3, 4)
-    assert 5 * 2.2 * 60 <= img.shape[0] <= (5 * 2.2 + 1) * 60
+    heights = 2.2 * (20 / 28 + 20 / 24 + 2 * 28 / 24 + 1)
+    assert heights * 60 <= img.shape[0] <= (heights + 2.0) * 60
     assert 3 * 2.2 * 60 <= img.shape[1] <= (3 * 2.2 + 1.5) * 60
     third = img.shape[1] // 3
     rows = slice(int(0.1 * img.shape[0]), int(0.55 * img.shape[0]))  # the image rows

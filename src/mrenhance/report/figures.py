@@ -278,13 +278,20 @@ def orthogonal_mosaic(
         row_labels.append(f"zoom z={box[2]}")
     nrows, ncols = len(row_labels), len(keys)
 
+    # row heights follow each view's displayed aspect (height / width in mm), so a thin slab
+    # does not leave empty bands; clipped so no row vanishes or dominates
+    vx, vy, vz = (float(v) for v in voxel_size)
+    nx, ny, nz = shape
+    view_ratio = [(nz * vz) / (ny * vy), (nz * vz) / (nx * vx), (ny * vy) / (nx * vx)]
+    ratios = view_ratio + ([view_ratio[2]] if show_errors else []) + ([1.0] if box else [])
+    ratios = [float(np.clip(r, 0.25, 2.0)) for r in ratios]
     fig = Figure(
         figsize=(
             panel_size_in * ncols + (0.9 if show_errors else 0.3),
-            panel_size_in * nrows + (0.5 if title else 0.2),
+            panel_size_in * sum(ratios) + 0.25 * nrows + (0.5 if title else 0.2),
         )
     )
-    axes = fig.subplots(nrows, ncols, squeeze=False)
+    axes = fig.subplots(nrows, ncols, squeeze=False, gridspec_kw={"height_ratios": ratios})
     grey = {"cmap": "gray", "vmin": vmin, "vmax": vmax, "interpolation": "nearest"}
     for j, key in enumerate(keys):
         vol = arrays[key]
