@@ -29,7 +29,7 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run the demo; returns paths and the metrics rows.
 
-    By default the networks run on the test slab plus context (72 axial slices, ~1 min on
+    By default the networks run on the test slab plus context (72 axial slices, ~50 s per network on
     2 CPU cores); ``full=True`` runs the whole 197x233x189 volume.
     """
     from mrenhance import samples
