@@ -218,3 +218,32 @@ def test_enhance_dicom_series_folder_to_nifti(tiny_weights, tmp_path, small_brai
     assert res.shape == src.shape == small_brain.shape
     np.testing.assert_allclose(res.affine, src.affine, atol=1e-4)
     np.testing.assert_allclose(res.affine, oblique_affine, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--patch-size", "0"],
+        ["--patch-size", "100000"],
+        ["--overlap", "-1"],
+        ["--patch-size", "16", "--overlap", "16"],
+        ["--batch-size", "0"],
+    ],
+)
+def test_enhance_refuses_absurd_tiling_before_work(t1_file, tiny_weights, tmp_path, capsys, option):
+    out = tmp_path / "sr.nii.gz"
+    code = main(
+        ["enhance", str(t1_file), "-o", str(out), "--model", str(tiny_weights), "-q", *option]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and option[-2] in err
+    assert not out.exists()
+
+
+def test_enhance_api_refuses_absurd_patch(small_brain, tiny_weights):
+    from mrenhance import enhance
+    from mrenhance.errors import InputError
+
+    with pytest.raises(InputError, match="patch-size"):
+        enhance(Volume(small_brain), str(tiny_weights), patch_size=(16, 0, 16))

@@ -166,13 +166,19 @@ def _looks_like_dicom_dir(p: Path) -> bool:
 
 
 def cmd_enhance(args: argparse.Namespace) -> int:
-    from mrenhance.enhance_api import enhance, resolve_weights
+    from mrenhance.enhance_api import check_tiling, enhance, resolve_weights
     from mrenhance.errors import InputError, MrenhanceError
     from mrenhance.io import load, save
     from mrenhance.io.atomic import check_output_path, write_text_atomic
     from mrenhance.io.nifti import is_nifti_name
     from mrenhance.models.weights import load_weights
 
+    # absurd tiling options are refused before any file is read
+    check_tiling(
+        args.patch_size if args.patch_size is not None else 64,
+        args.overlap if args.overlap is not None else 0,
+        args.batch_size,
+    )
     # fail early on a bad model name or tampered weights (sha256 against the card)
     load_weights(resolve_weights(args.model))
     if args.summary:

@@ -78,9 +78,10 @@ def enhance(
 
         volume = interpolate_volume(volume, zoom=tuple(upsample), method=upsample_method)
     inference = card.get("inference", {})
-    patch_size = patch_size or inference.get("patch_size", 64)
+    patch_size = inference.get("patch_size", 64) if patch_size is None else patch_size
     overlap = inference.get("overlap", 6) if overlap is None else overlap
     blend = blend or inference.get("blend", "crop")
+    check_tiling(patch_size, overlap, batch_size)
     array, ctx = task.prepare_input(volume)
     out = infer(
         net,
@@ -100,6 +101,30 @@ def enhance(
     result = volume.with_data(data, step=step)
     result.meta["model_card"] = {k: card.get(k) for k in ("name", "task", "sha256")}
     return result
+
+
+MAX_PATCH = 512  # voxels per axis: a 512^3 tile of mDCSRN b4u4 needs > 100 GB of activations
+
+
+def check_tiling(
+    patch_size: int | tuple[int, ...], overlap: int | tuple[int, ...], batch_size: int
+) -> None:
+    """Refuse absurd tiling options before any work: one line naming the option."""
+    patches = (patch_size,) if isinstance(patch_size, int) else tuple(patch_size)
+    overlaps = (overlap,) if isinstance(overlap, int) else tuple(overlap)
+    if not patches or any(not isinstance(p, int) or p < 1 or p > MAX_PATCH for p in patches):
+        raise InputError(f"--patch-size {patch_size}: each size must be 1..{MAX_PATCH} voxels")
+    if any(not isinstance(o, int) or o < 0 for o in overlaps):
+        raise InputError(f"--overlap {overlap}: must be >= 0 voxels")
+    n = max(len(patches), len(overlaps))
+    if len(patches) not in (1, n) or len(overlaps) not in (1, n):
+        raise InputError(f"--overlap {overlap}: give one value or one per patch axis")
+    sizes = patches * n if len(patches) == 1 else patches
+    margins = overlaps * n if len(overlaps) == 1 else overlaps
+    if any(o >= p for p, o in zip(sizes, margins, strict=True)):
+        raise InputError(f"--overlap {overlap}: must be smaller than the patch size {patch_size}")
+    if not isinstance(batch_size, int) or batch_size < 1 or batch_size > 4096:
+        raise InputError(f"--batch-size {batch_size}: must be 1..4096")
 
 
 def describe(model: str | os.PathLike) -> dict[str, Any]:
