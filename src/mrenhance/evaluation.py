@@ -39,29 +39,34 @@ def evaluate_files(
     return [{"prediction": str(prediction), **values}]
 
 
-def shipped_methods(task: str, device: str = "cpu") -> dict[str, Any]:
-    """Shipped networks of ``task`` as evaluation methods, with their cards."""
-    from mrenhance.models.weights import list_shipped_weights, load_pretrained
+def weights_method(task: str, path: str | os.PathLike, device: str = "cpu") -> tuple[Any, dict]:
+    """A weights file (sha256-checked) as an evaluation method tiled the way its card says."""
+    from mrenhance.models.weights import load_model, read_card
     from mrenhance.tasks import get_task
 
-    module = get_task(task)
-    methods = {}
-    for card in list_shipped_weights():
-        if card.get("task") != task:
-            continue
-        model = load_pretrained(card["name"], device=device)
-        inference = card.get("inference", {})
-        methods[card["name"]] = (
-            module.model_method(
-                model,
-                patch_size=inference.get("patch_size", 64),
-                overlap=inference.get("overlap", 6),
-                blend=inference.get("blend", "crop"),
-                device=device,
-            ),
-            card,
+    card = read_card(path)
+    inference = card.get("inference") or {}
+    method = get_task(task).model_method(
+        load_model(path, device=device),
+        patch_size=inference.get("patch_size", 64),
+        overlap=inference.get("overlap", 6),
+        blend=inference.get("blend", "crop"),
+        device=device,
+    )
+    return method, card
+
+
+def shipped_methods(task: str, device: str = "cpu") -> dict[str, Any]:
+    """Shipped networks of ``task`` as evaluation methods, with their cards."""
+    from mrenhance.models.weights import list_shipped_weights, shipped_weights_dir
+
+    return {
+        card["name"]: weights_method(
+            task, shipped_weights_dir() / f"{card['name']}.safetensors", device
         )
-    return methods
+        for card in list_shipped_weights()
+        if card.get("task") == task
+    }
 
 
 def evaluate_task(
@@ -102,18 +107,9 @@ def evaluate_task(
         methods[name] = method
         params[name] = card.get("parameters")
     for path in _weight_files(weights or []):
-        from mrenhance.models.weights import load_model, read_card
-
-        card = read_card(path)
-        inference = card.get("inference") or {}
+        method, card = weights_method(task, path, device)
         name = card.get("name", path.stem)
-        methods[name] = module.model_method(
-            load_model(path, device=device),
-            patch_size=inference.get("patch_size", 64),
-            overlap=inference.get("overlap", 6),
-            blend=inference.get("blend", "crop"),
-            device=device,
-        )
+        methods[name] = method
         params[name] = card.get("parameters")
     if models != "all":
         wanted = [m.strip() for m in models.split(",") if m.strip()]

@@ -273,3 +273,19 @@ def zero_init_(layer: nn.Module) -> nn.Module:
         if tensor is not None:
             nn.init.zeros_(tensor)
     return layer
+
+
+def setup_global_residual(
+    model_name: str, enabled: bool, in_channels: int, out_channels: int, last: nn.Module
+) -> bool:
+    """Check and prepare a generator's ``global_residual`` option; returns ``enabled``.
+
+    The output becomes input + network(input), so it needs as many output as input
+    channels; the last layer is zero-initialised (:func:`zero_init_`) so the network starts
+    as the identity.
+    """
+    if enabled and in_channels != out_channels:
+        raise ConfigError(f"{model_name} global_residual needs in_channels == out_channels")
+    if enabled:
+        zero_init_(last)
+    return enabled

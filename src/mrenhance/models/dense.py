@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from mrenhance.errors import ConfigError
-from mrenhance.models.blocks import DenseBlock, conv, zero_init_
+from mrenhance.models.blocks import DenseBlock, conv, setup_global_residual
 from mrenhance.models.registry import register_model
 
 __all__ = ["MDCSRN"]
@@ -97,10 +97,7 @@ class MDCSRN(nn.Module):
         super().__init__()
         if blocks < 1:
             raise ConfigError(f"MDCSRN needs blocks >= 1, got {blocks}")
-        if global_residual and in_channels != out_channels:
-            raise ConfigError("MDCSRN global_residual needs in_channels == out_channels")
         width = 2 * growth  # Fig. 1 caption: first conv outputs 2k maps; compressors shrink to 2k
-        self.global_residual = global_residual
         self.conv0 = conv(spatial_dims, in_channels, width, 3)
         self.blocks = nn.ModuleList()
         self.compressors = nn.ModuleList()
@@ -112,8 +109,9 @@ class MDCSRN(nn.Module):
             self.blocks.append(block)
             seen += block.out_channels
         self.reconstruction = conv(spatial_dims, seen, out_channels, 1)
-        if global_residual:
-            zero_init_(self.reconstruction)
+        self.global_residual = setup_global_residual(
+            "MDCSRN", global_residual, in_channels, out_channels, self.reconstruction
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = [self.conv0(x)]

@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mrenhance.errors import ConfigError
-from mrenhance.models.blocks import activation, conv, zero_init_
+from mrenhance.models.blocks import activation, conv, setup_global_residual
 from mrenhance.models.registry import register_model
 
 __all__ = ["FSRCNN3D"]
@@ -60,9 +59,6 @@ class FSRCNN3D(nn.Module):
         global_residual: bool = False,
     ) -> None:
         super().__init__()
-        if global_residual and in_channels != out_channels:
-            raise ConfigError("FSRCNN3D global_residual needs in_channels == out_channels")
-        self.global_residual = global_residual
 
         def stage(cin: int, cout: int, k: int) -> list[nn.Module]:
             return [conv(spatial_dims, cin, cout, k), activation("prelu_channelwise", cout)]
@@ -73,8 +69,9 @@ class FSRCNN3D(nn.Module):
         layers += stage(s, d, 1)
         self.features = nn.Sequential(*layers)
         self.reconstruction = conv(spatial_dims, d, out_channels, 9)
-        if global_residual:
-            zero_init_(self.reconstruction)
+        self.global_residual = setup_global_residual(
+            "FSRCNN3D", global_residual, in_channels, out_channels, self.reconstruction
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.reconstruction(self.features(x))

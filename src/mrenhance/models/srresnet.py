@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mrenhance.errors import ConfigError
-from mrenhance.models.blocks import ResidualBlock, activation, conv, norm, zero_init_
+from mrenhance.models.blocks import ResidualBlock, activation, conv, norm, setup_global_residual
 from mrenhance.models.registry import register_model
 
 __all__ = ["SRResNet3D"]
@@ -68,9 +67,6 @@ class SRResNet3D(nn.Module):
         global_residual: bool = False,
     ) -> None:
         super().__init__()
-        if global_residual and in_channels != out_channels:
-            raise ConfigError("SRResNet3D global_residual needs in_channels == out_channels")
-        self.global_residual = global_residual
         self.head = nn.Sequential(
             conv(spatial_dims, in_channels, channels, 9), activation("prelu", channels)
         )
@@ -83,8 +79,9 @@ class SRResNet3D(nn.Module):
             norm("batch", channels, spatial_dims),
         )
         self.tail = conv(spatial_dims, channels, out_channels, 9)
-        if global_residual:
-            zero_init_(self.tail)
+        self.global_residual = setup_global_residual(
+            "SRResNet3D", global_residual, in_channels, out_channels, self.tail
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.head(x)
