@@ -29,6 +29,11 @@ def tiny_weights(tmp_path):
     return save_weights(model, tmp_path / "tiny.safetensors", card)
 
 
+def enhance_cli(src, out, weights, *options: str) -> int:
+    """``mrenhance enhance SRC -o OUT --model WEIGHTS -q [options]``; returns the exit code."""
+    return main(["enhance", str(src), "-o", str(out), "--model", str(weights), "-q", *options])
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--version"])
@@ -52,7 +57,7 @@ def test_missing_file_is_one_line_exit_2(tmp_path, capsys):
 
 def test_enhance_keeps_grid_and_header(t1_file, tiny_weights, tmp_path, capsys):
     out = tmp_path / "sr.nii.gz"
-    code = main(["enhance", str(t1_file), "-o", str(out), "--model", str(tiny_weights), "-q"])
+    code = enhance_cli(t1_file, out, tiny_weights)
     assert code == 0
     src, res = load(t1_file), load(out)
     assert res.shape == src.shape
@@ -65,7 +70,7 @@ def test_enhance_keeps_grid_and_header(t1_file, tiny_weights, tmp_path, capsys):
 def test_enhance_refuses_existing_output_without_overwrite(t1_file, tiny_weights, tmp_path):
     out = tmp_path / "sr.nii.gz"
     out.write_bytes(b"keep me")
-    code = main(["enhance", str(t1_file), "-o", str(out), "--model", str(tiny_weights), "-q"])
+    code = enhance_cli(t1_file, out, tiny_weights)
     assert code == 2
     assert out.read_bytes() == b"keep me"
 
@@ -101,19 +106,7 @@ def test_batch_enhance_writes_good_files_and_reports_failures(tiny_weights, tmp_
     save(Volume(small_brain), src / "a.nii.gz")
     (src / "b.nii.gz").write_bytes(b"not a nifti at all")
     summary = tmp_path / "summary.json"
-    code = main(
-        [
-            "enhance",
-            str(src),
-            "-o",
-            str(dst),
-            "--model",
-            str(tiny_weights),
-            "-q",
-            "--summary",
-            str(summary),
-        ]
-    )
+    code = enhance_cli(src, dst, tiny_weights, "--summary", str(summary))
     assert code == 1
     assert (dst / "a_enhanced.nii.gz").exists() and not (dst / "b_enhanced.nii.gz").exists()
     report = json.loads(summary.read_text())
@@ -165,40 +158,14 @@ def test_evaluate_task_table_with_own_weights(tmp_path, capsys):
 
 def test_enhance_volume_smaller_than_one_patch(t1_file, tiny_weights, tmp_path):
     out = tmp_path / "sr.nii.gz"
-    code = main(
-        [
-            "enhance",
-            str(t1_file),
-            "-o",
-            str(out),
-            "--model",
-            str(tiny_weights),
-            "-q",
-            "--patch-size",
-            "64",
-            "--overlap",
-            "6",
-        ]
-    )
+    code = enhance_cli(t1_file, out, tiny_weights, "--patch-size", "64", "--overlap", "6")
     assert code == 0
     assert load(out).shape == load(t1_file).shape == (24, 28, 20)
 
 
 def test_enhance_upsample_doubles_the_grid(t1_file, tiny_weights, tmp_path):
     out = tmp_path / "sr.nii.gz"
-    code = main(
-        [
-            "enhance",
-            str(t1_file),
-            "-o",
-            str(out),
-            "--model",
-            str(tiny_weights),
-            "-q",
-            "--upsample",
-            "2,2,1",
-        ]
-    )
+    code = enhance_cli(t1_file, out, tiny_weights, "--upsample", "2,2,1")
     assert code == 0
     res = load(out)
     assert res.shape == (48, 56, 20)
@@ -212,7 +179,7 @@ def test_enhance_dicom_series_folder_to_nifti(tiny_weights, tmp_path, small_brai
     series.mkdir()
     write_series(series, np.round(small_brain * 1000), oblique_affine)
     out = tmp_path / "sr.nii.gz"
-    code = main(["enhance", str(series), "-o", str(out), "--model", str(tiny_weights), "-q"])
+    code = enhance_cli(series, out, tiny_weights)
     assert code == 0
     src, res = load(series), load(out)
     assert res.shape == src.shape == small_brain.shape
@@ -232,9 +199,7 @@ def test_enhance_dicom_series_folder_to_nifti(tiny_weights, tmp_path, small_brai
 )
 def test_enhance_refuses_absurd_tiling_before_work(t1_file, tiny_weights, tmp_path, capsys, option):
     out = tmp_path / "sr.nii.gz"
-    code = main(
-        ["enhance", str(t1_file), "-o", str(out), "--model", str(tiny_weights), "-q", *option]
-    )
+    code = enhance_cli(t1_file, out, tiny_weights, *option)
     assert code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and option[-2] in err
