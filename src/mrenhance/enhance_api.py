@@ -34,9 +34,140 @@ def resolve_weights(model: str | os.PathLike) -> Path:
     return path
 
 
+class Enhancer:
+    """A network with its card, applied the way ``enhance`` applies it.
+
+    ``task.prepare`` (the card's normalisation) -> tiled inference (``engine.infer``, the
+    card's tiling unless overridden) -> ``task.restore``. Training validation, the task's
+    evaluation protocol, weights shipping and ``mrenhance enhance`` all go through
+    :meth:`__call__` or :meth:`run_region`, so what a card's metrics measure is what a user
+    gets. Build one per batch with :meth:`from_weights`: the weights are read and checked
+    once.
+
+    Parameters
+    ----------
+    model : torch.nn.Module, in eval mode.
+    task : the registered Task (or its name).
+    card : ModelCard or None (then ``normalisation`` and ``inference`` give the rules).
+    normalisation : overrides the card's rule (training validation passes the recipe's).
+    inference : tiling options ``{"patch_size", "overlap", "blend"}`` over the card's.
+    scale : a known normalisation scale (skips computing it; validation on a crop).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        task: Any,
+        *,
+        card: Any = None,
+        normalisation: Any = None,
+        inference: dict[str, Any] | None = None,
+        device: str = "cpu",
+        batch_size: int = 1,
+        progress: bool = False,
+        amp_dtype: Any = None,
+        scale: float | None = None,
+    ) -> None:
+        from mrenhance.models.card import DEFAULT_INFERENCE
+        from mrenhance.tasks import get_task
+
+        self.model = model
+        self.task = get_task(task) if isinstance(task, str) else task
+        self.card = card
+        self.normalisation = normalisation if normalisation is not None else card
+        base = card.inference_defaults() if card is not None else dict(DEFAULT_INFERENCE)
+        self.inference = {**base, **{k: v for k, v in (inference or {}).items() if v is not None}}
+        self.device = device
+        self.batch_size = batch_size
+        self.progress = progress
+        self.amp_dtype = amp_dtype
+        self.scale = scale
+        check_tiling(
+            _as_tiling(self.inference["patch_size"]),
+            _as_tiling(self.inference["overlap"]),
+            batch_size,
+        )
+
+    @classmethod
+    def from_weights(
+        cls,
+        model: str | os.PathLike,
+        *,
+        device: str = "cpu",
+        **options: Any,
+    ) -> Enhancer:
+        """Load a shipped name or a ``.safetensors`` path once (sha256 and values checked)."""
+        from mrenhance.models.weights import load_model, read_card
+
+        path = resolve_weights(model)
+        card = read_card(path)
+        net = load_model(path, device=device)
+        return cls(net, card.task, card=card, device=device, **options)
+
+    @property
+    def name(self) -> str:
+        return self.card.name if self.card is not None else type(self.model).__name__
+
+    def _infer(self, array: np.ndarray) -> np.ndarray:
+        from mrenhance.engine.infer import infer
+
+        out = infer(
+            self.model,
+            array,
+            _as_tiling(self.inference["patch_size"]),
+            _as_tiling(self.inference["overlap"]),
+            blend=self.inference["blend"],
+            batch_size=self.batch_size,
+            device=self.device,
+            progress=self.progress,
+            amp_dtype=self.amp_dtype,
+        )
+        if not np.all(np.isfinite(out)):
+            bad = int(out.size - np.count_nonzero(np.isfinite(out)))
+            raise InputError(f"{self.name}: the network produced {bad} NaN/Inf voxels")
+        return out
+
+    def __call__(self, volume: Volume) -> Volume:
+        """Enhance a whole volume; a Volume on the task's output grid, provenance appended."""
+        array, ctx = self.task.prepare(volume, self.normalisation, scale=self.scale)
+        result = self.task.restore(self._infer(array), ctx, volume)
+        card = self.card
+        step = (
+            f"enhance model={self.name} sha256={(card.sha256 if card else '')[:12]} "
+            f"patch={self.inference['patch_size']} overlap={self.inference['overlap']} "
+            f"blend={self.inference['blend']} scale={ctx.get('scale', 1.0):.6g}"
+        )
+        result = result.with_data(result.data, step=step)
+        if card is not None:
+            result.meta["model_card"] = {
+                "name": card.name,
+                "task": card.task,
+                "sha256": card.sha256,
+            }
+        return result
+
+    def run_region(self, volume: Volume, box: tuple[slice, ...]) -> np.ndarray:
+        """Normalise over the whole ``volume``, run the network on ``box``, restore units.
+
+        Used by evaluation protocols that score a held-out region: the same result as
+        ``self(volume).data[box]`` up to the tiling of the region (exact when ``box`` keeps
+        a receptive field of context around the voxels that are scored).
+        """
+        array, ctx = self.task.prepare(volume, self.normalisation, scale=self.scale)
+        region = volume.crop(box)
+        return self.task.restore(self._infer(array[box]), ctx, region).data
+
+
+def _as_tiling(value: Any) -> int | tuple[int, ...]:
+    return tuple(int(v) for v in value) if isinstance(value, (list, tuple)) else int(value)
+
+
+_CACHE: dict[tuple, Enhancer] = {}
+
+
 def enhance(
     volume: Volume,
-    model: str | os.PathLike,
+    model: str | os.PathLike | Enhancer,
     *,
     device: str = "cpu",
     patch_size: int | tuple[int, ...] | None = None,
@@ -47,12 +178,13 @@ def enhance(
     upsample: tuple[float, ...] | None = None,
     upsample_method: str = "sinc",
 ) -> Volume:
-    """Enhance ``volume`` with a shipped model name or a weights path.
+    """Enhance ``volume`` with a shipped model name, a weights path or an :class:`Enhancer`.
 
     Parameters
     ----------
     volume : Volume, (x, y, z) for the SR models.
-    model : shipped name (see ``mrenhance models``) or path to ``*.safetensors`` with its card.
+    model : shipped name (see ``mrenhance models``), path to ``*.safetensors`` with its card,
+        or an Enhancer (then the tiling options below are ignored).
     patch_size, overlap, blend : tiling; default to the model card's ``inference`` section.
     upsample : optional zoom factors per axis, e.g. (2, 2, 1): first resample a low-matrix
         acquisition onto the finer grid (``upsample_method`` "sinc" = zero-filled k-space,
@@ -62,45 +194,33 @@ def enhance(
     -------
     Volume on the input grid (or the upsampled grid), float32, provenance appended.
     """
-    from mrenhance.engine.infer import infer
-    from mrenhance.models.weights import load_model, read_card
-    from mrenhance.tasks import get_task
-
-    if not np.all(np.isfinite(volume.data)):
-        bad = int(np.size(volume.data) - np.count_nonzero(np.isfinite(volume.data)))
-        raise InputError(f"{volume.meta.get('source', 'input')}: {bad} NaN/Inf voxels")
-    path = resolve_weights(model)
-    card = read_card(path)
-    net = load_model(path, device=device)
-    task = get_task(card.get("task", "sr_t1"))
+    if isinstance(model, Enhancer):
+        enhancer = model
+    else:
+        enhancer = _cached_enhancer(
+            model,
+            device=device,
+            inference={"patch_size": patch_size, "overlap": overlap, "blend": blend},
+            batch_size=batch_size,
+            progress=progress,
+        )
+    enhancer.task.check_input(volume)
     if upsample is not None:
         from mrenhance.baselines.interpolate import interpolate_volume
 
         volume = interpolate_volume(volume, zoom=tuple(upsample), method=upsample_method)
-    inference = card.get("inference", {})
-    patch_size = inference.get("patch_size", 64) if patch_size is None else patch_size
-    overlap = inference.get("overlap", 6) if overlap is None else overlap
-    blend = blend or inference.get("blend", "crop")
-    check_tiling(patch_size, overlap, batch_size)
-    array, ctx = task.prepare_input(volume)
-    out = infer(
-        net,
-        array,
-        patch_size,
-        overlap,
-        blend=blend,
-        batch_size=batch_size,
-        device=device,
-        progress=progress,
-    )
-    data = task.restore_output(out, ctx)
-    step = (
-        f"enhance model={card.get('name', path.stem)} sha256={card.get('sha256', '')[:12]} "
-        f"patch={patch_size} overlap={overlap} blend={blend}"
-    )
-    result = volume.with_data(data, step=step)
-    result.meta["model_card"] = {k: card.get(k) for k in ("name", "task", "sha256")}
-    return result
+    return enhancer(volume)
+
+
+def _cached_enhancer(model: str | os.PathLike, **options: Any) -> Enhancer:
+    """One Enhancer per (weights file state, options): a batch reads its weights once."""
+    path = resolve_weights(model)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size, repr(sorted(options.items())))
+    if key not in _CACHE:
+        _CACHE.clear()
+        _CACHE[key] = Enhancer.from_weights(path, **options)
+    return _CACHE[key]
 
 
 MAX_PATCH = 512  # voxels per axis: a 512^3 tile of mDCSRN b4u4 needs > 100 GB of activations
@@ -125,10 +245,3 @@ def check_tiling(
         raise InputError(f"--overlap {overlap}: must be smaller than the patch size {patch_size}")
     if not isinstance(batch_size, int) or batch_size < 1 or batch_size > 4096:
         raise InputError(f"--batch-size {batch_size}: must be 1..4096")
-
-
-def describe(model: str | os.PathLike) -> dict[str, Any]:
-    """The model card of a shipped name or weights path."""
-    from mrenhance.models.weights import read_card
-
-    return read_card(resolve_weights(model))

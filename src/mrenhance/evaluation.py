@@ -1,4 +1,10 @@
-"""Evaluation entry points behind ``mrenhance evaluate``: a task's protocol, or two files."""
+"""Evaluation entry points behind ``mrenhance evaluate``: a task's protocol, or two files.
+
+A task's protocol (:meth:`mrenhance.tasks.base.Task.evaluate`) is run on its held-out data
+with its baselines and networks; every network runs through
+:class:`mrenhance.enhance_api.Enhancer`, the code path of ``mrenhance enhance``, so the
+numbers measure what a user gets from the same weights.
+"""
 
 from __future__ import annotations
 
@@ -39,33 +45,25 @@ def evaluate_files(
     return [{"prediction": str(prediction), **values}]
 
 
-def weights_method(task: str, path: str | os.PathLike, device: str = "cpu") -> tuple[Any, dict]:
-    """A weights file (sha256-checked) as an evaluation method tiled the way its card says."""
-    from mrenhance.models.weights import load_model, read_card
-    from mrenhance.tasks import get_task
+def weights_method(path: str | os.PathLike, device: str = "cpu") -> tuple[Any, Any]:
+    """A weights file (checked once) as its task's evaluation method, tiled as its card says.
 
-    card = read_card(path)
-    inference = card.get("inference") or {}
-    method = get_task(task).model_method(
-        load_model(path, device=device),
-        patch_size=inference.get("patch_size", 64),
-        overlap=inference.get("overlap", 6),
-        blend=inference.get("blend", "crop"),
-        device=device,
-    )
-    return method, card
+    Returns (method, card); the method goes through the Enhancer, i.e. ``enhance``'s path.
+    """
+    from mrenhance.enhance_api import Enhancer
+
+    enhancer = Enhancer.from_weights(path, device=device)
+    return enhancer.task.network_method(enhancer), enhancer.card
 
 
-def shipped_methods(task: str, device: str = "cpu") -> dict[str, Any]:
+def shipped_methods(task: str, device: str = "cpu") -> dict[str, tuple[Any, Any]]:
     """Shipped networks of ``task`` as evaluation methods, with their cards."""
     from mrenhance.models.weights import list_shipped_weights, shipped_weights_dir
 
     return {
-        card["name"]: weights_method(
-            task, shipped_weights_dir() / f"{card['name']}.safetensors", device
-        )
+        card.name: weights_method(shipped_weights_dir() / f"{card.name}.safetensors", device)
         for card in list_shipped_weights()
-        if card.get("task") == task
+        if card.task == task
     }
 
 
@@ -89,28 +87,25 @@ def evaluate_task(
     from mrenhance.report.tables import write_table
     from mrenhance.tasks import get_task
 
-    module = get_task(task)
-    if task != "sr_t1":  # pragma: no cover - other tasks land with their issues
-        raise InputError(f"evaluate: task {task!r} has no evaluation protocol yet")
+    t = get_task(task)
     if output is not None:
         out = Path(output)
         if out.exists() and not out.is_dir():
             raise InputError(f"{out}: not a folder")
         if (out / "evaluation.json").exists() and not overwrite:
             raise InputError(f"{out}/evaluation.json: exists (use --overwrite)")
-        out.mkdir(parents=True, exist_ok=True)
-    cfg = module.validate_data_config({})
-    subject = module.load_subjects(cfg)[0]
-    methods: dict[str, Any] = dict(module.baseline_methods(cfg["factors"]))
+    methods: dict[str, Any] = dict(t.baselines())
     params: dict[str, int] = {}
+    extra = [(p, None) for p in _weight_files(weights or [])]
     for name, (method, card) in shipped_methods(task, device).items():
         methods[name] = method
-        params[name] = card.get("parameters")
-    for path in _weight_files(weights or []):
-        method, card = weights_method(task, path, device)
-        name = card.get("name", path.stem)
-        methods[name] = method
-        params[name] = card.get("parameters")
+        params[name] = card.parameters
+    for path, _ in extra:
+        method, card = weights_method(path, device)
+        if card.task != task:
+            raise InputError(f"{path}: weights are for task {card.task!r}, not {task!r}")
+        methods[card.name] = method
+        params[card.name] = card.parameters
     if models != "all":
         wanted = [m.strip() for m in models.split(",") if m.strip()]
         unknown = [m for m in wanted if m not in methods]
@@ -119,11 +114,12 @@ def evaluate_task(
                 f"evaluate: unknown method {unknown[0]!r}; available: {', '.join(methods)}"
             )
         methods = {k: methods[k] for k in wanted}
-    rows = module.evaluate_region(methods, subject, cfg["held_out"], "test")
+    rows = t.evaluate(methods)
     for row in rows:
         row["parameters"] = params.get(row["method"], 0)
     if output is not None:
-        write_table(rows, Path(output) / "evaluation", title=f"{task}: held-out test slab")
+        Path(output).mkdir(parents=True, exist_ok=True)
+        write_table(rows, Path(output) / "evaluation", title=f"{task}: {t.protocol()}")
     return rows
 
 

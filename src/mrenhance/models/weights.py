@@ -30,6 +30,7 @@ from torch import nn
 
 from mrenhance.errors import ConfigError, WeightsError
 from mrenhance.io.atomic import check_output_path, write_bytes_atomic, write_text_atomic
+from mrenhance.models.card import ModelCard, card_from_dict
 from mrenhance.models.complexity import count_parameters
 from mrenhance.models.registry import create_model, get_model_info
 
@@ -45,6 +46,7 @@ __all__ = [
 ]
 
 _SUFFIX = ".safetensors"
+_MAX_CARD_BYTES = 1 << 20  # a card is a few kB; anything this large is not a card
 
 
 def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
@@ -109,7 +111,7 @@ def save_weights(
     # clone: tensors sharing storage (tied weights, views) would be refused by safetensors
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     blob = _st_save(tensors, metadata={"format": "pt"})
-    full = dict(card)
+    full = card.to_dict() if isinstance(card, ModelCard) else dict(card)
     full.setdefault("task", get_model_info(name).task)
     full.update(
         {
@@ -121,34 +123,38 @@ def save_weights(
         }
     )
     try:
-        text = json.dumps(full, indent=2) + "\n"
+        json.dumps(full)
     except (TypeError, ValueError) as err:
         raise WeightsError(f"{card_path}: model card is not JSON-serialisable ({err})") from err
+    text = card_from_dict(full, str(card_path)).to_json()
     write_bytes_atomic(weights_path, blob, overwrite)
     write_text_atomic(card_path, text, overwrite)
     return weights_path
 
 
-def read_card(path: str | os.PathLike) -> dict[str, Any]:
-    """The model card (a dict) of ``<stem>.json``; path may name the .json, .safetensors or stem.
+def read_card(path: str | os.PathLike) -> ModelCard:
+    """The validated :class:`ModelCard` of ``<stem>.json`` (path: the .json, .safetensors or stem).
 
-    Raises WeightsError if the card is missing, not JSON, or not a JSON object.
+    Raises WeightsError (one line naming the card) if the card is missing, not JSON, nested
+    absurdly deep, or fails :func:`mrenhance.models.card.card_from_dict`'s checks.
     """
     _, card_path = _paths(path)
     if not card_path.is_file():
         raise WeightsError(f"{card_path}: model card not found (every weights file needs one)")
+    if card_path.stat().st_size > _MAX_CARD_BYTES:
+        raise WeightsError(f"{card_path}: model card is larger than {_MAX_CARD_BYTES} bytes")
     try:
         card = json.loads(card_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise WeightsError(f"{card_path}: model card is not valid JSON ({err})") from err
-    if not isinstance(card, dict):
-        raise WeightsError(f"{card_path}: model card must be a JSON object")
-    return card
+    except RecursionError as err:
+        raise WeightsError(f"{card_path}: model card is nested too deeply") from err
+    return card_from_dict(card, str(card_path))
 
 
 def load_weights(
     path: str | os.PathLike, *, verify: bool = True
-) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+) -> tuple[dict[str, torch.Tensor], ModelCard]:
     """Read a state_dict and its card, checking the file's sha256 against the card.
 
     Parameters
@@ -161,7 +167,7 @@ def load_weights(
     Returns
     -------
     (state_dict, card)
-        CPU tensors by name, and the card dict.
+        CPU tensors by name (every floating tensor finite), and the validated card.
 
     Raises
     ------
@@ -175,8 +181,8 @@ def load_weights(
         raise WeightsError(f"{weights_path}: weights file not found")
     blob = weights_path.read_bytes()
     if verify:
-        expected = card.get("sha256")
-        if not isinstance(expected, str):
+        expected = card.sha256
+        if not expected:
             raise WeightsError(f"{weights_path}: model card has no sha256 to verify against")
         actual = _sha256(blob)
         if actual != expected.lower():
@@ -188,6 +194,9 @@ def load_weights(
         state = _st_load(blob)
     except (SafetensorError, ValueError, RuntimeError) as err:
         raise WeightsError(f"{weights_path}: not a valid safetensors file ({err})") from err
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise WeightsError(f"{weights_path}: tensor {key!r} holds NaN/Inf values; refused")
     return state, card
 
 
@@ -199,15 +208,11 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -
     """
     weights_path, _ = _paths(path)
     state, card = load_weights(weights_path)
-    arch = card.get("architecture")
-    if not isinstance(arch, dict) or not isinstance(arch.get("name"), str):
-        raise WeightsError(f"{weights_path}: model card has no architecture name")
-    config = arch.get("config") or {}
-    if not isinstance(config, dict):
-        raise WeightsError(f"{weights_path}: model card architecture config must be an object")
+    arch = card.architecture
+    config = arch["config"]
     try:
         model = create_model(arch["name"], **config)
-    except ConfigError as err:
+    except (ConfigError, TypeError, ValueError, RuntimeError) as err:
         raise WeightsError(f"{weights_path}: cannot rebuild the architecture: {err}") from err
     try:
         model.load_state_dict(state, strict=True)
@@ -223,7 +228,7 @@ def shipped_weights_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "weights"
 
 
-def list_shipped_weights(directory: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+def list_shipped_weights(directory: str | os.PathLike | None = None) -> list[ModelCard]:
     """Cards of the shipped weights (those with both files), sorted by name.
 
     ``directory`` defaults to :func:`shipped_weights_dir`.

@@ -1,24 +1,25 @@
-"""Tasks: what an input and a target are for each paper, how pairs are made, its metrics.
+"""Tasks: one module per paper's method, each a registered :class:`~mrenhance.tasks.base.Task`.
 
-Each task module exposes ``TASK`` (its name), ``prepare_input(volume) -> (array, ctx)``,
-``restore_output(array, ctx) -> array`` (used by whole-volume enhancement), and
-``build_training(data_cfg, patch_size, seed=..., source=...) -> (dataset, val_fn, subjects)``.
+See :mod:`mrenhance.tasks.base` for the protocol. ``get_task("sr_t1")`` returns the task
+instance; dropping a module that defines a ``@register_task`` class into this package is
+all it takes to add one.
 """
 
 from __future__ import annotations
 
-import importlib
-from types import ModuleType
+from mrenhance.tasks.base import InputKind, Task, TrainingData, get_task, list_tasks, register_task
 
-from mrenhance.errors import ConfigError
+__all__ = [
+    "InputKind",
+    "Task",
+    "TrainingData",
+    "get_task",
+    "known_task_names",
+    "list_tasks",
+    "register_task",
+]
 
-TASKS: dict[str, str] = {
-    "sr_t1": "mrenhance.tasks.sr_t1",
-}
 
-
-def get_task(name: str) -> ModuleType:
-    """The task module registered under ``name`` (ConfigError listing the known ones)."""
-    if name not in TASKS:
-        raise ConfigError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
-    return importlib.import_module(TASKS[name])
+def known_task_names() -> list[str]:
+    """Names of the registered tasks, sorted."""
+    return [t.name for t in list_tasks()]

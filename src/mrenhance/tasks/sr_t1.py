@@ -1,11 +1,18 @@
-"""3D T1 super-resolution: the evaluation protocol of Chen et al. 2018 (mDCSRN).
+"""3D T1 super-resolution: the evaluation protocol of Chen et al. 2018 (mDCSRN), as a Task.
 
 What an input and a target are
-    target (HR): a T1 volume, intensities divided by the 99.5th percentile of brain voxels;
-    input (LR): the same volume with the outer k-space truncated (Sec. 2.6: 2x2 in x and y),
-    back on the HR grid (zero-filled), so the network maps a same-size image to a same-size
-    image. The interpolation baselines instead start from the low-matrix image (what the
-    scanner would reconstruct) and interpolate it to the HR grid (Table 2, "bicubic").
+    target (HR): a T1 volume; input (LR): the same volume with the outer k-space truncated
+    (Sec. 2.6: 2x2 in x and y), back on the HR grid (zero-filled), so the network maps a
+    same-size image to a same-size image. The interpolation baselines instead start from the
+    low-matrix image (what the scanner would reconstruct) and interpolate it to the HR grid
+    (Table 2, "bicubic").
+
+Normalisation (one rule for training, evaluation and ``enhance``)
+    Both images are divided by one scale computed from the *input* alone
+    (:func:`mrenhance.preprocess.intensity_scale`: the 99.5th percentile inside an automatic
+    head mask of the LR image, by default). The rule is recorded in the model card, and
+    ``enhance`` applies it to the user's scan exactly as training applied it to the LR
+    image. (Before, training used the HR brain mask and ``enhance`` all voxels > 0.)
 
 How pairs are made
     Patches from brain-containing regions (Sec. 3.1 via [9]) of the training part of each
@@ -17,7 +24,9 @@ How pairs are made
 
 Metrics
     SSIM, PSNR and NRMSE between SR and HR (Sec. 3.2), inside the brain mask of the test slab,
-    with data_range 1 (intensities are normalised so that the 99.5th brain percentile is 1).
+    with data_range 1 after dividing both by the *reference's* 99.5th brain percentile (a
+    property of the evaluation, independent of any model's own normalisation). Networks are
+    run through :class:`mrenhance.enhance_api.Enhancer`, the code path of ``enhance``.
 """
 
 from __future__ import annotations
@@ -30,16 +39,16 @@ from typing import Any
 import numpy as np
 
 from mrenhance.errors import ConfigError, InputError
+from mrenhance.models.card import DEFAULT_NORMALISATION, Normalisation
+from mrenhance.tasks.base import InputKind, Task, TrainingData, register_task
 from mrenhance.volume import Volume
-
-TASK = "sr_t1"
 
 DATA_DEFAULTS: dict[str, Any] = {
     "files": ["sample:mni_t1"],
     "factors": [2, 2, 1],
     "taper": None,
     "noise_snr": None,
-    "normalise_percentile": 99.5,
+    "normalise": dict(DEFAULT_NORMALISATION),
     "mask": "brain",
     "min_mask_fraction": 0.1,
     "held_out": {"axis": 2, "validation": [64, 76], "test": [96, 128], "gap": 4},
@@ -48,61 +57,16 @@ DATA_DEFAULTS: dict[str, Any] = {
 }
 
 # How many voxels of context to keep around a held-out slab when running a model on it:
-# more than mDCSRN b4u4's receptive-field radius (17 voxels, MACHINE-NOTES).
+# more than mDCSRN b4u4's receptive-field radius (17 voxels, docs/performance.md).
 CONTEXT_VOX = 20
+
+# The evaluation's intensity basis: HR / this percentile of the HR brain voxels = data range 1.
+REFERENCE_PERCENTILE = 99.5
 
 
 def validate_data_config(data: dict[str, Any], source: str = "recipe") -> dict[str, Any]:
     """Fill defaults and refuse unknown keys in a recipe's ``data`` section."""
-    unknown = sorted(set(data) - set(DATA_DEFAULTS))
-    if unknown:
-        raise ConfigError(f"{source}: data.{unknown[0]}: unknown key for task sr_t1")
-    cfg = {**DATA_DEFAULTS, **data}
-    if not isinstance(cfg["files"], list) or not cfg["files"]:
-        raise ConfigError(f"{source}: data.files: expected a non-empty list of paths")
-    factors = cfg["factors"]
-    if not isinstance(factors, (list, tuple)) or len(factors) != 3:
-        raise ConfigError(f"{source}: data.factors: expected three numbers, got {factors!r}")
-    if any(not isinstance(f, (int, float)) or f < 1 for f in factors):
-        raise ConfigError(f"{source}: data.factors: each factor must be a number >= 1")
-    return cfg
-
-
-# ---------------------------------------------------------------------------- intensities
-def intensity_scale(data: np.ndarray, mask: np.ndarray | None = None, percentile: float = 99.5):
-    """Robust intensity scale: the ``percentile`` of voxels inside ``mask`` (or > 0).
-
-    Parameters
-    ----------
-    data : (x, y, z) array
-    mask : (x, y, z) bool array or None; None means voxels above 0 (or all voxels if none).
-
-    Returns
-    -------
-    float, strictly positive (1.0 for an all-zero image).
-    """
-    values = data[mask > 0] if mask is not None else data[data > 0]
-    if values.size == 0:
-        return 1.0
-    scale = float(np.percentile(values, percentile))
-    return scale if scale > 0 else 1.0
-
-
-def prepare_input(volume: Volume, percentile: float = 99.5) -> tuple[np.ndarray, dict]:
-    """Normalise an LR volume the way training did; return the array and how to undo it."""
-    data = volume.data
-    if data.ndim != 3:
-        raise InputError(
-            f"{volume.meta.get('source', 'input')}: sr_t1 models need a 3D image, "
-            f"got shape {data.shape}"
-        )
-    scale = intensity_scale(data, None, percentile)
-    return (data / scale).astype(np.float32), {"scale": scale}
-
-
-def restore_output(array: np.ndarray, ctx: dict) -> np.ndarray:
-    """Undo :func:`prepare_input`'s scaling; negative values (ringing) are clipped to 0."""
-    return np.clip(array * ctx["scale"], 0, None).astype(np.float32)
+    return TASK.data_config(data, source)
 
 
 # ---------------------------------------------------------------------------- degradation
@@ -142,14 +106,34 @@ def interpolation_baseline(hr: np.ndarray, factors: Sequence[float], method: str
 # ---------------------------------------------------------------------------- data
 @dataclass
 class SRSubject:
-    """One normalised HR/LR pair with its brain mask. Arrays (x, y, z) float32."""
+    """One HR/LR pair in the file's intensity units, with its mask and normalisation.
+
+    hr, lr : (x, y, z) float32, raw units (lr: the network input before normalisation).
+    mask : (x, y, z) bool, where patches are drawn and metrics are taken.
+    input_scale : the normalisation scale of ``lr`` under the data config's rule.
+    reference_scale : the evaluation basis, :data:`REFERENCE_PERCENTILE` of hr in the mask.
+    """
 
     name: str
     hr: np.ndarray
     lr: np.ndarray
     mask: np.ndarray
-    scale: float
+    input_scale: float = 1.0
+    reference_scale: float = 1.0
     affine: np.ndarray = field(default_factory=lambda: np.eye(4))
+
+    @property
+    def inputs(self) -> np.ndarray:
+        """The network input exactly as ``enhance`` prepares it: lr / input_scale."""
+        return (self.lr / np.float32(self.input_scale)).astype(np.float32)
+
+    @property
+    def targets(self) -> np.ndarray:
+        """The training target on the input's scale: hr / input_scale."""
+        return (self.hr / np.float32(self.input_scale)).astype(np.float32)
+
+    def lr_volume(self) -> Volume:
+        return Volume(self.lr, self.affine, {"source": f"{self.name} (LR)"})
 
 
 def _load_hr(spec: str) -> tuple[Volume, np.ndarray]:
@@ -161,39 +145,47 @@ def _load_hr(spec: str) -> tuple[Volume, np.ndarray]:
         mask = samples.mni_brain_mask().data > 0
         return vol, mask
     from mrenhance.io import load
+    from mrenhance.preprocess import head_mask
 
     vol = load(spec)
     if vol.ndim != 3:
         raise InputError(f"{spec}: sr_t1 training needs 3D images, got shape {vol.shape}")
-    return vol, brain_mask_from_intensity(vol.data)
-
-
-def brain_mask_from_intensity(data: np.ndarray) -> np.ndarray:
-    """A crude head mask for user files: voxels above 10% of the 99th percentile, filled.
-
-    choice: users' T1s are not skull-stripped; this keeps patches inside the head, which is
-    what the mask is for in training. Evaluation on user data should pass a real mask.
-    """
-    from scipy import ndimage
-
-    thr = 0.1 * float(np.percentile(data, 99))
-    mask = data > thr
-    mask = ndimage.binary_closing(mask, iterations=2)
-    return ndimage.binary_fill_holes(mask)
+    # choice: users' T1s are not skull-stripped; the head mask keeps patches inside the head,
+    # which is what the mask is for in training. Evaluation on user data should pass a mask.
+    return vol, head_mask(vol.data)
 
 
 def load_subjects(cfg: dict[str, Any]) -> list[SRSubject]:
-    """Load and degrade every file of a validated ``data`` config."""
+    """Load and degrade every file of a validated ``data`` config (raw intensity units)."""
+    from mrenhance.preprocess import intensity_scale
+
     rng = np.random.default_rng(cfg.get("seed", 0))
+    rule = Normalisation.from_dict(cfg["normalise"], "data.normalise")
     subjects = []
     for spec in cfg["files"]:
         vol, mask = _load_hr(str(spec))
-        scale = intensity_scale(vol.data, mask, cfg["normalise_percentile"])
-        hr = (vol.data / scale).astype(np.float32)
+        hr = np.asarray(vol.data, dtype=np.float32)
+        reference = float(np.percentile(hr[mask], REFERENCE_PERCENTILE)) if mask.any() else 1.0
+        # noise is drawn relative to the reference scale, as if the image were normalised
         lr = make_lr(
-            hr, cfg["factors"], taper=cfg["taper"], noise_snr=cfg["noise_snr"], rng=rng, mask=mask
+            hr / reference,
+            cfg["factors"],
+            taper=cfg["taper"],
+            noise_snr=cfg["noise_snr"],
+            rng=rng,
+            mask=mask,
+        ) * np.float32(reference)
+        subjects.append(
+            SRSubject(
+                str(spec),
+                hr,
+                lr.astype(np.float32),
+                mask.astype(bool),
+                input_scale=intensity_scale(lr, rule),
+                reference_scale=reference if reference > 0 else 1.0,
+                affine=vol.affine,
+            )
         )
-        subjects.append(SRSubject(str(spec), hr, lr, mask.astype(bool), scale, vol.affine))
     return subjects
 
 
@@ -240,57 +232,90 @@ def held_out_box(
     return _slab(shape, int(held_out["axis"]), a - context, b + context)
 
 
-def build_training(
-    recipe_data: dict[str, Any], patch_size: Sequence[int], *, seed: int = 0, source: str = "recipe"
-):
-    """The training dataset and a validation function for a recipe's ``data`` section.
+# ---------------------------------------------------------------------------- evaluation
+Method = Callable[[SRSubject, tuple[slice, ...]], np.ndarray]
+"""An SR method: (subject, box) -> its estimate of ``subject.hr[box]`` in raw units.
 
-    Returns
-    -------
-    dataset : mrenhance.engine.patches.PatchDataset yielding (LR, HR) patches (1, *patch_size).
-    val_fn : callable(model) -> {"psnr": ..., "ssim": ...} on the validation slab.
-    subjects : the loaded subjects (for evaluation after training).
+Baselines re-simulate the low-matrix acquisition from ``subject.hr`` (a global k-space
+operation on the whole volume); networks see only ``subject.lr`` (through the Enhancer)."""
+
+
+def interpolation_method(factors: Sequence[float], method: str) -> Method:
+    cache: dict[int, np.ndarray] = {}
+
+    def run(subject: SRSubject, box: tuple[slice, ...]) -> np.ndarray:
+        key = id(subject.hr)
+        if key not in cache:
+            cache.clear()
+            cache[key] = interpolation_baseline(subject.hr, factors, method)
+        return cache[key][box]
+
+    return run
+
+
+def network_method(enhancer: Any) -> Method:
+    """A :class:`mrenhance.enhance_api.Enhancer` as a :data:`Method`: ``enhance``'s code path.
+
+    The input is normalised over the whole LR volume (as ``enhance`` would on the user's
+    file) and the network runs on ``box`` only.
     """
-    from mrenhance.engine.augment import build_augment
-    from mrenhance.engine.patches import PatchDataset
 
-    cfg = validate_data_config(recipe_data, source)
-    subjects = load_subjects(cfg)
-    regions = [training_regions(s.hr.shape, cfg["held_out"], patch_size) for s in subjects]
-    augment = build_augment(cfg["augment"]) if cfg["augment"] else None
-    datasets = PatchDataset(
-        [s.lr for s in subjects],
-        [s.hr for s in subjects],
-        tuple(patch_size),
-        mask=[s.mask for s in subjects] if cfg["mask"] else None,
-        min_mask_fraction=float(cfg["min_mask_fraction"]) if cfg["mask"] else 0.0,
-        seed=seed,
-        augment=augment,
-        region=regions,
-    )
+    def run(subject: SRSubject, box: tuple[slice, ...]) -> np.ndarray:
+        return enhancer.run_region(subject.lr_volume(), box)
 
-    # choice: validate on the brain's central 96x96 columns of the validation slab, enough to
-    # rank checkpoints at a fraction of a full-width pass (validation runs every few steps).
-    held_out = cfg["held_out"]
-    val_subject = _central_columns(subjects[0], int(held_out["axis"]), 96) if held_out else None
+    return run
 
-    def val_fn(model) -> dict[str, float]:
-        if not cfg["held_out"] or not cfg["held_out"].get("validation"):
-            return {}
-        rows = evaluate_region(
-            {"model": model_method(model, patch_size=patch_size, overlap=6)},
-            val_subject,
-            cfg["held_out"],
-            "validation",
-            metrics=("psnr", "ssim"),
-        )
-        return {k: v for k, v in rows[0].items() if k in ("psnr", "ssim")}
 
-    return datasets, val_fn, subjects
+def evaluate_region(
+    methods: dict[str, Method],
+    subject: SRSubject,
+    held_out: dict[str, Any],
+    which: str = "test",
+    metrics: Sequence[str] = ("ssim", "psnr", "nrmse"),
+) -> list[dict[str, Any]]:
+    """Run each method on the held-out slab (with context) and measure it inside the mask.
+
+    Returns one row per method: {"method", metrics..., "seconds"}. Networks run on the slab
+    plus :data:`CONTEXT_VOX` slices of context; metrics are taken on the slab only, on the
+    basis ``x / subject.reference_scale`` with data_range 1.
+    """
+    from mrenhance.metrics import compute_metrics
+
+    box = held_out_box(subject.hr.shape, held_out, which, CONTEXT_VOX)
+    inner = held_out_box(subject.hr.shape, held_out, which, 0)
+    axis = int(held_out["axis"])
+    offset = inner[axis].start - box[axis].start
+    length = inner[axis].stop - inner[axis].start
+    sl = [slice(None)] * 3
+    sl[axis] = slice(offset, offset + length)
+    sl = tuple(sl)
+    ref = np.float32(subject.reference_scale)
+    hr, mask = subject.hr[box][sl] / ref, subject.mask[box][sl]
+    rows = []
+    for name, method in methods.items():
+        t0 = time.perf_counter()
+        sr = method(subject, box)
+        seconds = time.perf_counter() - t0
+        values = compute_metrics(sr[sl] / ref, hr, names=tuple(metrics), data_range=1.0, mask=mask)
+        rows.append({"method": name, **values, "seconds": round(seconds, 2)})
+    return rows
+
+
+def baseline_methods(factors: Sequence[float]) -> dict[str, Method]:
+    """Interpolation baselines of Table 2 and the zero-filled (sinc) network input."""
+    return {
+        "nearest": interpolation_method(factors, "nearest"),
+        "trilinear": interpolation_method(factors, "linear"),
+        "tricubic": interpolation_method(factors, "cubic"),
+        "zero-filled (input)": lambda subject, box: subject.lr[box],
+    }
 
 
 def _central_columns(subject: SRSubject, axis: int, width: int) -> SRSubject:
-    """The subject cropped to ``width`` voxels around the brain's centre on the axes != axis."""
+    """The subject cropped to ``width`` voxels around the brain's centre on the axes != axis.
+
+    The normalisation scale stays the whole volume's (what ``enhance`` would compute).
+    """
     coords = np.argwhere(subject.mask)
     centre = (
         coords.mean(axis=0).round().astype(int) if coords.size else np.array(subject.hr.shape) // 2
@@ -308,80 +333,304 @@ def _central_columns(subject: SRSubject, axis: int, width: int) -> SRSubject:
         subject.hr[box],
         subject.lr[box],
         subject.mask[box],
-        subject.scale,
+        subject.input_scale,
+        subject.reference_scale,
         subject.affine,
     )
 
 
-# ---------------------------------------------------------------------------- evaluation
-Method = Callable[[np.ndarray, np.ndarray], np.ndarray]
-"""An SR method: (lr_on_hr_grid, hr) -> sr, all (x, y, z). Baselines use hr only to
-re-simulate the low-matrix acquisition; networks use lr only."""
+# ---------------------------------------------------------------------------- the task
+@register_task
+class SRT1Task(Task):
+    """3D T1 super-resolution (Chen et al. 2018): same-grid LR (zero-filled) -> HR."""
 
+    name = "sr_t1"
+    description = "3D T1 super-resolution (k-space truncated input on the HR grid)"
+    paper = "Chen et al. 2018, MICCAI (arXiv:1803.01417)"
+    spatial_dims = 3
+    input_kind = InputKind.IMAGE_3D
+    data_defaults = DATA_DEFAULTS
 
-def model_method(
-    model,
-    *,
-    patch_size: Sequence[int] | int = 64,
-    overlap: int = 6,
-    blend: str = "crop",
-    batch_size: int = 1,
-    device: str = "cpu",
-) -> Method:
-    """Wrap a network as a :data:`Method` using whole-volume tiled inference."""
-    from mrenhance.engine.infer import infer
+    def data_config(self, data: dict[str, Any], source: str = "recipe") -> dict[str, Any]:
+        cfg = super().data_config(data, source)
+        if not isinstance(cfg["files"], list) or not cfg["files"]:
+            raise ConfigError(f"{source}: data.files: expected a non-empty list of paths")
+        factors = cfg["factors"]
+        if not isinstance(factors, (list, tuple)) or len(factors) != 3:
+            raise ConfigError(f"{source}: data.factors: expected three numbers, got {factors!r}")
+        if any(not isinstance(f, (int, float)) or f < 1 for f in factors):
+            raise ConfigError(f"{source}: data.factors: each factor must be a number >= 1")
+        try:
+            rule = Normalisation.from_dict(cfg["normalise"], "data")
+        except InputError as err:
+            raise ConfigError(f"{source}: {str(err).replace('preprocessing.', '')}") from err
+        cfg["normalise"] = rule.to_dict()
+        return cfg
 
-    def run(lr: np.ndarray, hr: np.ndarray) -> np.ndarray:
-        return infer(
-            model, lr, patch_size, overlap, blend=blend, batch_size=batch_size, device=device
+    def preprocessing(self, cfg: dict[str, Any], subjects: Sequence[SRSubject]) -> dict[str, Any]:
+        """The card's ``preprocessing`` for a model trained on ``subjects`` under ``cfg``."""
+        voxel = None
+        if subjects:
+            from mrenhance.volume import voxel_sizes
+
+            voxel = [round(float(v), 4) for v in voxel_sizes(subjects[0].affine)]
+        return {"normalisation": dict(cfg["normalise"]), "voxel_size_mm": voxel}
+
+    def training_data(
+        self,
+        data: dict[str, Any],
+        patch_size: Sequence[int],
+        *,
+        seed: int = 0,
+        source: str = "recipe",
+    ) -> TrainingData:
+        """Patch pairs (LR, HR) / input_scale and a validation function on the validation slab."""
+        from mrenhance.engine.augment import build_augment
+        from mrenhance.engine.patches import PatchDataset
+
+        cfg = self.data_config(data, source)
+        subjects = load_subjects(cfg)
+        regions = [training_regions(s.hr.shape, cfg["held_out"], patch_size) for s in subjects]
+        augment = build_augment(cfg["augment"]) if cfg["augment"] else None
+        dataset = PatchDataset(
+            [s.inputs for s in subjects],
+            [s.targets for s in subjects],
+            tuple(patch_size),
+            mask=[s.mask for s in subjects] if cfg["mask"] else None,
+            min_mask_fraction=float(cfg["min_mask_fraction"]) if cfg["mask"] else 0.0,
+            seed=seed,
+            augment=augment,
+            region=regions,
+        )
+        # choice: validate on the brain's central 96x96 columns of the validation slab, enough
+        # to rank checkpoints at a fraction of a full-width pass (validation runs often).
+        held_out = cfg["held_out"]
+        val_subject = _central_columns(subjects[0], int(held_out["axis"]), 96) if held_out else None
+        rule = Normalisation.from_dict(cfg["normalise"], source)
+
+        def validate(model) -> dict[str, float]:
+            if not held_out or not held_out.get("validation"):
+                return {}
+            from mrenhance.enhance_api import Enhancer
+
+            enhancer = Enhancer(
+                model,
+                self,
+                normalisation=rule,
+                inference={"patch_size": list(patch_size), "overlap": 6, "blend": "crop"},
+                scale=subjects[0].input_scale,
+            )
+            rows = evaluate_region(
+                {"model": network_method(enhancer)},
+                val_subject,
+                held_out,
+                "validation",
+                metrics=("psnr", "ssim"),
+            )
+            return {k: v for k, v in rows[0].items() if k in ("psnr", "ssim")}
+
+        return TrainingData(dataset, validate, subjects)
+
+    # -- one input ------------------------------------------------------------------------
+    def check_input(self, volume: Volume) -> None:
+        source = volume.meta.get("source", "input")
+        if volume.data.ndim != 3:
+            raise InputError(
+                f"{source}: sr_t1 models need a 3D image, got shape {tuple(volume.data.shape)}"
+            )
+        if not np.all(np.isfinite(volume.data)):
+            bad = int(volume.data.size - np.count_nonzero(np.isfinite(volume.data)))
+            raise InputError(f"{source}: {bad} NaN/Inf voxels")
+
+    def prepare(
+        self, volume: Volume, card: Any = None, *, scale: float | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Normalise ``volume`` by the card's rule; returns (x, y, z) float32 and its scale.
+
+        ``scale`` skips the computation when the caller already knows it (validation).
+        """
+        from mrenhance.preprocess import intensity_scale
+
+        self.check_input(volume)
+        rule = _rule_of(card)
+        if scale is None:
+            scale = intensity_scale(volume.data, rule)
+        array = (volume.data / np.float32(scale)).astype(np.float32)
+        return array, {"scale": float(scale), "normalisation": rule.to_dict()}
+
+    def restore(self, array: np.ndarray, context: dict[str, Any], volume: Volume) -> Volume:
+        """Undo :meth:`prepare`'s scaling on the input's grid; negative ringing is clipped."""
+        data = np.clip(array * np.float32(context["scale"]), 0, None).astype(np.float32)
+        return volume.with_data(data)
+
+    # -- protocol -------------------------------------------------------------------------
+    def baselines(self, data: dict[str, Any] | None = None) -> dict[str, Method]:
+        cfg = self.data_config(data or {})
+        return baseline_methods(cfg["factors"])
+
+    def network_method(self, enhancer: Any) -> Method:
+        return network_method(enhancer)
+
+    def evaluate(
+        self,
+        methods: dict[str, Method],
+        *,
+        data: dict[str, Any] | None = None,
+        which: str = "test",
+        subjects: Sequence[SRSubject] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The protocol: every method on the held-out ``which`` slab of the first subject."""
+        cfg = self.data_config(data or {})
+        subject = (subjects or load_subjects(cfg))[0]
+        return evaluate_region(methods, subject, cfg["held_out"], which)
+
+    def protocol(self, data: dict[str, Any] | None = None) -> str:
+        """One line describing the evaluation basis (printed with every table)."""
+        cfg = self.data_config(data or {})
+        held = cfg["held_out"]
+        f = cfg["factors"]
+        return (
+            f"{', '.join(map(str, cfg['files']))}; k-space truncated {f[0]}x{f[1]}x{f[2]}; "
+            f"held-out slab axis {held['axis']} [{held['test'][0]}, {held['test'][1]}) never "
+            f"sampled in training; brain mask; intensities / {REFERENCE_PERCENTILE}th brain "
+            "percentile of the reference, data_range 1"
         )
 
-    return run
+    def example_input(self, rng: np.random.Generator) -> Volume:
+        data = np.zeros((20, 20, 12), np.float32)
+        data[4:16, 4:16, 2:10] = 100 + 20 * rng.random((12, 12, 8), dtype=np.float32)
+        return Volume(data, np.diag([1.0, 1.0, 1.0, 1.0]), {"source": "example"})
+
+    # -- demo -----------------------------------------------------------------------------
+    def demo(
+        self,
+        out: Any,
+        enhancers: dict[str, Any],
+        *,
+        full: bool = False,
+        say: Callable[[str], None] = print,
+    ) -> dict[str, Any]:
+        """The demo section: MNI T1 -> k-space 2x2 -> tricubic and each network -> files.
+
+        Writes ``metrics.{md,csv,json}``, ``figure.png`` and one NIfTI per method into
+        ``out``; returns a report section (heading, text, table rows, images, files).
+        By default the networks run on the test slab plus context (72 axial slices);
+        ``full=True`` runs the whole volume.
+        """
+        from pathlib import Path
+
+        from mrenhance.io import save
+        from mrenhance.report.figures import orthogonal_mosaic
+        from mrenhance.report.tables import write_table
+
+        out = Path(out)
+        cfg = self.data_config({})
+        held = cfg["held_out"]
+        say("loading the MNI152 T1 sample and degrading it (k-space truncation 2x2, Sec. 2.6)")
+        subject = load_subjects(cfg)[0]
+        shape = subject.hr.shape
+        box = (
+            tuple(slice(0, n) for n in shape)
+            if full
+            else held_out_box(shape, held, "test", CONTEXT_VOX)
+        )
+        methods: dict[str, Method] = {
+            "LR (zero-filled)": baseline_methods(cfg["factors"])["zero-filled (input)"],
+            "tricubic": interpolation_method(cfg["factors"], "cubic"),
+        }
+        # plain networks before their GAN variants, as in the paper's figures
+        for name in sorted(enhancers, key=lambda n: (n.endswith("-gan"), n)):
+            methods[name] = network_method(enhancers[name])
+        results: dict[str, np.ndarray] = {}
+        seconds: dict[str, float] = {}
+        for name, method in methods.items():
+            if name in enhancers:
+                say(f"running {name} on {tuple(subject.lr[box].shape)} voxels ...")
+            t0 = time.perf_counter()
+            results[name] = method(subject, box)
+            seconds[name] = time.perf_counter() - t0
+        # metrics exactly as the evaluation protocol computes them (same function)
+        rows = evaluate_region(
+            {name: (lambda s, b, a=arr: a[b]) for name, arr in results.items()},
+            _boxed(subject, box),
+            _shift(held, box),
+            "test",
+        )
+        for row in rows:
+            row["seconds"] = round(seconds[row["method"]], 2)
+        tables = write_table(rows, out / "metrics", title="Held-out test slab, brain mask")
+
+        ref = np.float32(subject.reference_scale)
+        panels = {k: v / ref for k, v in results.items()}
+        panels["HR (reference)"] = subject.hr[box] / ref
+        crop = Volume(subject.hr, subject.affine, {"source": "sample:mni_t1"}).crop(box)
+        files = {}
+        for name, arr in {**results, "HR (reference)": subject.hr[box]}.items():
+            fname = name.split(" ")[0].lower().replace("(", "").replace(")", "") + ".nii.gz"
+            files[name] = save(
+                crop.with_data(arr, step=f"demo: {name}"), out / fname, overwrite=True
+            )
+
+        axis = int(held["axis"])
+        inner = held_out_box(shape, held, "test", 0)
+        centre = [n // 2 for n in panels["HR (reference)"].shape]
+        centre[axis] = (inner[axis].start + inner[axis].stop) // 2 - box[axis].start
+        zx, zy = centre[0] + 10, centre[1] - 30
+        figure = orthogonal_mosaic(
+            panels,
+            out / "figure.png",
+            reference_key="HR (reference)",
+            error_keys=[k for k in panels if k != "HR (reference)"],
+            zoom_box=((zx - 20, zx + 20), (zy - 20, zy + 20), centre[2]),
+            title="mrenhance demo: 3D T1 super-resolution (MNI152, k-space 2x2)",
+            centre=tuple(centre),
+        )
+        return {
+            "heading": "3D T1 super-resolution (Chen et al. 2018)",
+            "text": "SSIM, PSNR (dB) and NRMSE against the HR reference: " + self.protocol(),
+            "table_rows": rows,
+            "images": [figure],
+            "files": files,
+            "tables": tables,
+        }
 
 
-def baseline_methods(factors: Sequence[float]) -> dict[str, Method]:
-    """Interpolation baselines of Table 2 and the zero-filled (sinc) network input."""
+def _boxed(subject: SRSubject, box: tuple[slice, ...]) -> SRSubject:
+    return SRSubject(
+        subject.name,
+        subject.hr[box],
+        subject.lr[box],
+        subject.mask[box],
+        subject.input_scale,
+        subject.reference_scale,
+        subject.affine,
+    )
+
+
+def _shift(held: dict[str, Any], box: tuple[slice, ...]) -> dict[str, Any]:
+    """``held`` with its slabs in the coordinates of ``box`` (for a subject cropped to it)."""
+    axis = int(held["axis"])
+    start = box[axis].start or 0
     return {
-        "nearest": lambda lr, hr: interpolation_baseline(hr, factors, "nearest"),
-        "trilinear": lambda lr, hr: interpolation_baseline(hr, factors, "linear"),
-        "tricubic": lambda lr, hr: interpolation_baseline(hr, factors, "cubic"),
-        "zero-filled (input)": lambda lr, hr: lr,
+        **held,
+        **{
+            k: [held[k][0] - start, held[k][1] - start]
+            for k in ("validation", "test")
+            if held.get(k)
+        },
     }
 
 
-def evaluate_region(
-    methods: dict[str, Method],
-    subject: SRSubject,
-    held_out: dict[str, Any],
-    which: str = "test",
-    metrics: Sequence[str] = ("ssim", "psnr", "nrmse"),
-) -> list[dict[str, Any]]:
-    """Run each method on the held-out slab (with context) and measure it inside the brain.
+def _rule_of(card: Any) -> Normalisation:
+    if card is None:
+        return Normalisation()
+    if isinstance(card, Normalisation):
+        return card
+    if hasattr(card, "normalisation"):
+        return card.normalisation
+    return Normalisation.from_dict(
+        (card.get("preprocessing") or {}).get("normalisation", DEFAULT_NORMALISATION), "card"
+    )
 
-    Returns one row per method: {"method", metrics..., "seconds"}. Baselines run on the whole
-    volume (they are global k-space operations); networks on the slab plus context.
-    """
-    from mrenhance.metrics import compute_metrics
 
-    box = held_out_box(subject.hr.shape, held_out, which, CONTEXT_VOX)
-    inner = held_out_box(subject.hr.shape, held_out, which, 0)
-    axis = int(held_out["axis"])
-    # the slab inside the context crop
-    offset = inner[axis].start - box[axis].start
-    length = inner[axis].stop - inner[axis].start
-    rows = []
-    for name, method in methods.items():
-        t0 = time.perf_counter()
-        if name in ("nearest", "trilinear", "tricubic", "sinc"):
-            full = method(subject.lr, subject.hr)
-            sr = full[box]
-        else:
-            sr = method(subject.lr[box], subject.hr[box])
-        seconds = time.perf_counter() - t0
-        sl = [slice(None)] * 3
-        sl[axis] = slice(offset, offset + length)
-        sl = tuple(sl)
-        hr, mask = subject.hr[box][sl], subject.mask[box][sl]
-        values = compute_metrics(sr[sl], hr, names=tuple(metrics), data_range=1.0, mask=mask)
-        rows.append({"method": name, **values, "seconds": round(seconds, 2)})
-    return rows
+TASK = SRT1Task()
