@@ -77,8 +77,8 @@ def main() -> None:
     args = parser.parse_args()
     tune_allocator()
 
+    from mrenhance.enhance_api import Enhancer
     from mrenhance.models.complexity import count_parameters, macs_per_voxel
-    from mrenhance.models.weights import load_model
     from mrenhance.tasks import sr_t1
     from mrenhance.training import train_recipe
 
@@ -113,9 +113,10 @@ def main() -> None:
                 progress=False,
             )
         train_seconds = time.time() - t0
-        model = load_model(weights)
+        enhancer = Enhancer.from_weights(weights, inference={"patch_size": 64, "overlap": 6})
+        model = enhancer.model
         row = sr_t1.evaluate_region(
-            {name: sr_t1.model_method(model, patch_size=64, overlap=6)},
+            {name: sr_t1.network_method(enhancer)},
             subject,
             cfg["held_out"],
             "test",

@@ -7,31 +7,15 @@ load weights (sha256-checked) -> task's intensity preparation -> tiled inference
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mrenhance.errors import InputError
+from mrenhance.models.weights import resolve_weights
 from mrenhance.volume import Volume
 
-
-def resolve_weights(model: str | os.PathLike) -> Path:
-    """A shipped model name (``mdcsrn-b4u4``) or a path to a ``.safetensors`` file."""
-    from mrenhance.errors import WeightsError
-    from mrenhance.models.weights import list_shipped_weights, shipped_weights_dir
-
-    text = str(model)
-    if text.endswith(".safetensors"):
-        path = Path(text)
-        if not path.is_file():
-            raise WeightsError(f"{path}: weights file not found")
-        return path
-    path = shipped_weights_dir() / f"{text}.safetensors"
-    if not path.is_file():
-        names = ", ".join(sorted(c["name"] for c in list_shipped_weights())) or "none"
-        raise WeightsError(f"{text}: no shipped weights of that name (available: {names})")
-    return path
+__all__ = ["Enhancer", "check_tiling", "enhance", "resolve_weights"]
 
 
 class Enhancer:

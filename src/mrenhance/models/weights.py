@@ -41,6 +41,7 @@ __all__ = [
     "load_pretrained",
     "load_weights",
     "read_card",
+    "resolve_weights",
     "save_weights",
     "shipped_weights_dir",
 ]
@@ -242,6 +243,30 @@ def list_shipped_weights(directory: str | os.PathLike | None = None) -> list[Mod
     return cards
 
 
+def resolve_weights(
+    model: str | os.PathLike, *, directory: str | os.PathLike | None = None
+) -> Path:
+    """The weights file of a shipped name (``mdcsrn-b4u4``) or of a ``.safetensors`` path.
+
+    The one resolver of model names: ``enhance``, ``evaluate``, ``ship`` and
+    :func:`load_pretrained` all go through it. ``directory`` defaults to the shipped
+    weights. Raises WeightsError listing the available names for an unknown one.
+    """
+    text = str(model)
+    if text.endswith(_SUFFIX):
+        path = Path(text)
+        if not path.is_file():
+            raise WeightsError(f"{path}: weights file not found")
+        return path
+    folder = Path(directory) if directory is not None else shipped_weights_dir()
+    path = folder / f"{text}{_SUFFIX}"
+    if not path.is_file():
+        available = sorted(p.name[: -len(_SUFFIX)] for p in folder.glob(f"*{_SUFFIX}"))
+        listing = ", ".join(available) if available else "none shipped"
+        raise WeightsError(f"{text}: no shipped weights of that name (available: {listing})")
+    return path
+
+
 def load_pretrained(
     name: str,
     device: str | torch.device = "cpu",
@@ -252,13 +277,7 @@ def load_pretrained(
 
     An unknown name raises WeightsError listing the available names.
     """
-    folder = Path(directory) if directory is not None else shipped_weights_dir()
-    weights_path = folder / f"{name}{_SUFFIX}"
-    if not weights_path.is_file():
-        available = sorted(p.name[: -len(_SUFFIX)] for p in folder.glob(f"*{_SUFFIX}"))
-        listing = ", ".join(available) if available else "none shipped"
-        raise WeightsError(f"{weights_path}: no pretrained weights {name!r} (available: {listing})")
-    return load_model(weights_path, device=device)
+    return load_model(resolve_weights(name, directory=directory), device=device)
 
 
 def load_checkpoint(path: str | os.PathLike) -> Any:
