@@ -1,82 +1,30 @@
 """Shared helpers for benchmarks: provenance, result files, tables.
 
+Allocator tuning and provenance live in :mod:`mrenhance.runtime` (one copy for the CLI,
+the reports and the benchmarks); they are re-exported here.
+
 Every benchmark writes ``benchmarks/results/<name>.json`` (rows + provenance) and prints a
 Markdown table, so a README number can be traced to the command and machine that made it.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
-import os
-import platform
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
+
+from mrenhance import runtime
+from mrenhance.runtime import tune_allocator
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def tune_allocator() -> None:
-    """The glibc settings that make eager PyTorch ~3x faster on small CPUs (MACHINE-NOTES)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-1, 2**31 - 1)
-        libc.mallopt(-3, 2**31 - 1)
-    except OSError:
-        pass
+__all__ = ["RESULTS", "ROOT", "provenance", "tune_allocator", "write_results", "peak_rss_mb"]
 
 
 def provenance(command: str | None = None) -> dict[str, Any]:
-    """Git commit, versions, machine and threads: printed and stored with every result."""
-    import numpy
-    import torch
-
-    import mrenhance
-
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-        dirty = bool(
-            subprocess.run(
-                ["git", "status", "--porcelain", "--untracked-files=no"],
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                check=False,
-            ).stdout.strip()
-        )
-    except OSError:
-        commit, dirty = "unknown", False
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        "command": command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "git_commit": commit + ("-dirty" if dirty else ""),
-        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "mrenhance": mrenhance.__version__,
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
-        "python": platform.python_version(),
-        "machine": f"{cpu}, {os.cpu_count()} CPUs",
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
+    """Git commit (of this checkout), versions, machine and threads: stored with every result."""
+    return runtime.provenance(command, folder=ROOT)
 
 
 def write_results(name: str, rows: list[dict[str, Any]], meta: dict[str, Any]) -> Path:

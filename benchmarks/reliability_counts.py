@@ -26,7 +26,6 @@ import contextlib
 import io
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -47,30 +46,9 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def _provenance() -> dict[str, Any]:
-    try:
-        from _common import provenance  # benchmarks/_common.py, where present
+    from mrenhance.runtime import provenance
 
-        return provenance()
-    except ImportError:
-        import numpy
-        import torch
-
-        import mrenhance
-
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-        return {
-            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-            "git_commit": commit,
-            "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "mrenhance": mrenhance.__version__,
-            "torch": torch.__version__,
-            "numpy": numpy.__version__,
-            "python": platform.python_version(),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-            "threads": ENV["OMP_NUM_THREADS"],
-        }
+    return {**provenance(folder=ROOT), "threads": ENV["OMP_NUM_THREADS"]}
 
 
 # ---------------------------------------------------------------------------- 1. corpus

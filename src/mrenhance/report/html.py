@@ -11,9 +11,6 @@ import base64
 import datetime as _dt
 import html
 import os
-import platform
-import shlex
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,17 +48,22 @@ figcaption { font-size: .9em; color: #555; }
 
 
 def provenance(command: str | None = None) -> dict[str, str]:
-    """What produced a report: package version, UTC date, command line, Python and platform."""
-    from mrenhance import __version__
+    """What produced a report: version, UTC date, command, commit, Python, platform, machine.
 
-    if command is None:
-        command = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else ""
+    The fields come from :func:`mrenhance.runtime.provenance` (one source for the reports
+    and the benchmarks); the date is shown as ``YYYY-MM-DD HH:MM:SS UTC``.
+    """
+    from mrenhance.runtime import provenance as run_provenance
+
+    info = run_provenance(command)
     return {
-        "mrenhance": __version__,
+        "mrenhance": info["mrenhance"],
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
-        "command": command,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
+        "command": info["command"],
+        "git_commit": info["git_commit"],
+        "python": info["python"],
+        "platform": info["platform"],
+        "machine": info["machine"],
     }
 
 
