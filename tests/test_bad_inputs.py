@@ -47,6 +47,28 @@ REQUIRED = {
     "output exists without --overwrite": ["output_exists"],
     "weights sha256 mismatch": ["weights_sha256_mismatch"],
     "recipe unknown key / wrong type": ["recipe_unknown_key", "recipe_wrong_type"],
+    # the data-loss issue: an output that is, or resolves to, an input (docs/reliability.md)
+    "output is an input": ["output_is_input", "summary_is_input", "simulate_output_is_input"],
+    "output through a symlink, .., a hard link": [
+        "output_symlink_to_input",
+        "output_dotdot_to_input",
+        "output_through_symlinked_folder",
+        "output_hard_link_to_input",
+    ],
+    "output inside an input folder": [
+        "output_inside_dicom_series",
+        "output_folder_is_input_folder",
+    ],
+    "run or report folder over inputs": [
+        "train_run_dir_holds_data",
+        "demo_output_holds_shipped_weights",
+        "evaluate_output_is_weights_card",
+    ],
+    "two inputs, one output name": [
+        "batch_two_inputs_one_output",
+        "batch_nii_and_nii_gz_one_output",
+    ],
+    "output holding NaN/Inf": ["output_holds_nan"],
 }
 
 

@@ -174,3 +174,42 @@ def test_one_input_with_an_output_folder_writes_into_it(
 
     assert rc == 0, capsys.readouterr().err
     assert nib.load(out_dir / "t1_enhanced.nii.gz").shape == (12, 14, 10)
+
+
+def test_a_nan_result_fails_its_entry_and_the_siblings_are_written(
+    tmp_path: Path,
+    out_dir: Path,
+    tiny_weights: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+):
+    import mrenhance.enhance_api as api
+
+    real = api.enhance
+
+    def nan_for_s1(volume, model, **kw):
+        result = real(volume, model, **kw)
+        if "s1" in volume.meta["source"]:
+            result.data[2, 3, 4] = np.nan  # what a diverged network would return
+        return result
+
+    monkeypatch.setattr(api, "enhance", nan_for_s1)
+    files = [write_nifti(tmp_path / f"s{i}.nii.gz", smooth_image(seed=i)) for i in range(3)]
+    before = snapshot(tmp_path)
+    summary = tmp_path / "s.json"
+
+    rc = main(["enhance", *map(str, files), "-o", str(out_dir), "--model", str(tiny_weights),
+               "-q", "--summary", str(summary)])  # fmt: skip
+
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert sorted(p.name for p in out_dir.iterdir()) == ["s0_enhanced.nii.gz", "s2_enhanced.nii.gz"]
+    [line] = err.splitlines()
+    assert line == (
+        f"mrenhance: error: {out_dir / 's1_enhanced.nii.gz'}: the result holds 1 NaN/Inf "
+        "voxels; not written (check the model and the input's intensity range)"
+    )
+    entry = json.loads(summary.read_text())["results"][1]
+    assert entry["status"] == "failed" and "1 NaN/Inf voxels" in entry["error"]
+    after = snapshot(tmp_path)
+    assert all(after[k] == v for k, v in before.items() if k.startswith("s"))  # inputs intact

@@ -92,10 +92,35 @@ def test_simulate_kspace_writes_degraded_image(t1_file, tmp_path):
     assert "simulate kspace" in descrip
 
 
-def test_evaluate_two_files(t1_file, tmp_path, capsys):
-    assert main(["evaluate", "--prediction", str(t1_file), "--reference", str(t1_file)]) == 0
-    out = capsys.readouterr().out
-    assert "psnr" in out and "inf" in out
+def _markdown_rows(text: str) -> list[dict[str, str]]:
+    """The rows of the one Markdown table in ``text``, as {column: cell}."""
+    lines = [ln for ln in text.splitlines() if ln.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    return [
+        dict(zip(header, (c.strip() for c in ln.strip("|").split("|")), strict=True))
+        for ln in lines[2:]
+    ]
+
+
+def test_evaluate_two_files_prints_each_metric(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    ref = (rng.random((16, 16, 16)) + 1).astype(np.float32)
+    save(Volume(ref, np.eye(4)), tmp_path / "ref.nii.gz")
+    save(Volume(ref + 0.1, np.eye(4)), tmp_path / "pred.nii.gz")
+    argv = ["evaluate", "--prediction", str(tmp_path / "pred.nii.gz"), "--reference"]
+
+    assert main([*argv, str(tmp_path / "ref.nii.gz"), "--data-range", "1"]) == 0
+    [offset] = _markdown_rows(capsys.readouterr().out)
+    assert main([*argv, str(tmp_path / "pred.nii.gz")]) == 0
+    [same] = _markdown_rows(capsys.readouterr().out)
+
+    assert list(offset) == ["prediction", "psnr", "ssim", "nrmse", "mae"]
+    assert offset["prediction"] == str(tmp_path / "pred.nii.gz")
+    assert float(offset["psnr"]) == pytest.approx(20.0, abs=0.01)  # 10 log10(1 / 0.1^2)
+    assert float(offset["mae"]) == pytest.approx(0.1, abs=1e-4)
+    assert 0.99 < float(offset["ssim"]) < 1
+    assert float(offset["nrmse"]) == pytest.approx(0.1 / np.sqrt(np.mean(ref**2)), rel=0.02)
+    assert (same["psnr"], same["ssim"], same["nrmse"], same["mae"]) == ("inf", "1", "0", "0")
 
 
 def test_batch_enhance_writes_good_files_and_reports_failures(tiny_weights, tmp_path, small_brain):
@@ -212,3 +237,111 @@ def test_enhance_api_refuses_absurd_patch(small_brain, tiny_weights):
 
     with pytest.raises(InputError, match="patch-size"):
         enhance(Volume(small_brain), str(tiny_weights), patch_size=(16, 0, 16))
+
+
+# ---------------------------------------------------------------------------- the parser
+
+
+def test_argparse_errors_are_one_line_without_usage(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["enhance", "t1.nii.gz"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err == "mrenhance: error: the following arguments are required: -o/--output, --model\n"
+
+
+def test_unknown_command_is_one_line(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["enhanse"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("mrenhance: error: argument COMMAND: invalid")
+
+
+def test_help_is_still_full(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["enhance", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: mrenhance enhance") and "--patch-size" in out
+    assert "examples:" in out
+
+
+def test_every_builtin_command_is_registered():
+    from mrenhance.cli import commands
+
+    names = list(commands())
+    assert names[:7] == ["info", "models", "enhance", "simulate", "train", "evaluate", "demo"]
+
+
+def test_a_task_adds_its_own_command_through_cli_commands(monkeypatch, capsys, tmp_path):
+    """A task lists command modules in ``cli_commands``; no central list is edited."""
+    import sys
+    import types
+
+    import mrenhance.tasks as tasks
+
+    command = types.ModuleType("fake_perfusion_cli")
+    command.NAME = "perfusion"
+    command.add_parser = lambda sub: sub.add_parser("perfusion", help="CBV maps")
+    command.run = lambda args: print("perfusion ran") or 0
+    task = types.ModuleType("fake_dsc_task")
+    task.TASK = "dsc"
+    task.cli_commands = ("fake_perfusion_cli",)
+    monkeypatch.setitem(sys.modules, "fake_perfusion_cli", command)
+    monkeypatch.setitem(sys.modules, "fake_dsc_task", task)
+    monkeypatch.setitem(tasks.TASKS, "dsc", "fake_dsc_task")
+
+    assert main(["perfusion"]) == 0
+    assert capsys.readouterr().out == "perfusion ran\n"
+
+
+def test_register_command_refuses_an_object_without_run():
+    from mrenhance.cli import register_command
+
+    with pytest.raises(TypeError, match="add_parser"):
+        register_command(object(), "nothing")
+
+
+# ---------------------------------------------------------------------------- simulate
+
+
+def test_simulate_noise_without_snr_is_refused(t1_file, tmp_path, capsys):
+    out = tmp_path / "noisy.nii.gz"
+    with pytest.raises(SystemExit) as exc:
+        main(["simulate", "noise", str(t1_file), "-o", str(out)])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err == (
+        "mrenhance: error: the following arguments are required: --snr\n"
+    )
+    assert not out.exists()
+
+
+def test_simulate_noise_adds_rician_noise_at_the_snr(t1_file, tmp_path):
+    out = tmp_path / "noisy.nii.gz"
+    assert main(["simulate", "noise", str(t1_file), "-o", str(out), "--snr", "5"]) == 0
+    clean, noisy = load(t1_file).data, load(out).data
+    assert not np.allclose(clean, noisy)
+    descrip = nib.load(str(out)).header["descrip"].tobytes().decode(errors="ignore")
+    assert "simulate noise rician snr=5.0" in descrip
+
+
+def test_simulators_are_registered_by_name():
+    from mrenhance.errors import InputError
+    from mrenhance.simulate.registry import SIMULATORS, get_simulator
+
+    assert {"kspace", "thick-slice", "noise"} <= set(SIMULATORS)
+    assert get_simulator("noise").snr == "required"
+    with pytest.raises(InputError, match="unknown simulator 'asl'"):
+        get_simulator("asl")
+
+
+def test_simulate_kspace_with_snr_adds_noise_after_truncation(t1_file, tmp_path, capsys):
+    plain, noisy = tmp_path / "lr.nii.gz", tmp_path / "lr_noisy.nii.gz"
+    assert main(["simulate", "kspace", str(t1_file), "-o", str(plain)]) == 0
+    assert main(["simulate", "kspace", str(t1_file), "-o", str(noisy), "--snr", "10"]) == 0
+    assert not np.allclose(load(plain).data, load(noisy).data)
+    last = capsys.readouterr().out.splitlines()[-1]  # the NIfTI descrip keeps 80 bytes only
+    assert last.endswith(
+        "simulate kspace factors=(2.0, 2.0, 1.0) taper=None rician snr=10.0 seed=0"
+    )

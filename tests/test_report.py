@@ -173,7 +173,17 @@ def test_metric_bars(tmp_path):
         {"method": "mDCSRN", "psnr": 33.0},
     ]
     png = figures.metric_bars(rows, "psnr", tmp_path / "bars.png", dpi=50)
-    assert matplotlib.image.imread(png).ndim == 3
+    img = matplotlib.image.imread(png)[..., :3]
+    # figsize (max(3, 0.9 * 2 bars + 1.5), 3.2) inches at 50 dpi
+    assert img.shape == (160, 165, 3)
+    # the bars (fill #4878a8) are two blocks of columns whose heights follow the means
+    blue = np.all(np.abs(img - np.array([0x48, 0x78, 0xA8]) / 255) < 0.02, axis=-1)
+    cols = np.flatnonzero(blue.any(axis=0))
+    split = np.flatnonzero(np.diff(cols) > 1)
+    assert len(split) == 1  # two bars, in first-seen order
+    left, right = cols[: split[0] + 1], cols[split[0] + 1 :]
+    heights = [blue[:, c].sum(axis=0).max() for c in (left, right)]
+    assert heights[0] / heights[1] == pytest.approx(30.5 / 33.0, rel=0.03)  # tricubic's mean
     with pytest.raises(InputError, match="no row"):
         figures.metric_bars(rows, "ssim", tmp_path / "bars2.png")
 

@@ -581,6 +581,270 @@ def case_summary_folder_missing(folder: Path) -> Case:
     return c
 
 
+# --------------------------------------------------------------------------- outputs onto inputs
+# Path safety (src/mrenhance/io/paths.py, docs/reliability.md): an output that is, or
+# resolves to, an input is refused even with --overwrite, before any work.
+
+
+def _path_case(
+    folder: Path, inputs: list[Path], out: Path, expect: str, names: Path | str, *extra: str
+) -> Case:
+    """``mrenhance enhance <inputs> -o <out> --model <tiny> --overwrite`` refused by the
+    path checks; the API is :func:`mrenhance.io.paths.plan_enhance_outputs`."""
+    from mrenhance.io.paths import plan_enhance_outputs
+
+    weights = _weights(folder)
+    return Case(
+        name="",
+        argv=[
+            "enhance",
+            *map(str, inputs),
+            "-o",
+            str(out),
+            "--model",
+            str(weights),
+            "-q",
+            "--overwrite",
+            *extra,
+        ],  # fmt: skip
+        inputs=[*inputs, weights],
+        expect=expect,
+        names=str(names),
+        api=lambda: plan_enhance_outputs([str(p) for p in inputs], out),
+    )
+
+
+@case
+def case_output_is_input(folder: Path) -> Case:
+    inp = _nii(folder, "good.nii.gz")
+    return _path_case(folder, [inp], inp, "output is the input", inp)
+
+
+@case
+def case_output_symlink_to_input(folder: Path) -> Case:
+    inp = _nii(folder, "good.nii.gz")
+    link = folder / "link.nii.gz"
+    link.symlink_to(inp.name)
+    return _path_case(folder, [inp], link, f"output is the input {inp}", link)
+
+
+@case
+def case_output_dotdot_to_input(folder: Path) -> Case:
+    inp = _nii(folder, "good.nii.gz")
+    (folder / "sub").mkdir()
+    out = folder / "sub" / ".." / "good.nii.gz"
+    return _path_case(folder, [inp], out, f"output is the input {inp}", out)
+
+
+@case
+def case_output_through_symlinked_folder(folder: Path) -> Case:
+    inp = _nii(folder, "good.nii.gz")
+    (folder / "alias").symlink_to(".", target_is_directory=True)
+    out = folder / "alias" / "good.nii.gz"
+    return _path_case(folder, [inp], out, f"output is the input {inp}", out)
+
+
+@case
+def case_output_hard_link_to_input(folder: Path) -> Case:
+    inp = _nii(folder, "good.nii.gz")
+    hard = folder / "hard.nii.gz"
+    os.link(inp, hard)
+    return _path_case(folder, [inp], hard, f"output is the input {inp}", hard)
+
+
+@case
+def case_output_inside_dicom_series(folder: Path) -> Case:
+    d = _series(folder)
+    out = d / "enhanced.nii.gz"
+    return _path_case(folder, [d], out, f"inside the input folder {d}", out)
+
+
+@case
+def case_output_folder_is_input_folder(folder: Path) -> Case:
+    scans = folder / "scans"
+    scans.mkdir()
+    a = _nii(scans, "a.nii.gz")
+    c = _path_case(
+        folder, [scans], scans, f"inside the input folder {scans}", scans / "a_enhanced.nii.gz"
+    )
+    c.inputs.append(a)
+    return c
+
+
+@case
+def case_batch_two_inputs_one_output(folder: Path) -> Case:
+    a, b = folder / "a", folder / "b"
+    a.mkdir()
+    b.mkdir()
+    out = folder / "out"
+    out.mkdir()
+    first, second = _nii(a, "t1.nii.gz"), _nii(b, "t1.nii.gz", smooth_image(seed=1))
+    return _path_case(
+        folder, [first, second], out, f"inputs {first} and {second} would both be written",
+        out / "t1_enhanced.nii.gz",
+    )  # fmt: skip
+
+
+@case
+def case_batch_nii_and_nii_gz_one_output(folder: Path) -> Case:
+    out = folder / "out"
+    out.mkdir()
+    first, second = _nii(folder, "t1.nii"), _nii(folder, "t1.nii.gz", smooth_image(seed=1))
+    return _path_case(
+        folder, [first, second], out, f"inputs {first} and {second} would both be written",
+        out / "t1_enhanced.nii.gz",
+    )  # fmt: skip
+
+
+def _summary_case(folder: Path, target: Callable[[Path, Path], Path], expect: str) -> Case:
+    from mrenhance.io.paths import check_not_input
+
+    inp = _nii(folder, "good.nii.gz")
+    weights = _weights(folder)
+    summary = target(inp, weights)
+    out = folder / "out.nii.gz"
+    return Case(
+        name="",
+        argv=[
+            "enhance",
+            str(inp),
+            "-o",
+            str(out),
+            "--model",
+            str(weights),
+            "-q",
+            "--summary",
+            str(summary),
+        ],  # fmt: skip
+        inputs=[inp, weights, weights.with_suffix(".json")],
+        expect=expect,
+        names=str(summary),
+        api=lambda: check_not_input(
+            summary, [inp, inp, out, weights, weights.with_suffix(".json")], what="summary"
+        ),
+        outputs=[out],
+    )
+
+
+@case
+def case_summary_is_input(folder: Path) -> Case:
+    return _summary_case(folder, lambda inp, w: inp, "summary is the input")
+
+
+@case
+def case_summary_is_model_card(folder: Path) -> Case:
+    return _summary_case(folder, lambda inp, w: w.with_suffix(".json"), "summary is the input")
+
+
+@case
+def case_simulate_output_is_input(folder: Path) -> Case:
+    from mrenhance.io.paths import check_not_input
+
+    inp = _nii(folder, "good.nii.gz")
+    alias = folder / "sub" / ".." / "good.nii.gz"
+    (folder / "sub").mkdir()
+    return Case(
+        name="",
+        argv=["simulate", "kspace", str(inp), "-o", str(alias), "--overwrite"],
+        inputs=[inp],
+        expect=f"output is the input {inp}",
+        names=str(alias),
+        api=lambda: check_not_input(alias, [inp]),
+    )
+
+
+@case
+def case_evaluate_output_is_weights_card(folder: Path) -> Case:
+    """Weights named ``evaluation.safetensors``: ``-o`` their folder would overwrite the card
+    with ``evaluation.json``."""
+    from mrenhance.io.paths import check_not_input
+
+    wdir = folder / "run"
+    wdir.mkdir()
+    weights = make_tiny_weights(wdir, "evaluation")
+    card = weights.with_suffix(".json")
+    return Case(
+        name="",
+        argv=[
+            "evaluate",
+            "sr_t1",
+            "--models",
+            "tricubic",
+            "--weights",
+            str(weights),
+            "-o",
+            str(wdir),
+            "--overwrite",
+        ],  # fmt: skip
+        inputs=[weights, card],
+        expect=f"output is the input {card}",
+        names=str(wdir / "evaluation.json"),
+        api=lambda: check_not_input(wdir / "evaluation.json", [weights, card]),
+    )
+
+
+@case
+def case_train_run_dir_holds_data(folder: Path) -> Case:
+    from mrenhance.io.paths import check_run_folder
+
+    data = write_nifti(folder / "blob.nii.gz", smooth_image((24, 24, 24)))
+    recipe = write_recipe(folder / "tiny.yaml", tiny_recipe(data))
+    return Case(
+        name="",
+        argv=["train", str(recipe), "--run-dir", str(folder), "-q"],
+        inputs=[recipe, data],
+        expect="run folder holds the input",
+        names=str(folder),
+        api=lambda: check_run_folder(folder, [recipe, data]),
+    )
+
+
+@case
+def case_demo_output_holds_shipped_weights(folder: Path) -> Case:
+    from mrenhance.io.paths import check_run_folder
+    from mrenhance.models.weights import shipped_weights_dir
+
+    package = shipped_weights_dir().parent
+    return Case(
+        name="",
+        argv=["demo", "--output", str(package)],
+        inputs=[],
+        expect="demo output folder holds the input",
+        names=str(package),
+        api=lambda: check_run_folder(package, [shipped_weights_dir()], what="demo output folder"),
+    )
+
+
+@case
+def case_output_holds_nan(folder: Path) -> Case:
+    """Weights with one NaN bias make every voxel NaN: the result is never written."""
+    import torch
+
+    from mrenhance.models import create_model
+    from mrenhance.models.weights import save_weights
+
+    inp = _nii(folder, "good.nii.gz")
+    wdir = folder / "weights"
+    wdir.mkdir()
+    torch.manual_seed(0)
+    model = create_model("mdcsrn-b2u4", growth=4)
+    with torch.no_grad():
+        next(p for n, p in model.named_parameters() if n.endswith("bias")).fill_(float("nan"))
+    weights = save_weights(
+        model, wdir / "nan.safetensors", {"task": "sr_t1", "inference": TINY_INFERENCE}
+    )
+    out = folder / "out.nii.gz"
+    return Case(
+        name="",
+        argv=["enhance", str(inp), "-o", str(out), "--model", str(weights), "-q"],
+        inputs=[inp, weights],
+        expect="NaN/Inf voxels; not written",
+        names=str(out),
+        api=lambda: api_enhance(inp, out, weights),
+        outputs=[out],
+    )
+
+
 # --------------------------------------------------------------------------- weights
 
 

@@ -443,6 +443,21 @@ def _output_array(volume: Volume, dtype: Any, path: Path) -> np.ndarray:
     raise InputError(f"{path}: unsupported output dtype {dt} (use a float or integer type)")
 
 
+def _check_finite_output(data: np.ndarray, path: Path) -> None:
+    """Refuse to write an array holding NaN/Inf: every writer goes through here.
+
+    A NaN result (a diverged model, an overflow in float32) would otherwise be saved as a
+    valid-looking image and silently poison whatever reads it next.
+    """
+    if data.dtype.kind in "fc":
+        bad = int(data.size - np.count_nonzero(np.isfinite(data)))
+        if bad:
+            raise InputError(
+                f"{path}: the result holds {bad} NaN/Inf voxels; not written "
+                "(check the model and the input's intensity range)"
+            )
+
+
 def save_nifti(
     volume: Volume, path: str | os.PathLike, *, overwrite: bool = False, dtype: Any = None
 ) -> Path:
@@ -465,6 +480,12 @@ def save_nifti(
     -------
     pathlib.Path
         ``path``.
+
+    Raises
+    ------
+    InputError
+        A non-NIfTI name, an unusable output path, a non-finite affine, or data holding
+        NaN/Inf (never written, whatever the caller).
     """
     import nibabel as nib
 
@@ -476,6 +497,7 @@ def save_nifti(
     if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
         raise InputError(f"{path}: the volume's affine is not a finite 4x4 matrix")
     data = _output_array(volume, dtype, path)
+    _check_finite_output(data, path)
     src_hdr = volume.meta.get("nifti_header")
     if isinstance(src_hdr, nib.Nifti1Header):  # Nifti2Header is a subclass
         hdr = src_hdr.copy()

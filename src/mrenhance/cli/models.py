@@ -1,0 +1,45 @@
+"""``mrenhance models``: registered networks, their sizes and shipped weights."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+ORDER = 20
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser("models", help="list registered models and shipped weights")
+    p.add_argument("-v", "--verbose", action="store_true", help="also print shipped metrics")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from mrenhance.models import list_models
+    from mrenhance.models.complexity import count_parameters
+    from mrenhance.models.registry import create_model
+    from mrenhance.models.weights import list_shipped_weights
+
+    shipped_by_name = {c["name"]: c for c in list_shipped_weights()}
+    rows = []
+    for info in list_models():
+        params = count_parameters(create_model(info.name))
+        names = [n for n, c in shipped_by_name.items() if c["architecture"]["name"] == info.name]
+        rows.append(
+            (
+                info.name,
+                info.task,
+                f"{info.spatial_dims}D",
+                f"{params:,}",
+                ", ".join(names) or "-",
+                info.description[:60],
+            )
+        )
+    header = ("model", "task", "dims", "parameters", "shipped weights", "description")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    if args.verbose:
+        for name, card in shipped_by_name.items():
+            print(f"\n{name}: {json.dumps(card.get('metrics', {}), indent=None)}")
+    return 0
