@@ -137,14 +137,17 @@ def test_crop_writes_every_voxel_once_with_a_full_halo(shape, patch, overlap, pl
                 assert s + p - (hi + axis.pad_before) >= o // 2
 
 
-def test_activation_bytes_count_every_intermediate_once():
+def test_activation_bytes_are_the_peak_of_live_tensors():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv3d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv3d(4, 1, 3, padding=1))
-    # input 1 + conv 4 + relu 4 + conv 1 (the Sequential's output is the same tensor)
-    assert activation_bytes_per_voxel(net) == pytest.approx(4 * (1 + 4 + 4 + 1))
+    # the input (1 channel) + the conv's and the ReLU's outputs alive together (4 + 4); the
+    # conv output is freed before the last conv runs (4 + 1 alive)
+    assert activation_bytes_per_voxel(net) == pytest.approx(4 * (1 + 4 + 4))
     up = nn.Sequential(nn.Conv2d(2, 16, 3, padding=1), nn.PixelShuffle(4))
     # input 2 + conv 16 + shuffle 16 (the same count per input pixel, at 16 x the pixels)
     assert activation_bytes_per_voxel(up, in_channels=2, patch_dims=2) == pytest.approx(136)
+    # linear in the tile: the same figure from any probe size
+    assert activation_bytes_per_voxel(_chain(4), probe=8) == activation_bytes_per_voxel(_chain(4))
 
 
 def test_memory_plan_fits_the_budget_and_grows_with_it():
