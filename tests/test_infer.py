@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,7 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from mrenhance.engine.infer import gaussian_weights, infer, receptive_field_radius
+from mrenhance.engine.grid import (
+    DEFAULT_PLAN,
+    GridPlan,
+    activation_bytes_per_voxel,
+    plan_for_memory,
+)
+from mrenhance.engine.infer import gaussian_weights, infer, receptive_field_radius, scaled_affine
 from mrenhance.engine.patches import patch_corners
 from mrenhance.errors import InputError
 from mrenhance.volume import Volume
@@ -232,3 +239,151 @@ def test_errors_are_input_errors(rng):
         infer(nn.Identity(), vol, 8, overlap=8, blend="average")
     with pytest.raises(InputError, match="expected"):
         infer(nn.Identity(), vol[0], 8)
+
+
+# -- GridPlan form: shifted-back tiles, 2D slices, scaled outputs, other channels -------------
+
+
+def _untiled(net: nn.Module, vol: np.ndarray) -> np.ndarray:
+    """One call of a same-size net on the whole (x, y, z) volume, its own zero padding."""
+    with torch.no_grad():
+        return net(torch.from_numpy(vol)[None, None]).numpy()[0, 0]
+
+
+@pytest.mark.parametrize("shape", [(23, 17, 30), (12, 13, 19), (12, 12, 12)])
+def test_exact_plan_with_shifted_last_tiles_equals_one_untiled_call(shape, rng):
+    net = _three_layer_net(seed=2)
+    plan = GridPlan.exact_for(net, patch=12)
+    assert plan.overlap == (6, 6, 6) and plan.placement == "shift" and plan.blend == "crop"
+    layout = plan.layout(shape)
+    assert layout.padding == ((0, 0),) * 3  # the volume is never padded
+    vol = rng.standard_normal(shape).astype(np.float32)
+    tiled = infer(net, vol, plan, batch_size=3)
+    np.testing.assert_allclose(tiled, _untiled(net, vol), rtol=0, atol=1e-5)
+
+
+def test_shifted_last_tile_is_exercised_and_a_small_halo_is_not_exact(rng):
+    net = _three_layer_net(seed=2)
+    shape = (23, 17, 30)
+    plan = GridPlan.exact_for(net, patch=12)
+    starts = plan.layout(shape).axes[0].starts
+    assert starts == (0, 6, 11)  # the last tile shifted back from 12 to end at 23
+    vol = rng.standard_normal(shape).astype(np.float32)
+    seams = infer(net, vol, replace(plan, overlap=2))  # halo 1 < radius 3
+    assert np.abs(seams - _untiled(net, vol)).max() > 1e-3
+
+
+def _two_d_net(seed: int = 0, c_in: int = 1, upscale: int = 1) -> nn.Module:
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = [nn.Conv2d(c_in, 4, 3, padding=1), nn.ReLU()]
+    layers.append(nn.Conv2d(4, upscale**2, 3, padding=1))
+    if upscale > 1:
+        layers.append(nn.PixelShuffle(upscale))
+    return nn.Sequential(*layers)
+
+
+@pytest.mark.parametrize("slice_axis", [0, 1, 2])
+def test_2d_slice_wise_inference_equals_the_network_on_each_slice(slice_axis, rng):
+    net = _two_d_net(seed=3)
+    vol = rng.standard_normal((14, 11, 9)).astype(np.float32)
+    plan = GridPlan.exact_for(net, patch=(8, 8), slice_axis=slice_axis)
+    assert plan.tiled_axes == tuple(a for a in range(3) if a != slice_axis)
+    out = infer(net, vol, plan, batch_size=4)
+    slices = np.moveaxis(vol, slice_axis, 0)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(slices)[:, None]).numpy()[:, 0]
+    np.testing.assert_allclose(out, np.moveaxis(expected, 0, slice_axis), rtol=0, atol=1e-5)
+
+
+def test_4x_in_plane_model_gives_the_scaled_shape_values_and_affine(oblique_affine, rng):
+    net = _two_d_net(seed=4, upscale=4)  # 2D conv + PixelShuffle: 4x in-plane, per slice
+    data = rng.standard_normal((13, 10, 5)).astype(np.float32)
+    vol = Volume(data, oblique_affine, {"source": "dwi.nii.gz"})
+    plan = GridPlan.exact_for(net, patch=(8, 8), scale=(4, 4, 1), slice_axis=2)
+    out = infer(net, vol, plan, batch_size=2)
+    assert out.shape == (52, 40, 5)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(np.moveaxis(data, 2, 0))[:, None]).numpy()[:, 0]
+    np.testing.assert_allclose(out.data, np.moveaxis(expected, 0, 2), rtol=0, atol=1e-5)
+    # Geometry: voxels 4x smaller in-plane, same field of view and centre.
+    np.testing.assert_allclose(out.voxel_size, np.array(vol.voxel_size) / (4, 4, 1), rtol=1e-12)
+    assert out.meta["voxel_size"] == out.voxel_size
+
+    def world(affine, index):
+        return affine[:3, :3] @ np.asarray(index, float) + affine[:3, 3]
+
+    centre_in = world(vol.affine, (np.array(vol.shape) - 1) / 2)
+    centre_out = world(out.affine, (np.array(out.shape) - 1) / 2)
+    np.testing.assert_allclose(centre_out, centre_in, atol=1e-9)
+    # FOV edges aligned: output voxel 0 sits at input coordinate 0.5 / 4 - 0.5 in-plane.
+    np.testing.assert_allclose(
+        world(out.affine, (0, 0, 0)), world(vol.affine, (-0.375, -0.375, 0)), atol=1e-9
+    )
+    np.testing.assert_array_equal(out.affine, scaled_affine(oblique_affine, data.shape, (4, 4, 1)))
+
+
+@pytest.mark.parametrize("blend", BLENDS)
+def test_3d_upsampling_model_with_every_blend(blend, rng):
+    torch.manual_seed(5)
+    net = nn.Sequential(
+        nn.Conv3d(1, 2, 3, padding=1), nn.Upsample(scale_factor=(2, 1, 3), mode="nearest")
+    )
+    vol = rng.standard_normal((11, 9, 10)).astype(np.float32)
+    plan = GridPlan(patch=6, overlap=2, blend=blend, scale=(2, 1, 3))
+    out = infer(net, vol, plan, batch_size=5)
+    assert out.shape == (22, 9, 30, 2)
+    with torch.no_grad():
+        whole = net(torch.from_numpy(vol)[None, None]).numpy()[0]
+    whole = np.moveaxis(whole, 0, -1)
+    if blend == "crop":  # halo 1 = the radius: exact
+        np.testing.assert_allclose(out, whole, rtol=0, atol=1e-5)
+    else:  # tiles agree away from their borders only; the interior of each tile is exact
+        inner = (slice(2, 20), slice(1, 8), slice(3, 27))
+        assert np.abs(out - whole)[inner].mean() < 0.5 * np.abs(whole).mean()
+    identity = infer(nn.Upsample(scale_factor=(2, 1, 3)), vol, plan)
+    np.testing.assert_allclose(identity, vol.repeat(2, 0).repeat(3, 2), rtol=1e-6)
+
+
+def test_t_frames_in_one_map_out(oblique_affine, rng):
+    torch.manual_seed(6)
+    net = nn.Sequential(nn.Conv3d(8, 4, 3, padding=1), nn.ReLU(), nn.Conv3d(4, 1, 1))
+    series = rng.standard_normal((15, 12, 9, 8)).astype(np.float32)  # (x, y, z, t)
+    vol = Volume(series, oblique_affine, {"source": "dsc.nii.gz"})
+    out = infer(net, vol, GridPlan.exact_for(net, patch=8))
+    assert out.shape == (15, 12, 9) and isinstance(out, Volume)
+    np.testing.assert_array_equal(out.affine, oblique_affine)
+    with torch.no_grad():
+        whole = net(torch.from_numpy(np.moveaxis(series, -1, 0))[None]).numpy()[0, 0]
+    np.testing.assert_allclose(out.data, whole, rtol=0, atol=1e-5)
+
+
+def test_any_callable_is_a_predictor_and_the_default_plan_is_used(rng):
+    vol = rng.random((70, 20, 9), dtype=np.float32)
+    calls = []
+
+    def double(x: torch.Tensor) -> torch.Tensor:
+        calls.append(tuple(x.shape))
+        return 2 * x
+
+    out = infer(double, vol)  # DEFAULT_PLAN: 64^3 tiles, overlap 6
+    np.testing.assert_allclose(out, 2 * vol, rtol=1e-6)
+    assert calls == [(1, 1, 64, 64, 64)] * 2  # x: 0 and 6 (shifted back); y, z padded
+
+
+def test_plan_and_old_tiling_arguments_do_not_mix(rng):
+    vol = rng.random((8, 8, 8), dtype=np.float32)
+    with pytest.raises(InputError, match="overlap"):
+        infer(nn.Identity(), vol, DEFAULT_PLAN, 4)
+    with pytest.raises(InputError, match="margin"):
+        infer(nn.Identity(), vol, GridPlan(patch=4, overlap=2), margin=1)
+    with pytest.raises(InputError, match="scale"):
+        infer(nn.Identity(), vol, GridPlan(patch=4, overlap=2, scale=(2, 2, 1)))
+
+
+def test_memory_plan_runs_exactly(rng):
+    net = _three_layer_net(seed=7)
+    vol = rng.standard_normal((21, 18, 25)).astype(np.float32)
+    bpv = activation_bytes_per_voxel(net)
+    plan = plan_for_memory(net, vol.shape, max_bytes=int(bpv * 14**3) + 10_000)
+    assert plan.overlap == (6, 6, 6) and 7 <= max(plan.patch) <= 14
+    np.testing.assert_allclose(infer(net, vol, plan), _untiled(net, vol), rtol=0, atol=1e-5)
