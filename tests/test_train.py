@@ -1,4 +1,5 @@
 import csv
+import json
 import math
 from types import SimpleNamespace
 
@@ -8,9 +9,11 @@ import torch
 from _tiny import TinyCritic, TinyNet, TinyPairs, state_of
 from mrenhance.config import GanConfig, ScheduleConfig, load_recipe
 from mrenhance.engine.checkpoint import load_checkpoint
-from mrenhance.engine.train import (
-    GANTrainer,
+from mrenhance.engine.training import (
+    OptimizerSpec,
+    SupervisedStep,
     Trainer,
+    WGANGPStep,
     critic_steps_before,
     gan_schedule,
     lr_at_step,
@@ -54,7 +57,13 @@ def _trainer(run_dir, **kw):
     args.update(kw)
     model = args.pop("model", None) or TinyNet()
     dataset = args.pop("dataset", None) or TinyPairs()
-    return Trainer(model, dataset, **args)
+    loss = args.pop("loss")
+    spec = OptimizerSpec(
+        lr=args.pop("lr"),
+        schedule=args.pop("lr_schedule", "constant"),
+        warmup_steps=args.pop("warmup_steps", 0),
+    )
+    return Trainer(SupervisedStep(model, loss=loss, optimizer=spec), dataset, **args)
 
 
 def _assert_same_weights(a, b):
@@ -79,8 +88,21 @@ def test_lr_schedules():
     assert lr_at_step(10, base_lr=1.0, schedule=cos, total_steps=11) == pytest.approx(0.1)
     with pytest.raises(ConfigError, match="step_size must be > 0"):
         lr_at_step(0, base_lr=1.0, schedule="step")
+    lin = ScheduleConfig(name="linear", min_lr=0.0)
+    assert lr_at_step(5, base_lr=1.0, schedule=lin, total_steps=11) == pytest.approx(0.5)
+    assert lr_at_step(10, base_lr=1.0, schedule=lin, total_steps=11) == pytest.approx(0.0)
+    # per epoch: the rate changes once per epoch of 4 steps (3 epochs, 0-based 0..2)
+    ep = ScheduleConfig(name="linear", unit="epoch", steps_per_epoch=4)
+    assert [lr_at_step(t, base_lr=1.0, schedule=ep, total_steps=12) for t in (0, 3, 4, 11)] == [
+        1.0,
+        1.0,
+        0.5,
+        0.0,
+    ]
+    with pytest.raises(ConfigError, match="steps_per_epoch"):
+        lr_at_step(0, base_lr=1.0, schedule={"name": "step", "step_size": 1, "unit": "epoch"})
     with pytest.raises(ConfigError, match="lr_schedule.name: expected one of"):
-        lr_at_step(0, base_lr=1.0, schedule="linear")
+        lr_at_step(0, base_lr=1.0, schedule="exponential")
 
 
 def test_rank_batch_indices_split_the_global_batch():
@@ -255,15 +277,29 @@ def test_from_config_uses_the_recipe(tmp_path):
             "gan": {"critic": {"name": "c"}, "generator_steps": 1, "critic_warmup_steps": 1},
         }
     )
-    t = Trainer.from_config(
-        TinyNet(), TinyPairs(), recipe.train, run_dir=tmp_path / "s", progress=False
+    step = SupervisedStep(
+        TinyNet(), loss=recipe.train.loss, optimizer=OptimizerSpec.from_section(recipe.train)
     )
-    assert (t.steps, t.lr, t.loss_name) == (2, 1e-3, "l2")
+    t = Trainer.from_config(step, TinyPairs(), recipe.train, run_dir=tmp_path / "s", progress=False)
+    assert (t.steps, step.spec.lr, step.loss_name) == (2, 1e-3, "l2")
     assert t.fit().step == 2
-    g = GANTrainer.from_config(
-        t.model, TinyCritic(), TinyPairs(), recipe.train, recipe.gan, run_dir=tmp_path / "g"
-    )
-    assert (g.lr, g.content_name, g.schedule.critic_warmup_steps) == (5e-6, "l2", 1)
+    settings = json.loads((tmp_path / "s" / "trainer.json").read_text())
+    assert settings["optimizer"] == {
+        "type": "adam",
+        "lr": 1e-3,
+        "betas": [0.9, 0.999],
+        "weight_decay": 0.0,
+        "momentum": 0.0,
+        "schedule": {
+            "name": "constant",
+            "step_size": 0,
+            "gamma": 0.1,
+            "min_lr": 0.0,
+            "unit": "step",
+            "steps_per_epoch": 0,
+        },
+        "warmup_steps": 0,
+    }
 
 
 # ---- GAN stage -----------------------------------------------------------------------
@@ -292,7 +328,10 @@ def _gan(run_dir, **kw):
     gen = args.pop("generator", None) or TinyNet()
     critic = args.pop("critic", None) or TinyCritic()
     dataset = args.pop("dataset", None) or TinyPairs()
-    return GANTrainer(gen, critic, dataset, **args)
+    step_args = {k: args.pop(k) for k in list(args) if k in GAN_SMALL or k == "lr"}
+    steps = step_args.pop("generator_steps")
+    step = WGANGPStep(gen, critic, **step_args)
+    return Trainer(step, dataset, steps=steps, **args)
 
 
 def test_gan_follows_the_schedule_and_logs(tmp_path):
@@ -302,7 +341,7 @@ def test_gan_follows_the_schedule_and_logs(tmp_path):
     result = trainer.fit()
     kinds = "".join("c" if e["kind"] == "critic" else "G" for e in events)
     assert kinds == "c" * 5 + "G" + "ccG" + "cccG" + "ccG"  # 3+2, 2, 2+1, 2
-    assert result.extra["critic_steps"] == 12 == critic_steps_before(4, trainer.schedule)
+    assert result.extra["critic_steps"] == 12 == critic_steps_before(4, trainer.step.schedule)
     # every update consumed its own batch: 16 updates x 2 = indices 0..31, in order
     assert log == list(range(32))
     rows = _rows(result.metrics_csv)
@@ -336,8 +375,8 @@ def test_gan_resume_is_bit_identical(tmp_path, kill_after):
     resumed = _gan(tmp_path / "b", checkpoint_every=2, generator=TinyNet(5), critic=TinyCritic(6))
     result = resumed.fit(resume=True)
     assert result.extra["critic_steps"] == 12
-    _assert_same_weights(state_of(resumed.generator), state_of(straight.generator))
-    _assert_same_weights(state_of(resumed.critic), state_of(straight.critic))
+    _assert_same_weights(state_of(resumed.step.model), state_of(straight.step.model))
+    _assert_same_weights(state_of(resumed.step.critic), state_of(straight.step.critic))
     steps = [(r["step"], r["critic_steps"]) for r in _rows(tmp_path / "b" / "metrics.csv")]
     assert len(steps) == len(set(steps))
 
@@ -352,7 +391,7 @@ def test_gan_nan_raises_and_keeps_checkpoint(tmp_path):
         f"step 1: generator loss is nan; last good checkpoint kept at {last} "
         "(step 0, critic step 4)"  # the warm-up writes checkpoints too
     )
-    assert load_checkpoint(last)["critic_step"] == 4
+    assert load_checkpoint(last)["sub_step"] == 4
     # the first critic step of iteration 1 (batch 6) reads indices 12, 13
     trainer = _gan(tmp_path / "run2", dataset=TinyPairs(nan_from=12), checkpoint_every=1)
     last = tmp_path / "run2" / "checkpoints" / "last.pt"
@@ -376,7 +415,7 @@ def test_gan_validation_and_best(tmp_path):
     result = trainer.fit()
     assert (result.best_metric, result.best_step) == (0.1, 4)
     best = load_checkpoint(result.best_checkpoint)
-    assert (best["step"], best["critic_step"]) == (4, 0)
+    assert (best["step"], best["sub_step"]) == (4, 0)
     rows = {r["step"]: r["val_nrmse"] for r in _rows(result.metrics_csv) if r["val_nrmse"]}
     assert rows == {"2": "0.2", "4": "0.1"}
 
