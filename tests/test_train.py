@@ -10,12 +10,15 @@ from _tiny import TinyCritic, TinyNet, TinyPairs, state_of
 from mrenhance.config import GanConfig, ScheduleConfig, load_recipe
 from mrenhance.engine.checkpoint import load_checkpoint
 from mrenhance.engine.training import (
+    GANStep,
     OptimizerSpec,
     SupervisedStep,
     Trainer,
     WGANGPStep,
+    create_step,
     critic_steps_before,
     gan_schedule,
+    list_steps,
     lr_at_step,
     rank_batch_indices,
 )
@@ -457,3 +460,172 @@ def test_tensorboard_is_used_when_it_imports(tmp_path, monkeypatch):
     _trainer(tmp_path / "run", steps=2).fit()
     assert calls[0] == ("init", str(tmp_path / "run" / "tensorboard"))
     assert ("loss", 1) in calls and ("loss", 2) in calls and calls[-1] == ("close",)
+
+
+# ---- plain GAN step (BCE), 2D --------------------------------------------------------
+
+
+class TinyNet2D(torch.nn.Module):
+    """A 2D generator: Conv2d(1->4) - ReLU - Conv2d(4->1) with a global residual."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.conv1 = torch.nn.Conv2d(1, 4, 3, padding=1)
+        self.conv2 = torch.nn.Conv2d(4, 1, 3, padding=1)
+
+    def forward(self, x):
+        return x + self.conv2(torch.relu(self.conv1(x)))
+
+
+class TinyDisc2D(torch.nn.Module):
+    """A 2D discriminator: one logit per sample, (B, 1)."""
+
+    def __init__(self, seed: int = 1) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
+        self.head = torch.nn.Linear(4, 1)
+
+    def forward(self, x):
+        return self.head(torch.nn.functional.leaky_relu(self.conv(x), 0.2).mean(dim=(2, 3)))
+
+
+class Pairs2D:
+    """Dict items of 2D slices of the tiny 3D pairs: {"inputs": (1, 6, 6), "target": ...}."""
+
+    def __len__(self):
+        return 64
+
+    def __getitem__(self, i):
+        x, y = TinyPairs()[i]
+        return {"inputs": x[:, :, :, 3], "target": y[:, :, :, 3]}
+
+
+def _gan2d(run_dir, **kw):
+    feature = kw.pop("feature", False)
+    step = GANStep(
+        kw.pop("generator", None) or TinyNet2D(),
+        kw.pop("discriminator", None) or TinyDisc2D(),
+        pixel_loss="l2",
+        adv_weight=1e-2,
+        feature_model=TinyDisc2D(seed=5).conv if feature else None,
+        feature_weight=0.1 if feature else 0.0,
+        lr=1e-2,
+    )
+    args = dict(steps=6, batch_size=2, seed=0, checkpoint_every=1, log_every=1, progress=False)
+    args.update(kw)
+    return Trainer(step, Pairs2D(), run_dir=run_dir, **args)
+
+
+def test_gan_step_trains_a_2d_pair_and_logs_both_networks(tmp_path):
+    trainer = _gan2d(tmp_path / "run", steps=12, feature=True)
+    g0, d0 = state_of(trainer.step.model), state_of(trainer.step.critic)
+    result = trainer.fit()
+    rows = _rows(result.metrics_csv)
+    assert [int(r["step"]) for r in rows] == list(range(1, 13))
+    for key in ("discriminator_loss", "d_real", "d_fake", "pixel_loss", "adv_loss"):
+        assert math.isfinite(float(rows[-1][key]))
+    assert float(rows[-1]["feature_loss"]) > 0
+    assert float(rows[-1]["pixel_loss"]) < float(rows[0]["pixel_loss"])  # it learns
+    assert float(rows[-1]["discriminator_loss"]) != float(rows[0]["discriminator_loss"])
+    assert not torch.equal(state_of(trainer.step.model)["conv1.weight"], g0["conv1.weight"])
+    assert not torch.equal(state_of(trainer.step.critic)["conv.weight"], d0["conv.weight"])
+    ckpt = load_checkpoint(result.last_checkpoint)
+    assert ckpt["kind"] == "gan" and {"model", "critic", "critic_optimizer"} <= set(ckpt)
+
+
+def test_gan_step_resume_is_bit_identical(tmp_path):
+    straight = _gan2d(tmp_path / "a")
+    straight.fit()
+    killed = _gan2d(tmp_path / "b", checkpoint_every=2, callback=_kill_after(3))
+    with pytest.raises(Killed):
+        killed.fit()
+    resumed = _gan2d(
+        tmp_path / "b", checkpoint_every=2, generator=TinyNet2D(7), discriminator=TinyDisc2D(8)
+    )
+    assert resumed.fit(resume=True).step == 6
+    _assert_same_weights(state_of(resumed.step.model), state_of(straight.step.model))
+    _assert_same_weights(state_of(resumed.step.critic), state_of(straight.step.critic))
+    losses = [r["generator_loss"] for r in _rows(tmp_path / "a" / "metrics.csv")]
+    assert [r["generator_loss"] for r in _rows(tmp_path / "b" / "metrics.csv")] == losses
+
+
+def test_wgan_step_moves_the_generator_loss(tmp_path):
+    rows = _rows(_gan(tmp_path / "run", generator_steps=6, lr=1e-2).fit().metrics_csv)
+    g_losses = [float(r["generator_loss"]) for r in rows if r["generator_loss"]]
+    assert len(g_losses) == 6 and len(set(g_losses)) == 6
+
+
+def test_a_checkpoint_of_one_step_type_cannot_resume_another(tmp_path):
+    _trainer(tmp_path / "run", steps=1).fit()
+    with pytest.raises(ConfigError, match="a 'supervised' checkpoint cannot resume a 'wgan-gp'"):
+        _gan(tmp_path / "run").fit(resume=True)
+
+
+def test_step_registry_builds_steps_by_recipe_name():
+    assert {"supervised", "wgan-gp", "gan"} <= set(list_steps())
+    step = create_step("gan", generator=TinyNet2D(), discriminator=TinyDisc2D(), adv_weight=0.5)
+    assert isinstance(step, GANStep) and step.adv_weight == 0.5
+    with pytest.raises(ConfigError, match="step 'pix2pix': unknown step"):
+        create_step("pix2pix")
+    with pytest.raises(ConfigError, match="step 'supervised': bad arguments"):
+        create_step("supervised", model=TinyNet(), colour="red")
+
+
+def test_recipe_gan_type_maps_onto_the_step(tmp_path):
+    from mrenhance.training import _build_gan_step
+
+    base = {"name": "t", "task": "sr_t1", "model": {"name": "tiny"}}
+    wgan = load_recipe({**base, "gan": {"critic": {"name": "c"}, "critic_warmup_steps": 3}})
+    step = _build_gan_step(wgan.gan, wgan.train, TinyNet(), TinyCritic(), "r.yaml")
+    assert isinstance(step, WGANGPStep) and step.schedule.critic_warmup_steps == 3
+    assert (step.spec.lr, step.critic_spec.lr) == (5e-6, 5e-6)  # Sec. 3.2: 5e-6 for both
+    plain = load_recipe(
+        {**base, "gan": {"type": "gan", "critic": {"name": "c"}, "lr": 1e-4, "critic_lr": 2e-4}}
+    )
+    step = _build_gan_step(plain.gan, plain.train, TinyNet2D(), TinyDisc2D(), "r.yaml")
+    assert isinstance(step, GANStep) and (step.spec.lr, step.critic_spec.lr) == (1e-4, 2e-4)
+    bad = load_recipe({**base, "gan": {"type": "cyclegan", "critic": {"name": "c"}}})
+    with pytest.raises(ConfigError, match=r"^r.yaml: gan.type: unknown adversarial step"):
+        _build_gan_step(bad.gan, bad.train, TinyNet(), TinyCritic(), "r.yaml")
+
+
+def test_sgd_with_an_epoch_schedule_sets_the_rate_once_per_epoch(tmp_path):
+    lrs = []
+    spec = OptimizerSpec(
+        type="sgd",
+        lr=0.1,
+        momentum=0.9,
+        schedule={"name": "step", "step_size": 1, "gamma": 0.5, "unit": "epoch"},
+    )
+    # 8 items, batch 2: an epoch is 4 steps (from len(dataset))
+    trainer = Trainer(
+        SupervisedStep(TinyNet(), optimizer=spec),
+        TinyPairs(n=8),
+        steps=10,
+        run_dir=tmp_path / "run",
+        checkpoint_every=5,
+        progress=False,
+        callback=lambda e: lrs.append(e["lr"]),
+    )
+    trainer.fit()
+    assert lrs == [0.1] * 4 + [0.05] * 4 + [0.025] * 2
+    assert isinstance(trainer.step.optimizer, torch.optim.SGD)
+
+
+def test_dict_items_with_extra_keys_reach_the_step(tmp_path):
+    seen = []
+
+    class MaskedL1(SupervisedStep):
+        def update(self, batch, step, sub, ctx):
+            seen.append(sorted(batch))
+            return super().update(batch, step, sub, ctx)
+
+    class WithMask(TinyPairs):
+        def __getitem__(self, i):
+            x, y = super().__getitem__(i)
+            return {"inputs": x, "target": y, "mask": (y > 0).astype("float32")}
+
+    Trainer(MaskedL1(TinyNet()), WithMask(), steps=2, run_dir=tmp_path / "r", progress=False).fit()
+    assert seen == [["inputs", "mask", "target"]] * 2
