@@ -16,20 +16,17 @@ import torch
 
 from _tiny import TinyCritic, TinyNet, TinyPairs
 from mrenhance.engine import distributed as ddp
-from mrenhance.engine.train import GANTrainer, Trainer
+from mrenhance.engine.training import SupervisedStep, Trainer, WGANGPStep
 
-SUPERVISED = dict(lr=1e-2, batch_size=4, steps=3, seed=0, checkpoint_every=2, log_every=1)
-GAN = dict(
+SUPERVISED = dict(batch_size=4, steps=3, seed=0, checkpoint_every=2, log_every=1)
+SUPERVISED_LR = 1e-2
+GAN = dict(batch_size=4, seed=0, steps=3, checkpoint_every=2, log_every=1)
+GAN_STEP = dict(
     lr=1e-3,
-    batch_size=4,
-    seed=0,
     critic_warmup_steps=2,
     critic_steps_per_generator_step=2,
     extra_critic_every=2,
     extra_critic_steps=1,
-    generator_steps=3,
-    checkpoint_every=2,
-    log_every=1,
 )
 
 
@@ -38,13 +35,16 @@ def main(out: Path) -> None:
     info = ddp.init_distributed("cpu")
     seen: list[int] = []
     trainer = Trainer(
-        TinyNet(), TinyPairs(log=seen), run_dir=out / "sup", progress=False, **SUPERVISED
+        SupervisedStep(TinyNet(), lr=SUPERVISED_LR),
+        TinyPairs(log=seen),
+        run_dir=out / "sup",
+        progress=False,
+        **SUPERVISED,
     )
     trainer.fit()
     gan_seen: list[int] = []
-    gan = GANTrainer(
-        TinyNet(),
-        TinyCritic(),
+    gan = Trainer(
+        WGANGPStep(TinyNet(), TinyCritic(), **GAN_STEP),
         TinyPairs(log=gan_seen),
         run_dir=out / "gan",
         progress=False,
@@ -67,8 +67,8 @@ def main(out: Path) -> None:
         torch.save(
             {
                 "sup": trainer.model.state_dict(),
-                "gen": gan.generator.state_dict(),
-                "critic": gan.critic.state_dict(),
+                "gen": gan.step.model.state_dict(),
+                "critic": gan.step.critic.state_dict(),
             },
             out / "weights.pt",
         )

@@ -95,15 +95,72 @@ def test_wrong_type_names_file_and_key_path(tmp_path):
         ({"amp": "yes"}, "train.amp: expected bool, got str 'yes'"),
         ({"betas": [0.9]}, "train.betas: expected 2 values, got 1"),
         ({"betas": [0.9, "x"]}, "train.betas[1]: expected float, got str 'x'"),
-        ({"optimizer": "sgd"}, "train.optimizer: expected one of 'adam', 'adamw', got str 'sgd'"),
+        (
+            {"optimizer": "adamx"},
+            "train.optimizer: expected one of 'adam', 'adamw', 'sgd', 'rmsprop', got str 'adamx'",
+        ),
         ({"patch_size": "big"}, "train.patch_size: expected int or list[int], got str 'big'"),
-        ({"lr_schedule": "linear"}, "train.lr_schedule.name: expected one of 'constant'"),
+        ({"lr_schedule": "linear2"}, "train.lr_schedule.name: expected one of 'constant'"),
+        ({"lr": -1e-3}, "train.lr: must be a finite number > 0, got float -0.001"),
+        ({"lr": 0}, "train.lr: must be a finite number > 0, got float 0.0"),
+        ({"betas": [0.9, 1.0]}, "train.betas[1]: must be in [0, 1), got float 1.0"),
+        ({"weight_decay": -0.1}, "train.weight_decay: must be >= 0, got float -0.1"),
+        ({"momentum": -1}, "train.momentum: must be >= 0, got float -1.0"),
+        ({"warmup_steps": -2}, "train.warmup_steps: must be >= 0, got int -2"),
+        (
+            {"lr_schedule": {"name": "step"}},
+            "train.lr_schedule.step_size: must be > 0 for the 'step' schedule, got int 0",
+        ),
+        ({"lr_schedule": {"name": "step", "step_size": 5, "gamma": 2}}, "gamma: must be in"),
+        ({"lr_schedule": {"name": "cosine", "min_lr": 1}}, "min_lr: must not exceed the"),
+        ({"lr_schedule": {"name": "cosine", "unit": "day"}}, "unit: expected one of 'step'"),
+        ({"lr_schedule": {"steps_per_epoch": -1}}, "steps_per_epoch: must be >= 0"),
+        ({"checkpoint_every": 0}, "train.checkpoint_every: must be > 0, got int 0"),
+        ({"batch_size": 0}, "train.batch_size: must be > 0, got int 0"),
+        ({"grad_clip": 0}, "train.grad_clip: must be > 0 or null, got float 0.0"),
+        ({"patch_size": [8, 8, 8, 8]}, "train.patch_size: expected 2 (2D) or 3 (3D) sizes"),
         ({"lr_schedule": {"name": "step", "gama": 0.5}}, "train.lr_schedule.gama: unknown key"),
     ],
 )
 def test_wrong_values_in_train(train, message):
-    with pytest.raises(ConfigError, match="^<dict>: " + message.replace("[", r"\[")):
+    with pytest.raises(ConfigError) as err:
         load_recipe({**MINIMAL, "train": train})
+    text = str(err.value)
+    assert "\n" not in text and text.startswith("<dict>: train.")
+    assert (f"<dict>: {message}" if message.startswith("train.") else message) in text
+
+
+def test_bad_gan_values_and_file_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"^<dict>: gan.lr: must be a finite number > 0"):
+        load_recipe({**MINIMAL, "gan": {"critic": {"name": "c"}, "lr": 0}})
+    with pytest.raises(ConfigError, match=r"^<dict>: gan.critic_warmup_steps: must be >= 0"):
+        load_recipe({**MINIMAL, "gan": {"critic": {"name": "c"}, "critic_warmup_steps": -1}})
+    with pytest.raises(ConfigError, match=r"^<dict>: gan.optimizer: expected one of"):
+        load_recipe({**MINIMAL, "gan": {"critic": {"name": "c"}, "optimizer": "lion"}})
+    path = _write(tmp_path, RECIPE_YAML.replace("  lr: 1e-4 ", "  lr: -1e-4 "))
+    with pytest.raises(ConfigError) as err:
+        load_recipe(path)
+    assert str(err.value) == f"{path}: train.lr: must be a finite number > 0, got float -0.0001"
+    with pytest.raises(ConfigError) as err:
+        load_recipe(path, ["train.lr=0"])
+    assert str(err.value).startswith(f"{path} (override train.lr=0): train.lr: must be")
+
+
+def test_optimiser_and_schedule_keys_are_typed():
+    r = load_recipe(
+        {
+            **MINIMAL,
+            "train": {
+                "optimizer": "sgd",
+                "momentum": 0.9,
+                "lr_schedule": {"name": "linear", "unit": "epoch", "steps_per_epoch": 10},
+            },
+            "gan": {"type": "gan", "critic": {"name": "c"}, "optimizer": "adamw"},
+        }
+    )
+    assert (r.train.optimizer, r.train.momentum) == ("sgd", 0.9)
+    assert r.train.lr_schedule == ScheduleConfig(name="linear", unit="epoch", steps_per_epoch=10)
+    assert (r.gan.type, r.gan.optimizer) == ("gan", "adamw")
 
 
 def test_unknown_key_names_file_key_path_and_suggestion(recipe_file, tmp_path):

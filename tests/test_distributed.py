@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from _ddp_worker import GAN, SUPERVISED
+from _ddp_worker import GAN, GAN_STEP, SUPERVISED, SUPERVISED_LR
 from _tiny import TinyCritic, TinyNet, TinyPairs
 from mrenhance.engine import distributed as ddp
-from mrenhance.engine.train import GANTrainer, Trainer
+from mrenhance.engine.training import SupervisedStep, Trainer, WGANGPStep
 from mrenhance.errors import ConfigError
 
 HERE = Path(__file__).parent
@@ -43,7 +43,9 @@ def test_world_size_one_env_is_single_process(monkeypatch):
 
 @pytest.mark.slow
 def test_two_process_ddp_equals_one_process_with_the_whole_batch(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE)}
+    # this checkout's package first: the workers must run the code under test
+    path = os.pathsep.join([str(HERE), str(HERE.parent / "src")])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     cmd = [
         sys.executable,
         "-m",
@@ -72,18 +74,28 @@ def test_two_process_ddp_equals_one_process_with_the_whole_batch(tmp_path):
     assert ranks[0]["critic_steps"] == ranks[1]["critic_steps"] == 4 + 2 + 3
 
     # the same training in this process, with the whole batch of 4
-    single = Trainer(TinyNet(), TinyPairs(), run_dir=tmp_path / "one", progress=False, **SUPERVISED)
+    single = Trainer(
+        SupervisedStep(TinyNet(), lr=SUPERVISED_LR),
+        TinyPairs(),
+        run_dir=tmp_path / "one",
+        progress=False,
+        **SUPERVISED,
+    )
     single.fit()
-    gan = GANTrainer(
-        TinyNet(), TinyCritic(), TinyPairs(), run_dir=tmp_path / "gan", progress=False, **GAN
+    gan = Trainer(
+        WGANGPStep(TinyNet(), TinyCritic(), **GAN_STEP),
+        TinyPairs(),
+        run_dir=tmp_path / "gan",
+        progress=False,
+        **GAN,
     )
     gan.fit()
 
     got = torch.load(tmp_path / "ddp" / "weights.pt", weights_only=True)
     for part, model, init in (
         ("sup", single.model, TinyNet()),
-        ("gen", gan.generator, TinyNet()),
-        ("critic", gan.critic, TinyCritic()),
+        ("gen", gan.step.model, TinyNet()),
+        ("critic", gan.step.critic, TinyCritic()),
     ):
         for k, v in model.state_dict().items():
             torch.testing.assert_close(got[part][k], v, rtol=1e-5, atol=1e-5, msg=f"{part}.{k}")

@@ -1,4 +1,5 @@
 import csv
+import json
 import math
 from types import SimpleNamespace
 
@@ -8,11 +9,16 @@ import torch
 from _tiny import TinyCritic, TinyNet, TinyPairs, state_of
 from mrenhance.config import GanConfig, ScheduleConfig, load_recipe
 from mrenhance.engine.checkpoint import load_checkpoint
-from mrenhance.engine.train import (
-    GANTrainer,
+from mrenhance.engine.training import (
+    GANStep,
+    OptimizerSpec,
+    SupervisedStep,
     Trainer,
+    WGANGPStep,
+    create_step,
     critic_steps_before,
     gan_schedule,
+    list_steps,
     lr_at_step,
     rank_batch_indices,
 )
@@ -54,7 +60,13 @@ def _trainer(run_dir, **kw):
     args.update(kw)
     model = args.pop("model", None) or TinyNet()
     dataset = args.pop("dataset", None) or TinyPairs()
-    return Trainer(model, dataset, **args)
+    loss = args.pop("loss")
+    spec = OptimizerSpec(
+        lr=args.pop("lr"),
+        schedule=args.pop("lr_schedule", "constant"),
+        warmup_steps=args.pop("warmup_steps", 0),
+    )
+    return Trainer(SupervisedStep(model, loss=loss, optimizer=spec), dataset, **args)
 
 
 def _assert_same_weights(a, b):
@@ -79,8 +91,21 @@ def test_lr_schedules():
     assert lr_at_step(10, base_lr=1.0, schedule=cos, total_steps=11) == pytest.approx(0.1)
     with pytest.raises(ConfigError, match="step_size must be > 0"):
         lr_at_step(0, base_lr=1.0, schedule="step")
+    lin = ScheduleConfig(name="linear", min_lr=0.0)
+    assert lr_at_step(5, base_lr=1.0, schedule=lin, total_steps=11) == pytest.approx(0.5)
+    assert lr_at_step(10, base_lr=1.0, schedule=lin, total_steps=11) == pytest.approx(0.0)
+    # per epoch: the rate changes once per epoch of 4 steps (3 epochs, 0-based 0..2)
+    ep = ScheduleConfig(name="linear", unit="epoch", steps_per_epoch=4)
+    assert [lr_at_step(t, base_lr=1.0, schedule=ep, total_steps=12) for t in (0, 3, 4, 11)] == [
+        1.0,
+        1.0,
+        0.5,
+        0.0,
+    ]
+    with pytest.raises(ConfigError, match="steps_per_epoch"):
+        lr_at_step(0, base_lr=1.0, schedule={"name": "step", "step_size": 1, "unit": "epoch"})
     with pytest.raises(ConfigError, match="lr_schedule.name: expected one of"):
-        lr_at_step(0, base_lr=1.0, schedule="linear")
+        lr_at_step(0, base_lr=1.0, schedule="exponential")
 
 
 def test_rank_batch_indices_split_the_global_batch():
@@ -255,15 +280,29 @@ def test_from_config_uses_the_recipe(tmp_path):
             "gan": {"critic": {"name": "c"}, "generator_steps": 1, "critic_warmup_steps": 1},
         }
     )
-    t = Trainer.from_config(
-        TinyNet(), TinyPairs(), recipe.train, run_dir=tmp_path / "s", progress=False
+    step = SupervisedStep(
+        TinyNet(), loss=recipe.train.loss, optimizer=OptimizerSpec.from_section(recipe.train)
     )
-    assert (t.steps, t.lr, t.loss_name) == (2, 1e-3, "l2")
+    t = Trainer.from_config(step, TinyPairs(), recipe.train, run_dir=tmp_path / "s", progress=False)
+    assert (t.steps, step.spec.lr, step.loss_name) == (2, 1e-3, "l2")
     assert t.fit().step == 2
-    g = GANTrainer.from_config(
-        t.model, TinyCritic(), TinyPairs(), recipe.train, recipe.gan, run_dir=tmp_path / "g"
-    )
-    assert (g.lr, g.content_name, g.schedule.critic_warmup_steps) == (5e-6, "l2", 1)
+    settings = json.loads((tmp_path / "s" / "trainer.json").read_text())
+    assert settings["optimizer"] == {
+        "type": "adam",
+        "lr": 1e-3,
+        "betas": [0.9, 0.999],
+        "weight_decay": 0.0,
+        "momentum": 0.0,
+        "schedule": {
+            "name": "constant",
+            "step_size": 0,
+            "gamma": 0.1,
+            "min_lr": 0.0,
+            "unit": "step",
+            "steps_per_epoch": 0,
+        },
+        "warmup_steps": 0,
+    }
 
 
 # ---- GAN stage -----------------------------------------------------------------------
@@ -292,7 +331,10 @@ def _gan(run_dir, **kw):
     gen = args.pop("generator", None) or TinyNet()
     critic = args.pop("critic", None) or TinyCritic()
     dataset = args.pop("dataset", None) or TinyPairs()
-    return GANTrainer(gen, critic, dataset, **args)
+    step_args = {k: args.pop(k) for k in list(args) if k in GAN_SMALL or k == "lr"}
+    steps = step_args.pop("generator_steps")
+    step = WGANGPStep(gen, critic, **step_args)
+    return Trainer(step, dataset, steps=steps, **args)
 
 
 def test_gan_follows_the_schedule_and_logs(tmp_path):
@@ -302,7 +344,7 @@ def test_gan_follows_the_schedule_and_logs(tmp_path):
     result = trainer.fit()
     kinds = "".join("c" if e["kind"] == "critic" else "G" for e in events)
     assert kinds == "c" * 5 + "G" + "ccG" + "cccG" + "ccG"  # 3+2, 2, 2+1, 2
-    assert result.extra["critic_steps"] == 12 == critic_steps_before(4, trainer.schedule)
+    assert result.extra["critic_steps"] == 12 == critic_steps_before(4, trainer.step.schedule)
     # every update consumed its own batch: 16 updates x 2 = indices 0..31, in order
     assert log == list(range(32))
     rows = _rows(result.metrics_csv)
@@ -336,8 +378,8 @@ def test_gan_resume_is_bit_identical(tmp_path, kill_after):
     resumed = _gan(tmp_path / "b", checkpoint_every=2, generator=TinyNet(5), critic=TinyCritic(6))
     result = resumed.fit(resume=True)
     assert result.extra["critic_steps"] == 12
-    _assert_same_weights(state_of(resumed.generator), state_of(straight.generator))
-    _assert_same_weights(state_of(resumed.critic), state_of(straight.critic))
+    _assert_same_weights(state_of(resumed.step.model), state_of(straight.step.model))
+    _assert_same_weights(state_of(resumed.step.critic), state_of(straight.step.critic))
     steps = [(r["step"], r["critic_steps"]) for r in _rows(tmp_path / "b" / "metrics.csv")]
     assert len(steps) == len(set(steps))
 
@@ -352,7 +394,7 @@ def test_gan_nan_raises_and_keeps_checkpoint(tmp_path):
         f"step 1: generator loss is nan; last good checkpoint kept at {last} "
         "(step 0, critic step 4)"  # the warm-up writes checkpoints too
     )
-    assert load_checkpoint(last)["critic_step"] == 4
+    assert load_checkpoint(last)["sub_step"] == 4
     # the first critic step of iteration 1 (batch 6) reads indices 12, 13
     trainer = _gan(tmp_path / "run2", dataset=TinyPairs(nan_from=12), checkpoint_every=1)
     last = tmp_path / "run2" / "checkpoints" / "last.pt"
@@ -376,7 +418,7 @@ def test_gan_validation_and_best(tmp_path):
     result = trainer.fit()
     assert (result.best_metric, result.best_step) == (0.1, 4)
     best = load_checkpoint(result.best_checkpoint)
-    assert (best["step"], best["critic_step"]) == (4, 0)
+    assert (best["step"], best["sub_step"]) == (4, 0)
     rows = {r["step"]: r["val_nrmse"] for r in _rows(result.metrics_csv) if r["val_nrmse"]}
     assert rows == {"2": "0.2", "4": "0.1"}
 
@@ -418,3 +460,172 @@ def test_tensorboard_is_used_when_it_imports(tmp_path, monkeypatch):
     _trainer(tmp_path / "run", steps=2).fit()
     assert calls[0] == ("init", str(tmp_path / "run" / "tensorboard"))
     assert ("loss", 1) in calls and ("loss", 2) in calls and calls[-1] == ("close",)
+
+
+# ---- plain GAN step (BCE), 2D --------------------------------------------------------
+
+
+class TinyNet2D(torch.nn.Module):
+    """A 2D generator: Conv2d(1->4) - ReLU - Conv2d(4->1) with a global residual."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.conv1 = torch.nn.Conv2d(1, 4, 3, padding=1)
+        self.conv2 = torch.nn.Conv2d(4, 1, 3, padding=1)
+
+    def forward(self, x):
+        return x + self.conv2(torch.relu(self.conv1(x)))
+
+
+class TinyDisc2D(torch.nn.Module):
+    """A 2D discriminator: one logit per sample, (B, 1)."""
+
+    def __init__(self, seed: int = 1) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
+        self.head = torch.nn.Linear(4, 1)
+
+    def forward(self, x):
+        return self.head(torch.nn.functional.leaky_relu(self.conv(x), 0.2).mean(dim=(2, 3)))
+
+
+class Pairs2D:
+    """Dict items of 2D slices of the tiny 3D pairs: {"inputs": (1, 6, 6), "target": ...}."""
+
+    def __len__(self):
+        return 64
+
+    def __getitem__(self, i):
+        x, y = TinyPairs()[i]
+        return {"inputs": x[:, :, :, 3], "target": y[:, :, :, 3]}
+
+
+def _gan2d(run_dir, **kw):
+    feature = kw.pop("feature", False)
+    step = GANStep(
+        kw.pop("generator", None) or TinyNet2D(),
+        kw.pop("discriminator", None) or TinyDisc2D(),
+        pixel_loss="l2",
+        adv_weight=1e-2,
+        feature_model=TinyDisc2D(seed=5).conv if feature else None,
+        feature_weight=0.1 if feature else 0.0,
+        lr=1e-2,
+    )
+    args = dict(steps=6, batch_size=2, seed=0, checkpoint_every=1, log_every=1, progress=False)
+    args.update(kw)
+    return Trainer(step, Pairs2D(), run_dir=run_dir, **args)
+
+
+def test_gan_step_trains_a_2d_pair_and_logs_both_networks(tmp_path):
+    trainer = _gan2d(tmp_path / "run", steps=12, feature=True)
+    g0, d0 = state_of(trainer.step.model), state_of(trainer.step.critic)
+    result = trainer.fit()
+    rows = _rows(result.metrics_csv)
+    assert [int(r["step"]) for r in rows] == list(range(1, 13))
+    for key in ("discriminator_loss", "d_real", "d_fake", "pixel_loss", "adv_loss"):
+        assert math.isfinite(float(rows[-1][key]))
+    assert float(rows[-1]["feature_loss"]) > 0
+    assert float(rows[-1]["pixel_loss"]) < float(rows[0]["pixel_loss"])  # it learns
+    assert float(rows[-1]["discriminator_loss"]) != float(rows[0]["discriminator_loss"])
+    assert not torch.equal(state_of(trainer.step.model)["conv1.weight"], g0["conv1.weight"])
+    assert not torch.equal(state_of(trainer.step.critic)["conv.weight"], d0["conv.weight"])
+    ckpt = load_checkpoint(result.last_checkpoint)
+    assert ckpt["kind"] == "gan" and {"model", "critic", "critic_optimizer"} <= set(ckpt)
+
+
+def test_gan_step_resume_is_bit_identical(tmp_path):
+    straight = _gan2d(tmp_path / "a")
+    straight.fit()
+    killed = _gan2d(tmp_path / "b", checkpoint_every=2, callback=_kill_after(3))
+    with pytest.raises(Killed):
+        killed.fit()
+    resumed = _gan2d(
+        tmp_path / "b", checkpoint_every=2, generator=TinyNet2D(7), discriminator=TinyDisc2D(8)
+    )
+    assert resumed.fit(resume=True).step == 6
+    _assert_same_weights(state_of(resumed.step.model), state_of(straight.step.model))
+    _assert_same_weights(state_of(resumed.step.critic), state_of(straight.step.critic))
+    losses = [r["generator_loss"] for r in _rows(tmp_path / "a" / "metrics.csv")]
+    assert [r["generator_loss"] for r in _rows(tmp_path / "b" / "metrics.csv")] == losses
+
+
+def test_wgan_step_moves_the_generator_loss(tmp_path):
+    rows = _rows(_gan(tmp_path / "run", generator_steps=6, lr=1e-2).fit().metrics_csv)
+    g_losses = [float(r["generator_loss"]) for r in rows if r["generator_loss"]]
+    assert len(g_losses) == 6 and len(set(g_losses)) == 6
+
+
+def test_a_checkpoint_of_one_step_type_cannot_resume_another(tmp_path):
+    _trainer(tmp_path / "run", steps=1).fit()
+    with pytest.raises(ConfigError, match="a 'supervised' checkpoint cannot resume a 'wgan-gp'"):
+        _gan(tmp_path / "run").fit(resume=True)
+
+
+def test_step_registry_builds_steps_by_recipe_name():
+    assert {"supervised", "wgan-gp", "gan"} <= set(list_steps())
+    step = create_step("gan", generator=TinyNet2D(), discriminator=TinyDisc2D(), adv_weight=0.5)
+    assert isinstance(step, GANStep) and step.adv_weight == 0.5
+    with pytest.raises(ConfigError, match="step 'pix2pix': unknown step"):
+        create_step("pix2pix")
+    with pytest.raises(ConfigError, match="step 'supervised': bad arguments"):
+        create_step("supervised", model=TinyNet(), colour="red")
+
+
+def test_recipe_gan_type_maps_onto_the_step(tmp_path):
+    from mrenhance.training import _build_gan_step
+
+    base = {"name": "t", "task": "sr_t1", "model": {"name": "tiny"}}
+    wgan = load_recipe({**base, "gan": {"critic": {"name": "c"}, "critic_warmup_steps": 3}})
+    step = _build_gan_step(wgan.gan, wgan.train, TinyNet(), TinyCritic(), "r.yaml")
+    assert isinstance(step, WGANGPStep) and step.schedule.critic_warmup_steps == 3
+    assert (step.spec.lr, step.critic_spec.lr) == (5e-6, 5e-6)  # Sec. 3.2: 5e-6 for both
+    plain = load_recipe(
+        {**base, "gan": {"type": "gan", "critic": {"name": "c"}, "lr": 1e-4, "critic_lr": 2e-4}}
+    )
+    step = _build_gan_step(plain.gan, plain.train, TinyNet2D(), TinyDisc2D(), "r.yaml")
+    assert isinstance(step, GANStep) and (step.spec.lr, step.critic_spec.lr) == (1e-4, 2e-4)
+    bad = load_recipe({**base, "gan": {"type": "cyclegan", "critic": {"name": "c"}}})
+    with pytest.raises(ConfigError, match=r"^r.yaml: gan.type: unknown adversarial step"):
+        _build_gan_step(bad.gan, bad.train, TinyNet(), TinyCritic(), "r.yaml")
+
+
+def test_sgd_with_an_epoch_schedule_sets_the_rate_once_per_epoch(tmp_path):
+    lrs = []
+    spec = OptimizerSpec(
+        type="sgd",
+        lr=0.1,
+        momentum=0.9,
+        schedule={"name": "step", "step_size": 1, "gamma": 0.5, "unit": "epoch"},
+    )
+    # 8 items, batch 2: an epoch is 4 steps (from len(dataset))
+    trainer = Trainer(
+        SupervisedStep(TinyNet(), optimizer=spec),
+        TinyPairs(n=8),
+        steps=10,
+        run_dir=tmp_path / "run",
+        checkpoint_every=5,
+        progress=False,
+        callback=lambda e: lrs.append(e["lr"]),
+    )
+    trainer.fit()
+    assert lrs == [0.1] * 4 + [0.05] * 4 + [0.025] * 2
+    assert isinstance(trainer.step.optimizer, torch.optim.SGD)
+
+
+def test_dict_items_with_extra_keys_reach_the_step(tmp_path):
+    seen = []
+
+    class MaskedL1(SupervisedStep):
+        def update(self, batch, step, sub, ctx):
+            seen.append(sorted(batch))
+            return super().update(batch, step, sub, ctx)
+
+    class WithMask(TinyPairs):
+        def __getitem__(self, i):
+            x, y = super().__getitem__(i)
+            return {"inputs": x, "target": y, "mask": (y > 0).astype("float32")}
+
+    Trainer(MaskedL1(TinyNet()), WithMask(), steps=2, run_dir=tmp_path / "r", progress=False).fit()
+    assert seen == [["inputs", "mask", "target"]] * 2

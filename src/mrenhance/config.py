@@ -54,6 +54,8 @@ __all__ = [
     "list_recipes",
     "load_recipe",
     "parse_override",
+    "check_gan_values",
+    "check_train_values",
     "parse_schedule",
     "recipe_path",
 ]
@@ -68,7 +70,7 @@ RECIPES_DIR = Path(__file__).parent / "recipes"
 
 @dataclass
 class ScheduleConfig:
-    """Learning-rate schedule after the linear warm-up (see ``engine.train.lr_at_step``).
+    """Learning-rate schedule after the linear warm-up (``engine.training.lr_at_step``).
 
     In YAML either a name (``lr_schedule: cosine``) or a mapping
     (``lr_schedule: {name: step, step_size: 100000, gamma: 0.5}``).
@@ -77,24 +79,35 @@ class ScheduleConfig:
     ----------
     name:
         ``"constant"``; ``"cosine"`` (from ``lr`` down to ``min_lr`` at the last step);
-        ``"step"`` (multiply by ``gamma`` every ``step_size`` steps).
+        ``"linear"`` (straight line from ``lr`` to ``min_lr``); ``"step"`` (multiply by
+        ``gamma`` every ``step_size`` units).
     step_size:
-        Steps between decays of the ``"step"`` schedule (> 0 for that schedule).
+        Units (steps or epochs) between decays of the ``"step"`` schedule (> 0 for it).
     gamma:
-        Decay factor of the ``"step"`` schedule.
+        Decay factor of the ``"step"`` schedule, in (0, 1].
     min_lr:
-        Final learning rate of the ``"cosine"`` schedule.
+        Final learning rate of the ``"cosine"`` and ``"linear"`` schedules (>= 0).
+    unit:
+        What the schedule counts: optimiser ``"step"`` s, or ``"epoch"`` s of
+        ``steps_per_epoch`` steps (the rate then changes once per epoch).
+    steps_per_epoch:
+        Steps in one epoch for ``unit: epoch``; 0 means ``len(dataset) // batch_size``.
     """
 
-    name: Literal["constant", "cosine", "step"] = "constant"
+    name: Literal["constant", "cosine", "linear", "step"] = "constant"
     step_size: int = 0
     gamma: float = 0.1
     min_lr: float = 0.0
+    unit: Literal["step", "epoch"] = "step"
+    steps_per_epoch: int = 0
+
+
+OPTIMIZER_NAMES = ("adam", "adamw", "sgd", "rmsprop")
 
 
 @dataclass
 class TrainConfig:
-    """Supervised training (``engine.train.Trainer``).
+    """The loop's settings (``engine.training.Trainer``) and the supervised step's.
 
     Defaults are the Trainer's; the paper values live in each recipe (e.g. mDCSRN
     Sec. 3.2: Adam, lr 1e-4, L1, batch 2, 500k steps).
@@ -102,10 +115,12 @@ class TrainConfig:
     Attributes
     ----------
     steps: optimizer steps in all. batch_size: global batch (split over DDP ranks).
-    lr, optimizer, betas, weight_decay: the optimizer. loss: a name in
-    ``mrenhance.losses.LOSSES``. lr_schedule, warmup_steps: see :class:`ScheduleConfig`
+    lr, optimizer, betas, weight_decay, momentum: the optimiser (``adam``, ``adamw``,
+    ``sgd``, ``rmsprop``; betas for the Adam family, momentum for SGD/RMSprop). loss: a
+    name in ``mrenhance.losses.LOSSES``. lr_schedule, warmup_steps: see :class:`ScheduleConfig`
     (linear warm-up from ``lr / warmup_steps``). grad_clip: max global L2 norm, or None.
-    patch_size: training patch (voxels; one int for a cube). val_every,
+    patch_size: training patch (voxels; one int for a cube, 3 entries for a 3D patch, 2
+    for 2D patches from slices: the task's data section names the slice axis). val_every,
     checkpoint_every, log_every: in steps (0 = never validate). val_metric, val_mode:
     the validation metric deciding ``best.pt`` and whether higher (``max``) is better.
     seed: of everything random in training. num_workers: DataLoader workers.
@@ -115,9 +130,10 @@ class TrainConfig:
     steps: int = 1000
     batch_size: int = 2
     lr: float = 1e-4
-    optimizer: Literal["adam", "adamw"] = "adam"
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
+    momentum: float = 0.0
     loss: str = "l1"
     lr_schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     warmup_steps: int = 0
@@ -136,10 +152,13 @@ class TrainConfig:
 
 @dataclass
 class GanConfig:
-    """Adversarial stage (``engine.train.GANTrainer``); defaults are mDCSRN Sec. 2.5/3.2.
+    """Adversarial stage: a GAN step run by the one loop; defaults are mDCSRN Sec. 2.5/3.2.
 
     Attributes
     ----------
+    type:
+        The registered step (``engine.training.STEPS``): ``"wgan-gp"`` (mDCSRN's critic
+        schedule) or ``"gan"`` (BCE discriminator, SRGAN style).
     critic:
         The critic network: ``name`` plus its model config (mDCSRN: SRGAN's discriminator
         with LayerNorm instead of BatchNorm, Fig. 1C).
@@ -168,8 +187,15 @@ class GanConfig:
         Weights file the generator starts from (Sec. 3.2: "we transfer the weights from
         well-trained mDCSRN in non-GAN training"); null means the supervised stage's
         weights of the same run.
+    optimizer, weight_decay, momentum, lr_schedule, warmup_steps:
+        The optimiser of both networks, as in ``train`` (schedule counts generator steps).
+    feature_model, feature_weight, feature_loss:
+        ``type: gan`` only: an optional frozen network (``name`` + config) whose features of
+        the output and target are compared with ``feature_loss``, weighted by
+        ``feature_weight`` (SRGAN's VGG loss, Ledig et al. 2017; DTI SRGAN paper Sec. 4).
     """
 
+    type: str = "wgan-gp"
     critic: dict[str, Any] = field(default_factory=dict)
     adv_weight: float = 1e-3
     lambda_gp: float = 10.0
@@ -183,6 +209,14 @@ class GanConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     content_loss: str | None = None
     init_weights: str | None = None
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
+    weight_decay: float = 0.0
+    momentum: float = 0.0
+    lr_schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    warmup_steps: int = 0
+    feature_model: dict[str, Any] | None = None
+    feature_weight: float = 0.0
+    feature_loss: str = "l2"
 
 
 _REQUIRED = ("name", "task", "model")
@@ -389,8 +423,81 @@ def _build_recipe(raw: dict, source: str) -> Recipe:
         _check_named(getattr(recipe, section), section, source)
     if recipe.gan is not None and recipe.gan.critic:
         _check_named(recipe.gan.critic, "gan.critic", source)
+    if recipe.gan is not None and recipe.gan.feature_model:
+        _check_named(recipe.gan.feature_model, "gan.feature_model", source)
+    check_train_values(recipe.train, source)
+    if recipe.gan is not None:
+        check_gan_values(recipe.gan, source)
     recipe.source = source
     return recipe
+
+
+def _fail(source: str, where: str, message: str, value: Any) -> None:
+    raise ConfigError(f"{source}: {where}: {message}, got {_show(value)}")
+
+
+def _check_optimiser(cfg: Any, where: str, source: str) -> None:
+    """Values the types cannot express: positive rates, betas in [0, 1), a usable schedule."""
+    if not (cfg.lr > 0 and math.isfinite(cfg.lr)):
+        _fail(source, f"{where}.lr", "must be a finite number > 0", cfg.lr)
+    for i, b in enumerate(cfg.betas):
+        if not 0.0 <= b < 1.0:
+            _fail(source, f"{where}.betas[{i}]", "must be in [0, 1)", b)
+    for key in ("weight_decay", "momentum"):
+        if getattr(cfg, key) < 0:
+            _fail(source, f"{where}.{key}", "must be >= 0", getattr(cfg, key))
+    if cfg.warmup_steps < 0:
+        _fail(source, f"{where}.warmup_steps", "must be >= 0", cfg.warmup_steps)
+    sched = cfg.lr_schedule
+    at = f"{where}.lr_schedule"
+    if sched.name == "step" and sched.step_size <= 0:
+        _fail(source, f"{at}.step_size", "must be > 0 for the 'step' schedule", sched.step_size)
+    if not 0.0 < sched.gamma <= 1.0:
+        _fail(source, f"{at}.gamma", "must be in (0, 1]", sched.gamma)
+    if sched.min_lr < 0:
+        _fail(source, f"{at}.min_lr", "must be >= 0", sched.min_lr)
+    if sched.name in ("cosine", "linear") and sched.min_lr > cfg.lr:
+        _fail(source, f"{at}.min_lr", f"must not exceed the learning rate {cfg.lr:g}", sched.min_lr)
+    if sched.steps_per_epoch < 0:
+        _fail(source, f"{at}.steps_per_epoch", "must be >= 0", sched.steps_per_epoch)
+
+
+def check_train_values(train: TrainConfig, source: str = "<arguments>") -> None:
+    """Raise a one-line ConfigError for an out-of-range value of a ``train`` section."""
+    _check_optimiser(train, "train", source)
+    for key in ("steps", "val_every", "num_workers"):
+        if getattr(train, key) < 0:
+            _fail(source, f"train.{key}", "must be >= 0", getattr(train, key))
+    for key in ("batch_size", "checkpoint_every", "log_every"):
+        if getattr(train, key) <= 0:
+            _fail(source, f"train.{key}", "must be > 0", getattr(train, key))
+    if train.grad_clip is not None and not train.grad_clip > 0:
+        _fail(source, "train.grad_clip", "must be > 0 or null", train.grad_clip)
+    patch = train.patch_size
+    sizes = [patch] if isinstance(patch, int) else list(patch)
+    if not isinstance(patch, int) and len(sizes) not in (2, 3):
+        _fail(source, "train.patch_size", "expected 2 (2D) or 3 (3D) sizes", patch)
+    if min(sizes) < 1:
+        _fail(source, "train.patch_size", "sizes must be >= 1", patch)
+
+
+def check_gan_values(gan: GanConfig, source: str = "<arguments>") -> None:
+    """Raise a one-line ConfigError for an out-of-range value of a ``gan`` section."""
+    _check_optimiser(gan, "gan", source)
+    if gan.critic_lr is not None and not gan.critic_lr > 0:
+        _fail(source, "gan.critic_lr", "must be > 0 or null", gan.critic_lr)
+    for key in (
+        "adv_weight",
+        "lambda_gp",
+        "feature_weight",
+        "critic_warmup_steps",
+        "critic_steps_per_generator_step",
+        "extra_critic_every",
+        "extra_critic_steps",
+        "generator_steps",
+    ):
+        if getattr(gan, key) < 0:
+            _fail(source, f"gan.{key}", "must be >= 0", getattr(gan, key))
 
 
 def _check_named(cfg: dict, where: str, source: str) -> None:

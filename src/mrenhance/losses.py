@@ -1,4 +1,4 @@
-"""Losses: intensity losses (L1, L2, Charbonnier) and the WGAN-GP pieces.
+"""Losses: intensity losses (L1, L2, Charbonnier), the WGAN-GP pieces, BCE adversarial.
 
 Tensors are ``(batch, channel, x, y, z)`` (or ``(batch, channel, x, y)`` for 2D networks);
 a critic maps a batch to one score per sample, ``(batch,)`` or ``(batch, 1)``.
@@ -8,6 +8,10 @@ The adversarial stage follows mDCSRN (Chen et al. 2018, Sec. 2.5): the generator
 (Eq. 4) and ``loss_GAN = -D(G(x))`` (Eq. 5); the critic is trained with WGAN-GP
 (Gulrajani et al. 2017, Algorithm 1): ``D(fake) - D(real) + lambda_gp * (||grad D(x_hat)||_2
 - 1)^2`` on random interpolates ``x_hat`` between real and generated samples.
+
+The plain GAN (SRGAN, Ledig et al. 2017 Sec. 2.2) uses binary cross-entropy on
+discriminator logits: :func:`bce_discriminator_loss` and :func:`bce_generator_loss`
+(the non-saturating ``-log D(G(x))`` form).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from mrenhance.errors import ConfigError
 __all__ = [
     "LOSSES",
     "CharbonnierLoss",
+    "bce_discriminator_loss",
+    "bce_generator_loss",
     "CriticTerms",
     "create_loss",
     "critic_loss",
@@ -280,3 +286,55 @@ def generator_adversarial_loss(
         Scalar; weighted by ``adv_weight`` (mDCSRN's lambda = 0.001, Eq. 3) by the caller.
     """
     return -_scores(critic(fake), fake.shape[0]).float().mean()
+
+
+# --------------------------------------------------------------------------------------
+# BCE adversarial (SRGAN)
+# --------------------------------------------------------------------------------------
+
+
+def bce_discriminator_loss(
+    discriminator: Callable[[torch.Tensor], torch.Tensor],
+    real: torch.Tensor,
+    fake: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``BCE(D(real), 1) + BCE(D(fake), 0)`` on logits, real and fake in one forward pass.
+
+    Parameters
+    ----------
+    discriminator:
+        Maps ``(batch, channel, *spatial)`` to one logit per sample, ``(batch,)`` or
+        ``(batch, 1)`` (no final sigmoid: the loss applies it, stably).
+    real, fake:
+        ``(batch, channel, *spatial)``; ``fake`` is detached here.
+
+    Returns
+    -------
+    (loss, d_real, d_fake)
+        The scalar loss (mean over samples of each term, summed), and the detached mean
+        probabilities the discriminator gives real and fake samples.
+    """
+    batch = real.shape[0]
+    both = torch.cat([real.detach(), fake.detach()], dim=0)
+    logits = _scores(discriminator(both), 2 * batch).float()
+    real_logits, fake_logits = logits[:batch], logits[batch:]
+    bce = nn.functional.binary_cross_entropy_with_logits
+    loss = bce(real_logits, torch.ones_like(real_logits)) + bce(
+        fake_logits, torch.zeros_like(fake_logits)
+    )
+    return (
+        loss,
+        torch.sigmoid(real_logits).mean().detach(),
+        torch.sigmoid(fake_logits).mean().detach(),
+    )
+
+
+def bce_generator_loss(
+    discriminator: Callable[[torch.Tensor], torch.Tensor], fake: torch.Tensor
+) -> torch.Tensor:
+    """Non-saturating generator loss ``BCE(D(fake), 1) = -mean log sigmoid(D(fake))``.
+
+    Ledig et al. 2017 Eq. 6; weighted by ``adv_weight`` (1e-3) by the caller.
+    """
+    logits = _scores(discriminator(fake), fake.shape[0]).float()
+    return nn.functional.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))

@@ -1,14 +1,19 @@
 """``mrenhance train RECIPE``: a recipe (YAML) over the shared engines.
 
 recipe -> task.build_training (patch dataset + validation on held-out data) -> registry
-model -> engine.train.Trainer (stage 1) -> [engine.train.GANTrainer (stage 2)] -> run folder
-with the resolved config, logs, checkpoints, and the final safetensors + model card.
+model -> engine.training.Trainer with a SupervisedStep (stage 1) -> [the same loop with the
+``gan.type`` step, WGAN-GP by default (stage 2)] -> run folder with the resolved config,
+logs, checkpoints, and the final safetensors + model card.
+
+A task's ``build_training(data, patch_size, seed=..., source=...)`` returns ``(dataset,
+val_fn, subjects)``; ``dataset[i]`` is ``{"inputs": ..., "target": ...}`` (or an
+``(input, target)`` pair) of float32 ``(C, *patch)`` arrays, ``val_fn(model)`` a dict of
+validation metrics.
 Works unchanged under ``torchrun --nproc_per_node N -m mrenhance train ...`` (DDP).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -31,6 +36,48 @@ def _model_from_section(section: dict[str, Any]):
     return create_model(name, **cfg)
 
 
+def _build_gan_step(gan, train, generator, critic, path):
+    """The adversarial stage's step from the recipe's ``gan`` section (``gan.type``)."""
+    from mrenhance.engine.training import OptimizerSpec, create_step, list_steps
+
+    spec = OptimizerSpec.from_section(gan)
+    critic_spec = OptimizerSpec.from_section(gan, lr=gan.critic_lr)
+    content = gan.content_loss or train.loss
+    if gan.type == "wgan-gp":
+        return create_step(
+            "wgan-gp",
+            generator=generator,
+            critic=critic,
+            content_loss=content,
+            adv_weight=gan.adv_weight,
+            lambda_gp=gan.lambda_gp,
+            optimizer=spec,
+            critic_optimizer=critic_spec,
+            critic_warmup_steps=gan.critic_warmup_steps,
+            critic_steps_per_generator_step=gan.critic_steps_per_generator_step,
+            extra_critic_every=gan.extra_critic_every,
+            extra_critic_steps=gan.extra_critic_steps,
+        )
+    if gan.type == "gan":
+        feature = _model_from_section(gan.feature_model) if gan.feature_model else None
+        return create_step(
+            "gan",
+            generator=generator,
+            discriminator=critic,
+            pixel_loss=content,
+            adv_weight=gan.adv_weight,
+            feature_model=feature,
+            feature_weight=gan.feature_weight,
+            feature_loss=gan.feature_loss,
+            optimizer=spec,
+            critic_optimizer=critic_spec,
+        )
+    adversarial = [s for s in list_steps() if s != "supervised"]
+    raise ConfigError(
+        f"{path}: gan.type: unknown adversarial step {gan.type!r} (known: {', '.join(adversarial)})"
+    )
+
+
 def train_recipe(
     recipe: str | os.PathLike,
     overrides: list[str] | tuple[str, ...] = (),
@@ -51,7 +98,8 @@ def train_recipe(
 
     from mrenhance.config import load_recipe, recipe_path
     from mrenhance.engine.distributed import init_distributed
-    from mrenhance.engine.train import GANTrainer, Trainer
+    from mrenhance.engine.training import OptimizerSpec, SupervisedStep, Trainer
+    from mrenhance.engine.training.log import to_json
     from mrenhance.io.atomic import write_text_atomic
     from mrenhance.tasks import get_task
 
@@ -74,8 +122,9 @@ def train_recipe(
     trainer = None
     if stage in ("supervised", "all"):  # before the run folder: it checks the train values
         try:
+            step = SupervisedStep(model, loss=tc.loss, optimizer=OptimizerSpec.from_section(tc))
             trainer = Trainer.from_config(
-                model,
+                step,
                 dataset,
                 tc,
                 run_dir=run / "supervised",
@@ -93,11 +142,7 @@ def train_recipe(
         config_path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(
             config_path,
-            json.dumps(
-                {"recipe": str(path), "overrides": list(overrides), "resolved": r.to_dict()},
-                indent=2,
-                default=str,
-            ),
+            to_json({"recipe": str(path), "overrides": list(overrides), "resolved": r.to_dict()}),
             overwrite=True,
         )
     summary: dict[str, Any] = {"run_dir": str(run), "recipe": r.name}
@@ -149,12 +194,15 @@ def train_recipe(
         torch.manual_seed(tc.seed + 1)  # the critic's initial weights, as the generator's
         critic = _model_from_section(g.critic)
         t1 = time.time()
-        gan = GANTrainer.from_config(
-            model,
-            critic,
+        try:
+            gan_step = _build_gan_step(g, tc, model, critic, path)
+        except ConfigError as e:
+            raise ConfigError(str(e) if str(e).startswith(str(path)) else f"{path}: {e}") from e
+        gan = Trainer.from_config(
+            gan_step,
             dataset,
             tc,
-            g,
+            steps=g.generator_steps,
             run_dir=run / "gan",
             val_fn=val_fn,
             device=dist.device if dist.world_size > 1 else device,
@@ -166,13 +214,13 @@ def train_recipe(
             # choice: the GAN stage keeps its final generator, not the best-PSNR one: the
             # adversarial term trades PSNR for sharpness, so PSNR is the wrong selector.
             extra = {
-                "stage": "WGAN-GP",
+                "stage": {"wgan-gp": "WGAN-GP", "gan": "GAN (BCE)"}.get(g.type, g.type),
                 "initialised_from": init.name,
                 "generator_steps": g.generator_steps,
                 "critic_warmup_steps": g.critic_warmup_steps,
             }
             w = _save_stage(
-                gan.generator_for_saving(),
+                gan.model_for_saving(),
                 run / f"{base_name}-gan.safetensors",
                 card_common,
                 extra,

@@ -6,6 +6,9 @@ patches), and returns a new ``(x, y)`` pair transformed *identically*: the same 
 same gamma, the same bias field, the same displacement. The target must follow the input,
 or the network learns to undo the augmentation.
 
+Scaled pairs (a target grid an integer multiple of the input's, ``PatchDataset(scale=...)``)
+are accepted by the flip and the gamma; the bias field and the elastic warp need equal grids.
+
 The mDCSRN paper reuses the patching and augmentation of its predecessor DCSRN (Sec. 3.1,
 "the exact same process of patching and data augmentation as in [9]") without listing it;
 the DTI paper suggests mirroring (Sec. 5). The recipes pick from these transforms through
@@ -36,11 +39,17 @@ __all__ = [
 ]
 
 
-def _check_pair(x: np.ndarray, y: np.ndarray) -> None:
+def _check_pair(x: np.ndarray, y: np.ndarray, scaled: bool = False) -> None:
+    """Same spatial shape, or (``scaled``) a target grid an integer multiple of the input's
+    per axis (scaled pairs: flips, gamma and bias fields keep them aligned)."""
+    if scaled and x.ndim >= 2 and x.ndim == y.ndim:
+        if all(m % n == 0 for n, m in zip(x.shape[1:], y.shape[1:], strict=True)):
+            return
     if x.ndim < 2 or x.shape[1:] != y.shape[1:]:
+        kind = "an integer multiple of the input's" if scaled else "the same"
         raise InputError(
-            f"augment: input {x.shape} and target {y.shape} must be (C, *spatial) with the "
-            "same spatial shape"
+            f"augment: input {x.shape} and target {y.shape} must be (C, *spatial) with "
+            f"{kind} spatial shape"
         )
 
 
@@ -62,7 +71,7 @@ def random_flip(
         Spatial axes (0 = x). Axes beyond the patch's spatial dimensions are skipped, so the
         default also serves 2D patches.
     """
-    _check_pair(x, y)
+    _check_pair(x, y, scaled=True)
     if any(a < 0 for a in axes):
         raise InputError(f"random_flip: axes must be spatial axes >= 0, got {tuple(axes)}")
     coins = rng.random(len(axes)) < 0.5
@@ -84,7 +93,7 @@ def random_gamma(
     Assumes intensities normalised to [0, 1] (so the range is kept); values outside it are
     transformed as ``sign(v) * |v| ** gamma`` so negatives stay defined (choice).
     """
-    _check_pair(x, y)
+    _check_pair(x, y, scaled=True)
     gamma = float(np.exp(rng.uniform(*log_gamma_range)))
 
     def apply(a: np.ndarray) -> np.ndarray:

@@ -2,13 +2,18 @@
 
 A checkpoint is a plain dict of tensors, dicts, lists, ints, floats, strings, bools and
 None (the types ``weights_only=True`` unpickles), e.g. as written by
-:mod:`mrenhance.engine.train`::
+:class:`mrenhance.engine.training.Trainer`::
 
-    {"format": "mrenhance-checkpoint", "version": 1, "kind": "supervised" | "gan",
-     "step": int, "model": state_dict, "optimizer": state_dict,
-     "critic": state_dict, "critic_optimizer": state_dict,      # GAN stage only
-     "scheduler": {"name": str, "step": int}, "rng": capture_rng_state(),
-     "best_metric": float | None, "best_step": int | None, "settings": {...}}
+    {"format": "mrenhance-checkpoint", "version": 2,
+     "kind": "supervised" | "wgan-gp" | "gan",                 # the step type
+     "step": int, "sub_step": int,                             # position in the run
+     "rng": [capture_rng_state() per rank], "best_metric": float | None,
+     "best_step": int | None, "best_metrics": {...} | None, "settings": {...},
+     "seconds": float,
+     # the step's state_dict, merged in: e.g.
+     "model": state_dict, "optimizer": state_dict,
+     "critic": state_dict, "critic_optimizer": state_dict,      # GAN steps
+     "gp_rng": uint8 tensor, "critic_steps": int}               # WGAN-GP step
 
 Loading never runs code from the file: a pickle that would call anything outside
 PyTorch's allow-list is refused with :class:`~mrenhance.errors.WeightsError`.

@@ -8,6 +8,13 @@ Sampling follows the papers: the PVS network samples 3D patches "which contain a
 brain region" (Sec. 3, 60^3 patches), hence the mask and ``min_mask_fraction``; the
 mDCSRN paper keeps training, validation and test patches apart (Sec. 3.1), hence
 ``region`` (e.g. the training slabs of a single volume, so held-out slabs are never seen).
+
+Items are dicts ``{"inputs": (C, *patch), "target": (C', *patch * scale)[, "mask": (1,
+*patch)]}``. Three variations serve the methods beyond 3D T1 SR: **scaled pairs** (the
+target on a grid ``scale`` times finer per axis, e.g. (4, 4, 1) for in-plane DWI SR),
+**re-drawn targets** (a provider draws a new target per sample, e.g. another noisy
+repetition for learning-from-noise ASL denoising, Noise2Noise, Lehtinen et al. 2018) and
+**2D patches** (slices of 3D volumes perpendicular to ``slice_axis``).
 """
 
 from __future__ import annotations
@@ -24,8 +31,11 @@ from mrenhance.errors import InputError
 
 Augment = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]
 Box = tuple[slice, ...]
+#: ``provider(subject, box, rng) -> (C', *box shape)`` or ``(*box shape)`` target array:
+#: ``box`` is the target-grid region (3 slices over x, y, z) of the sample.
+TargetProvider = Callable[[int, Box, np.random.Generator], np.ndarray]
 
-__all__ = ["PatchDataset", "axis_starts", "collate", "patch_corners"]
+__all__ = ["PatchDataset", "TargetProvider", "axis_starts", "collate", "patch_corners"]
 
 
 def axis_starts(length: int, patch: int, stride: int) -> list[int]:
@@ -83,11 +93,17 @@ def patch_corners(
     return list(itertools.product(*per_axis))
 
 
-def collate(batch: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack ``(input, target)`` pairs of (C, *patch) arrays into (B, C, *patch) tensors."""
-    inputs = torch.from_numpy(np.stack([np.asarray(x, dtype=np.float32) for x, _ in batch]))
-    targets = torch.from_numpy(np.stack([np.asarray(y, dtype=np.float32) for _, y in batch]))
-    return inputs, targets
+def collate(batch: Sequence[dict[str, np.ndarray] | tuple[np.ndarray, np.ndarray]]) -> dict:
+    """Stack items into a batch dict of float32 ``(B, C, *patch)`` tensors.
+
+    Items are dicts with the same keys (``inputs``, ``target``, ...) or ``(input, target)``
+    pairs (read as ``{"inputs": input, "target": target}``).
+    """
+    items = [b if isinstance(b, dict) else {"inputs": b[0], "target": b[1]} for b in batch]
+    return {
+        k: torch.from_numpy(np.stack([np.asarray(it[k], dtype=np.float32) for it in items]))
+        for k in items[0]
+    }
 
 
 def _box_sums(mask: np.ndarray, patch: tuple[int, ...]) -> np.ndarray:
@@ -148,6 +164,18 @@ class PatchDataset(torch.utils.data.Dataset):
         subject, or a list with one list of boxes per subject.
     slice_axis:
         For 2D patches: the axis the slices are perpendicular to (default 2, axial for RAS).
+    scale:
+        Scaled pairs: integer factors (sx, sy, sz) of the target grid over the input grid
+        (targets have spatial shape ``input shape * scale``). The target patch of an input
+        patch at corner ``c`` with size ``p`` is the region ``[c * s, (c + p) * s)`` of the
+        finer grid. Default (1, 1, 1). For 2D patches the slice axis must have factor 1.
+    target_provider:
+        Re-drawn targets: ``provider(subject, box, rng)`` returns the target for the
+        target-grid ``box`` (3 slices), drawing from ``rng`` =
+        ``default_rng([seed, i, 1])`` (its own stream: corners and augmentation are those
+        without a provider). ``targets`` may then be None (their grid is ``input * scale``).
+    return_mask:
+        Add ``"mask"``: the ``(1, *patch)`` float32 patch of ``mask`` (1 inside).
 
     Notes
     -----
@@ -159,7 +187,7 @@ class PatchDataset(torch.utils.data.Dataset):
     def __init__(
         self,
         inputs: list[np.ndarray],
-        targets: list[np.ndarray],
+        targets: list[np.ndarray] | None,
         patch_size: tuple[int, ...],
         *,
         mask: list[np.ndarray] | None = None,
@@ -170,7 +198,14 @@ class PatchDataset(torch.utils.data.Dataset):
         channel_axis: int | None = None,
         region: list[Box] | list[list[Box]] | None = None,
         slice_axis: int = 2,
+        scale: Sequence[int] | int = 1,
+        target_provider: TargetProvider | None = None,
+        return_mask: bool = False,
     ) -> None:
+        if targets is None and target_provider is None:
+            raise InputError("PatchDataset: need targets or a target_provider")
+        if targets is None:
+            targets = [None] * len(inputs)
         if len(inputs) != len(targets) or not inputs:
             raise InputError(
                 f"PatchDataset: need as many targets as inputs (at least one), "
@@ -199,19 +234,43 @@ class PatchDataset(torch.utils.data.Dataset):
         else:
             self.slice_axis = None
             self._box = patch_size
+        scale = (int(scale),) * 3 if np.isscalar(scale) else tuple(int(f) for f in scale)
+        if len(scale) != 3 or min(scale) < 1:
+            raise InputError(f"PatchDataset: scale must be 3 integers >= 1, got {scale}")
+        if self.is_2d and scale[self.slice_axis] != 1:
+            raise InputError(
+                f"PatchDataset: scale {scale} must be 1 along the slice axis "
+                f"{self.slice_axis} of 2D patches"
+            )
+        self.scale = scale
+        self.target_provider = target_provider
+        self.return_mask = bool(return_mask)
+        if return_mask and mask is None:
+            raise InputError("PatchDataset: return_mask needs a mask")
+        if return_mask and augment is not None:
+            raise InputError(
+                "PatchDataset: return_mask with augment is not supported (the mask would "
+                "not follow the transform)"
+            )
         self.channel_axis = channel_axis
         self.inputs = [self._channels_first(a, "input", k) for k, a in enumerate(inputs)]
-        self.targets = [self._channels_first(a, "target", k) for k, a in enumerate(targets)]
+        self.targets = [
+            None if a is None else self._channels_first(a, "target", k)
+            for k, a in enumerate(targets)
+        ]
+        self.masks = None if mask is None else [np.asarray(m) for m in mask]
         self.length = int(length)
         self.seed = int(seed)
         self.augment = augment
 
         shapes = []
         for k, (x, y) in enumerate(zip(self.inputs, self.targets, strict=True)):
-            if x.shape[1:] != y.shape[1:]:
+            want = tuple(n * f for n, f in zip(x.shape[1:], scale, strict=True))
+            if y is not None and y.shape[1:] != want:
+                times = "" if scale == (1, 1, 1) else f" times scale {scale} = {want}"
                 raise InputError(
-                    f"PatchDataset: subject {k}: input spatial shape {x.shape[1:]} differs "
-                    f"from target spatial shape {y.shape[1:]}"
+                    f"PatchDataset: subject {k}: input spatial shape {x.shape[1:]}{times} "
+                    f"differs from target spatial shape {y.shape[1:]}"
                 )
             if any(n < p for n, p in zip(x.shape[1:], self._box, strict=True)):
                 raise InputError(
@@ -349,17 +408,43 @@ class PatchDataset(torch.utils.data.Dataset):
             corner = tuple(int(c) for c in np.unravel_index(flat, shape))
         return k, corner, rng
 
-    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """(input, target) float32 arrays of shape (C, *patch_size), deterministic in i."""
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        """``{"inputs": (C, *patch), "target": (C', *patch * scale)[, "mask"]}`` float32
+        arrays, deterministic in ``i``."""
         k, corner, rng = self.corner(int(i))
-        index = (slice(None), *(slice(c, c + p) for c, p in zip(corner, self._box, strict=True)))
-        x = np.array(self.inputs[k][index], dtype=np.float32)
-        y = np.array(self.targets[k][index], dtype=np.float32)
+        box = tuple(slice(c, c + p) for c, p in zip(corner, self._box, strict=True))
+        fine = tuple(slice(b.start * f, b.stop * f) for b, f in zip(box, self.scale, strict=True))
+        x = np.array(self.inputs[k][(slice(None), *box)], dtype=np.float32)
+        if self.target_provider is not None:
+            drawn = np.asarray(
+                self.target_provider(
+                    k, fine, np.random.default_rng([self.seed, int(i) % self.length, 1])
+                ),
+                dtype=np.float32,
+            )
+            y = drawn[None] if drawn.ndim == 3 else np.array(drawn)
+            want = tuple(b.stop - b.start for b in fine)
+            if y.shape[1:] != want:
+                raise InputError(
+                    f"PatchDataset: target_provider returned shape {drawn.shape} for a {want} box"
+                )
+        else:
+            target = self.targets[k]
+            assert target is not None
+            y = np.array(target[(slice(None), *fine)], dtype=np.float32)
+        m = None
+        if self.return_mask:
+            assert self.masks is not None
+            m = np.array(self.masks[k][box], dtype=np.float32)[None]
         if self.is_2d:
             x = x.squeeze(1 + self.slice_axis)
             y = y.squeeze(1 + self.slice_axis)
+            m = None if m is None else m.squeeze(1 + self.slice_axis)
         if self.augment is not None:
             x, y = self.augment(x, y, rng)
             x = np.ascontiguousarray(x, dtype=np.float32)
             y = np.ascontiguousarray(y, dtype=np.float32)
-        return x, y
+        item = {"inputs": x, "target": y}
+        if m is not None:
+            item["mask"] = m
+        return item
