@@ -73,7 +73,9 @@ def main() -> None:
         enhancer = Enhancer.from_weights("mdcsrn-b4u4")
         enhancer.normalisation = rule
         out = enhancer(Volume(lr, hr_vol.affine, {"source": str(path)})).data
-        values = compute_metrics(out / ref, hr / ref, names=("psnr", "ssim"), data_range=1.0, mask=mask)
+        values = compute_metrics(
+            out / ref, hr / ref, names=("psnr", "ssim"), data_range=1.0, mask=mask
+        )
         rows.append(
             {
                 "case": "nibabel anatomical.nii (real, 2 mm, skull)",

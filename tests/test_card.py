@@ -36,7 +36,8 @@ def test_written_card_has_the_schema(card_file):
     [
         ({"inference": "fast"}, "inference must be an object"),
         ({"inference": {"patch_size": -4}}, "inference.patch_size"),
-        ({"inference": {"blend": "smear"}}, "inference.blend"),
+        ({"inference": {"blend": "smear"}}, "blend"),
+        ({"inference": {"colour": "red"}}, "colour"),
         ({"task": "astrology"}, "unknown task"),
         ({"architecture": {"name": "mdcsrn-b2u4", "config": {"growth": -3}}}, "growth"),
         ({"architecture": "mdcsrn"}, "architecture"),

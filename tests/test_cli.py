@@ -279,18 +279,19 @@ def test_a_task_adds_its_own_command_through_cli_commands(monkeypatch, capsys, t
     import sys
     import types
 
-    import mrenhance.tasks as tasks
+    from mrenhance.tasks import Task, base
 
     command = types.ModuleType("fake_perfusion_cli")
     command.NAME = "perfusion"
     command.add_parser = lambda sub: sub.add_parser("perfusion", help="CBV maps")
     command.run = lambda args: print("perfusion ran") or 0
-    task = types.ModuleType("fake_dsc_task")
-    task.TASK = "dsc"
-    task.cli_commands = ("fake_perfusion_cli",)
+
+    class FakeDSC(Task):
+        name = "fake_dsc"
+        cli_commands = ("fake_perfusion_cli",)
+
     monkeypatch.setitem(sys.modules, "fake_perfusion_cli", command)
-    monkeypatch.setitem(sys.modules, "fake_dsc_task", task)
-    monkeypatch.setitem(tasks.TASKS, "dsc", "fake_dsc_task")
+    monkeypatch.setitem(base._TASKS, "fake_dsc", FakeDSC())
 
     assert main(["perfusion"]) == 0
     assert capsys.readouterr().out == "perfusion ran\n"

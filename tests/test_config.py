@@ -219,9 +219,14 @@ def test_overrides_apply_in_order_and_are_typed(recipe_file):
 
 def test_override_can_remove_and_create_sections():
     assert load_recipe({**MINIMAL, "gan": {"critic": {"name": "c"}}}, ["gan=null"]).gan is None
-    r = load_recipe(MINIMAL, ["gan.critic.name=wgan-critic3d", "evaluate.region=test"])
+    r = load_recipe(MINIMAL, ["gan.critic.name=wgan-critic3d", "infer.blend=gaussian"])
     assert r.gan == GanConfig(critic={"name": "wgan-critic3d"})
-    assert r.evaluate == {"region": "test"}
+    assert r.infer == {"blend": "gaussian"}
+
+
+def test_the_unused_evaluate_section_is_refused():
+    with pytest.raises(ConfigError, match="evaluate"):
+        load_recipe({**MINIMAL, "evaluate": {"region": "test"}})
 
 
 def test_bad_overrides_say_which_override(recipe_file):

@@ -69,3 +69,38 @@ def test_ship_refuses_weights_with_nan(tmp_path, toy_data):
     with pytest.raises(WeightsError, match="NaN"):
         ship_weights(src, dest=tmp_path / "shipped", data=toy_data)
     assert not (tmp_path / "shipped").exists()
+
+
+@pytest.mark.slow
+def test_ship_command_on_the_task_protocol(tmp_path, capsys):
+    from mrenhance.cli import main
+
+    model = create_model("mdcsrn-b2u4", growth=4, global_residual=True)
+    src = save_weights(
+        model,
+        tmp_path / "tiny-sr.safetensors",
+        {"task": "sr_t1", "inference": {"patch_size": 32, "overlap": 6, "blend": "crop"}},
+    )
+    dest = tmp_path / "shipped"
+    assert main(["ship", str(src), "--dest", str(dest), "--note", "test"]) == 0
+    out = capsys.readouterr().out
+    card = read_card(dest / "tiny-sr.json")
+    # identity network (zero-initialised residual): exactly the input's numbers, MNI slab
+    assert card.metrics["test"]["psnr"] == pytest.approx(32.95, abs=0.01)
+    assert card.metrics["test_baselines"]["tricubic"]["psnr"] == pytest.approx(32.16, abs=0.01)
+    assert "tiny-sr" in out and "tricubic" in out
+
+
+def test_ship_command_refuses_dest_onto_its_own_card(tmp_path, capsys):
+    from mrenhance.cli import main
+
+    model = create_model("mdcsrn-b2u4", growth=4)
+    run = tmp_path / "run"
+    run.mkdir()
+    src = save_weights(model, run / "m.safetensors", {"task": "sr_t1"})
+    link = tmp_path / "link"
+    link.symlink_to(run)
+    before = src.with_suffix(".json").read_bytes()
+    assert main(["ship", str(src), "--dest", str(link)]) == 2
+    assert "m.safetensors" in capsys.readouterr().err
+    assert src.with_suffix(".json").read_bytes() == before

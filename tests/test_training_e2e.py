@@ -43,6 +43,9 @@ infer: {{patch_size: 16, overlap: 4, blend: crop}}
         assert card["training"]["recipe"] == "tiny_sr"
         assert card["inference"]["patch_size"] == 16
         assert set(card["metrics"]["validation"]) >= {"psnr", "ssim"}
+        # the rule training normalised with is the one enhance will apply
+        assert card.normalisation.mask == "head" and card.normalisation.percentile == 99.5
+        assert card.voxel_size_mm == (1.0, 1.0, 1.0)
         load_model(run / f"{name}.safetensors")
     assert summary["gan"]["steps"] == 2
     config = json.loads((run / "config.json").read_text())

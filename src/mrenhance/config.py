@@ -13,8 +13,7 @@ A recipe looks like::
       lr: 1e-4
     gan:                             # GanConfig, or null for no adversarial stage
       critic: {name: srgan-critic}
-    infer: {patch_size: 64, overlap: 0, blend: crop, margin: 3}
-    evaluate: {...}
+    infer: {patch_size: 64, overlap: 6, blend: crop}   # a GridPlan (engine/grid.py)
 
 :func:`load_recipe` reads a file (or a dict, or the name of a packaged recipe), applies
 ``"a.b.c=value"`` overrides and checks every key and type of the typed sections
@@ -235,7 +234,6 @@ class Recipe:
     train: TrainConfig = field(default_factory=TrainConfig)
     gan: GanConfig | None = None
     infer: dict[str, Any] = field(default_factory=dict)
-    evaluate: dict[str, Any] = field(default_factory=dict)
     source: str = field(default="<dict>", compare=False)
 
     def to_dict(self) -> dict[str, Any]:

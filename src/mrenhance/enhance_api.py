@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from mrenhance.engine.grid import GridPlan
 from mrenhance.errors import InputError
 from mrenhance.models.weights import resolve_weights
 from mrenhance.volume import Volume
@@ -71,6 +72,7 @@ class Enhancer:
             _as_tiling(self.inference["overlap"]),
             batch_size,
         )
+        self.plan = GridPlan.from_dict(self.inference)
 
     @classmethod
     def from_weights(
@@ -92,15 +94,13 @@ class Enhancer:
     def name(self) -> str:
         return self.card.name if self.card is not None else type(self.model).__name__
 
-    def _infer(self, array: np.ndarray) -> np.ndarray:
+    def _infer(self, array: np.ndarray, source: str = "input") -> np.ndarray:
         from mrenhance.engine.infer import infer
 
         out = infer(
             self.model,
             array,
-            _as_tiling(self.inference["patch_size"]),
-            _as_tiling(self.inference["overlap"]),
-            blend=self.inference["blend"],
+            self.plan,
             batch_size=self.batch_size,
             device=self.device,
             progress=self.progress,
@@ -108,18 +108,22 @@ class Enhancer:
         )
         if not np.all(np.isfinite(out)):
             bad = int(out.size - np.count_nonzero(np.isfinite(out)))
-            raise InputError(f"{self.name}: the network produced {bad} NaN/Inf voxels")
+            raise InputError(
+                f"{source}: the network {self.name} produced {bad} NaN/Inf voxels; nothing written"
+            )
         return out
 
     def __call__(self, volume: Volume) -> Volume:
         """Enhance a whole volume; a Volume on the task's output grid, provenance appended."""
         array, ctx = self.task.prepare(volume, self.normalisation, scale=self.scale)
-        result = self.task.restore(self._infer(array), ctx, volume)
+        source = str(volume.meta.get("source", "input"))
+        result = self.task.restore(self._infer(array, source), ctx, volume)
         card = self.card
         step = (
             f"enhance model={self.name} sha256={(card.sha256 if card else '')[:12]} "
-            f"patch={self.inference['patch_size']} overlap={self.inference['overlap']} "
-            f"blend={self.inference['blend']} scale={ctx.get('scale', 1.0):.6g}"
+            f"patch={list(self.plan.patch)} overlap={list(self.plan.overlap)} "
+            f"blend={self.plan.blend} placement={self.plan.placement} "
+            f"scale={ctx.get('scale', 1.0):.6g}"
         )
         result = result.with_data(result.data, step=step)
         if card is not None:
@@ -139,7 +143,8 @@ class Enhancer:
         """
         array, ctx = self.task.prepare(volume, self.normalisation, scale=self.scale)
         region = volume.crop(box)
-        return self.task.restore(self._infer(array[box]), ctx, region).data
+        source = str(volume.meta.get("source", "input"))
+        return self.task.restore(self._infer(array[box], source), ctx, region).data
 
 
 def _as_tiling(value: Any) -> int | tuple[int, ...]:

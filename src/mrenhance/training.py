@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mrenhance.errors import ConfigError
+from mrenhance.errors import ConfigError, InputError
 
 
 def _patch_tuple(patch: int | list[int] | tuple[int, ...], ndim: int = 3) -> tuple[int, ...]:
@@ -114,7 +114,14 @@ def train_recipe(
     # leaves nothing behind.
     tc = r.train
     patch = _patch_tuple(tc.patch_size)
-    dataset, val_fn, _subjects = task.build_training(r.data, patch, seed=tc.seed, source=str(path))
+    dataset, val_fn, subjects = task.build_training(r.data, patch, seed=tc.seed, source=str(path))
+    preprocessing = task.preprocessing(task.data_config(r.data, str(path)), subjects)
+    try:  # the card's tiling must be usable: checked before the run folder exists
+        from mrenhance.engine.grid import GridPlan
+
+        GridPlan.from_dict(r.infer or {})
+    except (InputError, TypeError, ValueError) as err:
+        raise ConfigError(f"{path}: infer: {err}") from err
     # the initial weights are drawn from torch's global RNG: seed it, or two runs of one
     # recipe start from different networks (and a resumed run cannot match a whole one)
     torch.manual_seed(tc.seed)
@@ -161,6 +168,7 @@ def train_recipe(
             "device": device,
             "world_size": dist.world_size,
         },
+        "preprocessing": preprocessing,
         "inference": dict(r.infer or {}),
     }
     t0 = time.time()

@@ -817,7 +817,7 @@ def case_demo_output_holds_shipped_weights(folder: Path) -> Case:
 
 @case
 def case_output_holds_nan(folder: Path) -> Case:
-    """Weights with one NaN bias make every voxel NaN: the result is never written."""
+    """Finite weights whose bias overflows float32: the result is Inf/NaN and never written."""
     import torch
 
     from mrenhance.models import create_model
@@ -829,20 +829,40 @@ def case_output_holds_nan(folder: Path) -> Case:
     torch.manual_seed(0)
     model = create_model("mdcsrn-b2u4", growth=4)
     with torch.no_grad():
-        next(p for n, p in model.named_parameters() if n.endswith("bias")).fill_(float("nan"))
+        for n, p in model.named_parameters():
+            p.fill_(3e38 if n.endswith("bias") else 1e10)
     weights = save_weights(
-        model, wdir / "nan.safetensors", {"task": "sr_t1", "inference": TINY_INFERENCE}
+        model, wdir / "overflow.safetensors", {"task": "sr_t1", "inference": TINY_INFERENCE}
     )
     out = folder / "out.nii.gz"
     return Case(
         name="",
         argv=["enhance", str(inp), "-o", str(out), "--model", str(weights), "-q"],
         inputs=[inp, weights],
-        expect="NaN/Inf voxels; not written",
-        names=str(out),
+        expect="NaN/Inf voxels; nothing written",
+        names=str(inp),
         api=lambda: api_enhance(inp, out, weights),
         outputs=[out],
     )
+
+
+@case
+def case_weights_hold_nan(folder: Path) -> Case:
+    """A NaN tensor (with a matching sha256) is refused when the weights are loaded."""
+    import torch
+
+    from mrenhance.models import create_model
+    from mrenhance.models.weights import save_weights
+
+    wdir = folder / "weights"
+    wdir.mkdir()
+    model = create_model("mdcsrn-b2u4", growth=4)
+    with torch.no_grad():
+        next(p for n, p in model.named_parameters() if n.endswith("bias")).fill_(float("nan"))
+    weights = save_weights(
+        model, wdir / "nan.safetensors", {"task": "sr_t1", "inference": TINY_INFERENCE}
+    )
+    return _weights_case(folder, weights, "holds NaN/Inf values; refused", weights)
 
 
 # --------------------------------------------------------------------------- weights

@@ -85,10 +85,9 @@ def _task_modules() -> list[ModuleType]:
     """Command modules named by the registered tasks' ``cli_commands``."""
     from mrenhance import tasks
 
-    names = tasks.list_tasks() if hasattr(tasks, "list_tasks") else sorted(tasks.TASKS)
     found = []
-    for task_name in names:
-        for item in getattr(tasks.get_task(task_name), "cli_commands", ()) or ():
+    for task in tasks.list_tasks():
+        for item in getattr(task, "cli_commands", ()) or ():
             found.append(importlib.import_module(item) if isinstance(item, str) else item)
     return found
 

@@ -60,17 +60,17 @@ def run(args: argparse.Namespace) -> int:
     from mrenhance.io.atomic import check_output_path, write_text_atomic
     from mrenhance.io.nifti import is_nifti_name
     from mrenhance.io.paths import check_not_input, plan_enhance_outputs
-    from mrenhance.models.weights import load_weights
 
-    # absurd tiling options are refused before any file is read
-    enhance_api.check_tiling(
-        args.patch_size if args.patch_size is not None else 64,
-        args.overlap if args.overlap is not None else 0,
-        args.batch_size,
-    )
-    # fail early on a bad model name or tampered weights (sha256 against the card)
+    # the weights are read and checked once for the whole batch (sha256, finite tensors),
+    # and absurd tiling options are refused against the card's defaults, before any image
     weights = enhance_api.resolve_weights(args.model)
-    load_weights(weights)
+    enhancer = enhance_api.Enhancer.from_weights(
+        weights,
+        device=args.device,
+        inference={"patch_size": args.patch_size, "overlap": args.overlap, "blend": args.blend},
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
     if args.summary:
         check_output_path(args.summary, overwrite=True)
     pairs = plan_enhance_outputs(args.inputs, args.output)
@@ -94,13 +94,7 @@ def run(args: argparse.Namespace) -> int:
             vol = load(src, nan_policy=args.nan_policy)
             out = enhance_api.enhance(
                 vol,
-                args.model,
-                device=args.device,
-                patch_size=args.patch_size,
-                overlap=args.overlap,
-                blend=args.blend,
-                batch_size=args.batch_size,
-                progress=not args.quiet,
+                enhancer,
                 upsample=args.upsample,
                 upsample_method=args.upsample_method,
             )

@@ -14,7 +14,8 @@ Schema (JSON object; unknown top-level keys are kept as ``extra``)::
     format          "safetensors"
     paper           str                 citation
     preprocessing   {"normalisation": {"method", "percentile", "mask"}, "voxel_size_mm"}
-    inference       {"patch_size", "overlap", "blend"}   tiling defaults for ``enhance``
+    inference       a :class:`~mrenhance.engine.grid.GridPlan` as a dict (patch_size, overlap,
+                    blend, scale, slice_axis, placement, pad_mode): tiling for ``enhance``
     training        {...}               recipe, overrides, data, steps, seconds, ...
     metrics         {...}               validation / held-out test numbers, with their protocol
     provenance      {...}               git commit, versions, machine, date
@@ -33,7 +34,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from mrenhance.errors import WeightsError
+from mrenhance.engine.grid import DEFAULT_PLAN as _DEFAULT_PLAN
+from mrenhance.engine.grid import GridPlan
+from mrenhance.errors import InputError, WeightsError
 
 __all__ = [
     "DEFAULT_INFERENCE",
@@ -43,9 +46,11 @@ __all__ = [
     "card_from_dict",
 ]
 
-#: Tiling defaults when a card names none (mDCSRN Sec. 3.1: 64^3 patches merged with a
-#: 3-voxel margin discarded, i.e. overlap 6 in ``crop`` mode).
-DEFAULT_INFERENCE: dict[str, Any] = {"patch_size": 64, "overlap": 6, "blend": "crop"}
+#: Tiling defaults when a card names none: those of :data:`mrenhance.engine.grid.DEFAULT_PLAN`
+#: (the one place of the project's tiling defaults), as a card's ``inference`` section.
+DEFAULT_INFERENCE: dict[str, Any] = {
+    k: _DEFAULT_PLAN.to_dict()[k] for k in ("patch_size", "overlap", "blend")
+}
 
 #: The intensity normalisation every 3D image task uses unless its card says otherwise:
 #: the 99.5th percentile of the voxels inside an automatic head mask of the *input* image
@@ -54,7 +59,6 @@ DEFAULT_INFERENCE: dict[str, Any] = {"patch_size": 64, "overlap": 6, "blend": "c
 DEFAULT_NORMALISATION: dict[str, Any] = {"method": "percentile", "percentile": 99.5, "mask": "head"}
 
 _MASK_RULES = ("head", "nonzero", "all")
-_BLENDS = ("crop", "average", "gaussian")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 _MAX_SIZE = 1_000_000  # any architecture size above this is a typo, not a network
 
@@ -142,6 +146,11 @@ class ModelCard:
         """Tiling defaults: the card's ``inference`` over :data:`DEFAULT_INFERENCE`."""
         return {**DEFAULT_INFERENCE, **self.inference}
 
+    def plan(self, **overrides: Any) -> GridPlan:
+        """The card's tiling as a GridPlan; ``overrides`` (not None) replace its keys."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return GridPlan.from_dict({**self.inference_defaults(), **given})
+
     def get(self, key: str, default: Any = None) -> Any:
         """Dict-style read of a top-level key (``extra`` included), for older callers."""
         if key in self.extra:
@@ -212,21 +221,19 @@ def _check_architecture(arch: Any, where: str) -> dict[str, Any]:
 
 
 def _check_inference(inference: dict[str, Any], where: str) -> dict[str, Any]:
-    unknown = sorted(set(inference) - {"patch_size", "overlap", "blend", "slice_axis"})
-    if unknown:
-        raise WeightsError(f"{where}: inference.{unknown[0]}: unknown key")
+    """The card's tiling section must build a :class:`GridPlan` (same keys and checks)."""
     for key in ("patch_size", "overlap"):
-        if key not in inference:
-            continue
-        value = inference[key]
+        value = inference.get(key)
         values = value if isinstance(value, list) else [value]
-        lo = 1 if key == "patch_size" else 0
-        if not values or any(
-            isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= 512 for v in values
+        if value is not None and any(
+            isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 512 for v in values
         ):
-            raise WeightsError(f"{where}: inference.{key} must be integers in {lo}..512")
-    if "blend" in inference and inference["blend"] not in _BLENDS:
-        raise WeightsError(f"{where}: inference.blend {inference['blend']!r}: use one of {_BLENDS}")
+            raise WeightsError(f"{where}: inference.{key} must be integers in 0..512")
+    try:
+        GridPlan.from_dict(inference)
+    except (InputError, TypeError, ValueError) as err:
+        detail = str(err).replace("GridPlan.from_dict: ", "").replace("GridPlan: ", "")
+        raise WeightsError(f"{where}: inference: {detail}") from err
     return dict(inference)
 
 

@@ -11,6 +11,7 @@ these members, so adding a method means writing one module in ``mrenhance/tasks/
                        its gradient table, or repeated ASL label/control pairs
 ``data_defaults``      the recipe ``data:`` keys and their defaults
 ``data_config``        validate a recipe's ``data`` section (one-line ConfigError)
+``preprocessing``      the card's normalisation rule and training voxel size
 ``training_data``      :class:`TrainingData`: a patch dataset yielding dict samples
                        (``inputs``, ``target``, optional ``mask``; targets may be re-drawn
                        per sample), a validation function and the subjects
@@ -107,6 +108,15 @@ class Task:
     ) -> TrainingData:
         """Alias of :meth:`training_data` (the name the training engine calls)."""
         return self.training_data(data, patch_size, seed=seed, source=source)
+
+    def preprocessing(self, data: dict[str, Any], subjects: Sequence[Any]) -> dict[str, Any]:
+        """The model card's ``preprocessing`` for a model trained on ``subjects``.
+
+        Default: the data config's ``normalise`` rule (or the project default).
+        """
+        from mrenhance.models.card import DEFAULT_NORMALISATION
+
+        return {"normalisation": dict(data.get("normalise") or DEFAULT_NORMALISATION)}
 
     # -- one input ------------------------------------------------------------------------
     def check_input(self, volume: Volume) -> None:
