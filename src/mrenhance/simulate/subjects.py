@@ -833,14 +833,18 @@ _RELAXATION = {
 
 # Sequence parameter ranges (s) of each preset (choices around clinical 3 T protocols):
 # t1: inversion-recovery gradient echo (MPRAGE-like), t2: T2 spin echo, flair: CSF-nulled
-# inversion recovery (TI ~ T1_csf ln 2), pd: long-TR short-TE spin echo.
+# inversion recovery (TI = ti_null x the TI that nulls this subject's CSF, i.e. a protocol
+# tuned within a few per cent), pd: long-TR short-TE spin echo.
 SEQUENCES = {
     "t1": {"kind": "ir", "ti": (0.95, 1.10), "tr": (2.0, 2.5), "te": (0.002, 0.005)},
     "t2": {"kind": "se", "tr": (4.0, 6.0), "te": (0.08, 0.12)},
-    "flair": {"kind": "ir", "ti": (2.3, 2.6), "tr": (8.0, 10.0), "te": (0.08, 0.12)},
-    "pd": {"kind": "se", "tr": (6.0, 10.0), "te": (0.010, 0.020)},
+    "flair": {"kind": "ir", "ti_null": (0.97, 1.03), "tr": (8.0, 10.0), "te": (0.08, 0.12)},
+    "pd": {"kind": "se", "tr": (8.0, 12.0), "te": (0.008, 0.015)},
 }
-_RELAXATION_JITTER = 0.05  # per-subject lognormal sigma of T1, T2, PD (choice)
+# Per-subject lognormal sigma of T1, T2 and PD, truncated at 2 sigma (choice: healthy
+# between-subject spread of T1/T2 is a few per cent, e.g. Stanisz et al. 2005's SDs; PD
+# varies less, and its small GM/WM difference must keep its sign on PD-weighted images).
+_RELAXATION_JITTER = (0.05, 0.05, 0.02)
 
 
 def signal_equation(
@@ -869,8 +873,8 @@ def draw_contrast(rng: np.random.Generator, contrast: str = "t1") -> tuple[dict[
         The only source of randomness.
     contrast:
         ``"t1"``, ``"t2"``, ``"flair"``, ``"pd"``: sequence parameters drawn in
-        :data:`SEQUENCES` and per-subject relaxation times jittered by 5 % around
-        the 3 T values, through :func:`signal_equation`; ``"random"``: each tissue
+        :data:`SEQUENCES` and per-subject relaxation times jittered by a few per cent
+        around the 3 T values, through :func:`signal_equation`; ``"random"``: each tissue
         uniform in [0, 1] independently (domain randomisation as in SynthSeg, Billot et al.,
         Med. Image Anal. 2023).
 
@@ -890,18 +894,28 @@ def draw_contrast(rng: np.random.Generator, contrast: str = "t1") -> tuple[dict[
         for key in ("ti", "tr", "te"):
             if key in spec:
                 sequence[f"{key}_s"] = float(rng.uniform(*spec[key]))
-        jitter = np.exp(rng.normal(0.0, _RELAXATION_JITTER, (len(TISSUES), 3)))
-        values = {}
-        for (name, (t1, t2, pd)), (j1, j2, jp) in zip(_RELAXATION.items(), jitter, strict=True):
-            values[name] = signal_equation(
+        sd = np.asarray(_RELAXATION_JITTER)
+        jitter = np.exp(np.clip(rng.normal(0.0, sd, (len(TISSUES), 3)), -2 * sd, 2 * sd))
+        relax = {
+            name: tuple(v * j for v, j in zip(values_3t, factors, strict=True))
+            for (name, values_3t), factors in zip(_RELAXATION.items(), jitter, strict=True)
+        }
+        if "ti_null" in spec:
+            t1_csf = relax["csf"][0]
+            null = t1_csf * np.log(2.0 / (1.0 + np.exp(-sequence["tr_s"] / t1_csf)))
+            sequence["ti_s"] = float(null * rng.uniform(*spec["ti_null"]))
+        values = {
+            name: signal_equation(
                 spec["kind"],
-                t1 * j1,
-                t2 * j2,
-                pd * jp,
+                t1,
+                t2,
+                pd,
                 tr_s=sequence["tr_s"],
                 te_s=sequence["te_s"],
                 ti_s=sequence.get("ti_s", 0.0),
             )
+            for name, (t1, t2, pd) in relax.items()
+        }
     top = max(values["gm"], values["wm"], values["csf"])
     if top <= 0:
         top = 1.0
