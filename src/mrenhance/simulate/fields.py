@@ -101,14 +101,20 @@ def evaluate_field(
     coefficients = np.asarray(coefficients)
     if coefficients.shape[-3:] != lattice.shape:
         raise ValueError(f"coefficients {coefficients.shape} do not end in {lattice.shape}")
-    out = coefficients.astype(np.float32)
+    bases, window = [], [slice(None)] * (coefficients.ndim - 3)
     for axis, coords in enumerate(axes_mm):
         pos = (np.asarray(coords, dtype=np.float64) - lattice.origin_mm[axis]) / lattice.spacing_mm
-        basis = bspline_basis(pos, lattice.shape[axis]).astype(np.float32)
+        basis = bspline_basis(pos, lattice.shape[axis])
+        # only the control points that touch these coordinates (a patch needs a few)
+        used = np.flatnonzero(basis.any(axis=0))
+        lo, hi = int(used[0]), int(used[-1]) + 1
+        bases.append(basis[:, lo:hi].astype(np.float32))
+        window.append(slice(lo, hi))
+    out = coefficients[tuple(window)].astype(np.float32)
+    for axis, basis in enumerate(bases):
         # contract the lattice axis with the basis, keeping the axis order
-        out = np.moveaxis(
-            np.tensordot(out, basis, axes=([out.ndim - 3 + axis], [1])), -1, -3 + axis
-        )
+        moved = np.tensordot(out, basis, axes=([out.ndim - 3 + axis], [1]))
+        out = np.moveaxis(moved, -1, -3 + axis)
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
