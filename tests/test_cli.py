@@ -271,7 +271,16 @@ def test_every_builtin_command_is_registered():
     from mrenhance.cli import commands
 
     names = list(commands())
-    assert names[:7] == ["info", "models", "enhance", "simulate", "train", "evaluate", "demo"]
+    assert names[:8] == [
+        "info",
+        "models",
+        "enhance",
+        "simulate",
+        "train",
+        "ship",
+        "evaluate",
+        "demo",
+    ]
 
 
 def test_a_task_adds_its_own_command_through_cli_commands(monkeypatch, capsys, tmp_path):
