@@ -135,6 +135,18 @@ class SRSubject:
     def lr_volume(self) -> Volume:
         return Volume(self.lr, self.affine, {"source": f"{self.name} (LR)"})
 
+    def crop(self, box: tuple[slice, ...]) -> SRSubject:
+        """The subject inside ``box``; the scales stay the whole volume's (what enhance uses)."""
+        return SRSubject(
+            self.name,
+            self.hr[box],
+            self.lr[box],
+            self.mask[box],
+            self.input_scale,
+            self.reference_scale,
+            self.affine,
+        )
+
 
 def _load_hr(spec: str) -> tuple[Volume, np.ndarray]:
     """A volume and its brain mask from ``sample:mni_t1`` or a NIfTI path."""
@@ -327,16 +339,7 @@ def _central_columns(subject: SRSubject, axis: int, width: int) -> SRSubject:
         else:
             start = int(np.clip(centre[ax] - width // 2, 0, n - width))
             box.append(slice(start, start + width))
-    box = tuple(box)
-    return SRSubject(
-        subject.name,
-        subject.hr[box],
-        subject.lr[box],
-        subject.mask[box],
-        subject.input_scale,
-        subject.reference_scale,
-        subject.affine,
-    )
+    return subject.crop(tuple(box))
 
 
 # ---------------------------------------------------------------------------- the task
@@ -552,7 +555,7 @@ class SRT1Task(Task):
         # metrics exactly as the evaluation protocol computes them (same function)
         rows = evaluate_region(
             {name: (lambda s, b, a=arr: a[b]) for name, arr in results.items()},
-            _boxed(subject, box),
+            subject.crop(box),
             _shift(held, box),
             "test",
         )
@@ -593,18 +596,6 @@ class SRT1Task(Task):
             "files": files,
             "tables": tables,
         }
-
-
-def _boxed(subject: SRSubject, box: tuple[slice, ...]) -> SRSubject:
-    return SRSubject(
-        subject.name,
-        subject.hr[box],
-        subject.lr[box],
-        subject.mask[box],
-        subject.input_scale,
-        subject.reference_scale,
-        subject.affine,
-    )
 
 
 def _shift(held: dict[str, Any], box: tuple[slice, ...]) -> dict[str, Any]:
