@@ -65,13 +65,17 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a checkpoint onto the CPU without executing code from the file.
+    """Load a ``torch.save`` checkpoint onto the CPU without executing code from the file.
+
+    The one checkpoint loader of the project (training resume, best-checkpoint selection,
+    user files): ``torch.load(weights_only=True)`` refuses a pickle that names any global
+    beyond tensors and plain containers before it can run.
 
     Raises
     ------
     WeightsError
-        Missing file, not a PyTorch file, or a pickle needing anything beyond tensors and
-        plain containers (``weights_only=True`` refuses it before it runs).
+        Missing file; "refused: not a plain tensor checkpoint (it names the global x.y)";
+        not a readable PyTorch file; or a file that does not hold a dict.
     """
     p = Path(path)
     if not p.is_file():
@@ -80,25 +84,25 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise WeightsError(
-            f"{p}: refused to load checkpoint (weights_only: {_reason(exc)})"
+            f"{p}: refused: not a plain tensor checkpoint ({_reason(exc)})"
         ) from None
     except Exception as exc:  # noqa: BLE001 - junk bytes fail in many ways inside pickle
-        raise WeightsError(f"{p}: not a readable checkpoint ({_reason(exc)})") from None
+        raise WeightsError(f"{p}: not a readable torch checkpoint ({_reason(exc)})") from None
     if not isinstance(state, dict):
         raise WeightsError(f"{p}: checkpoint holds a {type(state).__name__}, expected a dict")
     return state
 
 
 def _reason(exc: BaseException) -> str:
-    """One informative line of a (multi-line, ANSI-coloured) torch.load error."""
-    lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in str(exc).splitlines()]
-    lines = [ln for ln in lines if ln]
-    for ln in lines:
-        # torch < 2.5: "Unsupported global: GLOBAL x.y ..."; later: "Trying to load
-        # unsupported GLOBAL x.y whose module x is blocked."
-        if "unsupported global" in ln.lower() or "unsupported operand" in ln.lower():
-            # keep "Unsupported global: GLOBAL x.y was not an allowed global by default"
-            return ln.removeprefix("WeightsUnpickler error: ").split(". Please")[0]
+    """Why torch refused a pickle, in a few words, without its advice to load unsafely."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    refused_global = re.search(r"GLOBAL ([\w.]+)", text)
+    if refused_global:
+        return f"it names the global {refused_global.group(1)}"
+    opcode = re.search(r"operand \d+", text)
+    if opcode:
+        return f"unsupported pickle {opcode.group(0)}"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     return lines[0] if lines else type(exc).__name__
 
 

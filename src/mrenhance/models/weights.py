@@ -17,8 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
-import re
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ from safetensors.torch import load as _st_load
 from safetensors.torch import save as _st_save
 from torch import nn
 
+from mrenhance.engine.checkpoint import load_checkpoint  # the one checkpoint loader
 from mrenhance.errors import ConfigError, WeightsError
 from mrenhance.io.atomic import check_output_path, write_bytes_atomic, write_text_atomic
 from mrenhance.models.card import ModelCard, card_from_dict
@@ -278,31 +277,3 @@ def load_pretrained(
     An unknown name raises WeightsError listing the available names.
     """
     return load_model(resolve_weights(name, directory=directory), device=device)
-
-
-def load_checkpoint(path: str | os.PathLike) -> Any:
-    """Read a ``torch.save`` checkpoint holding only tensors and plain containers.
-
-    Uses ``torch.load(path, map_location="cpu", weights_only=True)``: a pickle that names
-    any other global (a class, ``os.system``, ...) is refused before it can run, and
-    raised as WeightsError("refused: not a plain tensor checkpoint").
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise WeightsError(f"{p}: checkpoint not found")
-    try:
-        return torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        # name what was refused, without torch's advice to retry with weights_only=False
-        text = str(err)
-        refused_global = re.search(r"GLOBAL ([\w.]+)", text)
-        opcode = re.search(r"operand \d+", text)
-        if refused_global:
-            reason = f"it names the global {refused_global.group(1)}"
-        elif opcode:
-            reason = f"unsupported pickle {opcode.group(0)}"
-        else:
-            reason = type(err).__name__
-        raise WeightsError(f"{p}: refused: not a plain tensor checkpoint ({reason})") from err
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise WeightsError(f"{p}: not a readable torch checkpoint ({err})") from err
