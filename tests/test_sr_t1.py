@@ -174,3 +174,33 @@ def test_demo_without_networks_writes_rows_figure_and_files(tmp_path):
         "tricubic.nii.gz",
         "hr.nii.gz",
     }
+
+
+def test_validation_function_scores_the_validation_slab(tmp_path, small_brain):
+    """An identity network scores exactly what the zero-filled input scores there."""
+    hr_file = tmp_path / "hr.nii.gz"
+    save(Volume(np.tile(small_brain, (1, 1, 3)) * 300), hr_file)  # (24, 28, 60)
+    data = {
+        "files": [str(hr_file)],
+        "held_out": {"axis": 2, "validation": [10, 22], "test": [40, 52], "gap": 0},
+        "augment": None,
+    }
+    training = TASK.training_data(data, (12, 12, 12))
+    identity = create_model("mdcsrn-b2u4", growth=4, global_residual=True)  # zero-init tail
+    scores = training.validate(identity)
+    subject = training.subjects[0]
+    held = TASK.data_config(data)["held_out"]
+    expected = sr_t1.evaluate_region(
+        {"input": sr_t1.baseline_methods((2, 2, 1))["zero-filled (input)"]},
+        subject,
+        held,
+        "validation",
+        metrics=("psnr", "ssim"),
+    )[0]
+    assert set(scores) == {"psnr", "ssim"}
+    assert scores["psnr"] == pytest.approx(expected["psnr"], abs=1e-3)
+    # and the training patches never come from the held-out slabs
+    for i in range(20):
+        corner = training.dataset.corner(i)[1]
+        z0 = corner[2]
+        assert z0 + 12 <= 10 or 22 <= z0 <= 40 - 12 or z0 >= 52

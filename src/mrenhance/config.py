@@ -32,6 +32,7 @@ import dataclasses
 import difflib
 import json
 import math
+import numbers
 import os
 import re
 import types
@@ -528,7 +529,19 @@ def _coerce_dataclass(
     return cls(**kwargs)
 
 
-def _coerce(value: Any, hint: Any, where: str, source: str) -> Any:
+def coerce_value(value: Any, hint: Any, where: str, source: str, *, strict: bool = False) -> Any:
+    """Check ``value`` against the type ``hint`` and return it in plain Python types.
+
+    The one type checker of the project: recipes (:func:`load_recipe`) and network options
+    (:func:`mrenhance.models.create_model`) both use it. ``strict`` (network options):
+    numbers must be numbers (no numeric strings) and annotations this checker does not know
+    pass unchecked. Otherwise (recipes) float fields accept numeric strings, since YAML 1.1
+    reads ``1e-4`` as a string. Raises ConfigError ``"<source>: <where>: expected ..."``.
+    """
+    return _coerce(value, hint, where, source, strict)
+
+
+def _coerce(value: Any, hint: Any, where: str, source: str, strict: bool = False) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
 
@@ -539,7 +552,7 @@ def _coerce(value: Any, hint: Any, where: str, source: str) -> Any:
         errors = []
         for option in options:
             try:
-                return _coerce(value, option, where, source)
+                return _coerce(value, option, where, source, strict)
             except ConfigError as exc:
                 errors.append(exc)
         if len(options) == 1:
@@ -552,13 +565,18 @@ def _coerce(value: Any, hint: Any, where: str, source: str) -> Any:
             value = {"name": value}  # shorthand: lr_schedule: cosine
         return _coerce_dataclass(hint, value, where, source)
 
+    if hint is None or hint is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"{source}: {where}: expected null, got {_show(value)}")
+
     if origin is Literal:
         if value not in args or isinstance(value, bool):
             expected = ", ".join(repr(a) for a in args)
             raise ConfigError(f"{source}: {where}: expected one of {expected}, got {_show(value)}")
         return value
 
-    if origin in (list, tuple):
+    if origin in (list, tuple) or hint in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{source}: {where}: expected {_hint_name(hint)}, got {_show(value)}")
         if origin is tuple and args and args[-1] is not Ellipsis:
@@ -567,11 +585,11 @@ def _coerce(value: Any, hint: Any, where: str, source: str) -> Any:
                     f"{source}: {where}: expected {len(args)} values, got {len(value)}"
                 )
             return tuple(
-                _coerce(v, a, f"{where}[{i}]", source)
+                _coerce(v, a, f"{where}[{i}]", source, strict)
                 for i, (v, a) in enumerate(zip(value, args, strict=True))
             )
         item = args[0] if args else Any
-        items = [_coerce(v, item, f"{where}[{i}]", source) for i, v in enumerate(value)]
+        items = [_coerce(v, item, f"{where}[{i}]", source, strict) for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
 
     if origin is dict or hint is dict:
@@ -590,16 +608,18 @@ def _coerce(value: Any, hint: Any, where: str, source: str) -> Any:
         raise ConfigError(f"{source}: {where}: expected bool, got {_show(value)}")
 
     if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        number = _as_float(value)
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return int(value)
+        number = _as_float(value, strict)
         # 5e5 is a float to YAML; accept whole numbers written that way for counts
         if number is not None and math.isfinite(number) and number == int(number):
             return int(number)
         raise ConfigError(f"{source}: {where}: expected int, got {_show(value)}")
 
     if hint is float:
-        number = _as_float(value)
+        if strict and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return int(value)  # a network option 2 stays 2 (JSON keeps it an int)
+        number = _as_float(value, strict)
         if number is not None:
             return number
         raise ConfigError(f"{source}: {where}: expected float, got {_show(value)}")
@@ -609,15 +629,17 @@ def _coerce(value: Any, hint: Any, where: str, source: str) -> Any:
             return value
         raise ConfigError(f"{source}: {where}: expected str, got {_show(value)}")
 
+    if strict:
+        return value  # choice: network options with other annotations are not checked here
     raise TypeError(f"config schema: unsupported type {hint!r} at {where}")  # a bug here
 
 
-def _as_float(value: Any) -> float | None:
+def _as_float(value: Any, strict: bool = False) -> float | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
+    if isinstance(value, numbers.Real):
         return float(value)
-    if isinstance(value, str):
+    if isinstance(value, str) and not strict:
         try:
             return float(value.replace("_", ""))  # YAML 1.1 reads 1e-4 as a string
         except ValueError:

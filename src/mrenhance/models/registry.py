@@ -18,12 +18,10 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
-import numbers
-import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from torch import nn
 
@@ -265,45 +263,20 @@ def _type_hints(builder: Callable[..., Any]) -> dict[str, Any]:
 
 
 def _check_type(name: str, key: str, value: Any, hint: Any) -> Any:
-    """Return ``value`` (numpy scalars made plain Python) or raise ConfigError naming ``key``."""
-    ok, plain = _matches(value, hint)
-    if not ok:
+    """Return ``value`` in plain Python types or raise ConfigError naming ``key``.
+
+    The check is the recipes' (:func:`mrenhance.config.coerce_value`, strict: no numeric
+    strings; annotations it does not know pass unchecked).
+    """
+    from mrenhance.config import coerce_value
+
+    try:
+        return coerce_value(value, hint, key, f"model {name!r}", strict=True)
+    except ConfigError:
         raise ConfigError(
             f"model {name!r}: option {key!r} must be {_hint_name(hint)}, "
             f"got {value!r} ({type(value).__name__})"
-        )
-    return plain
-
-
-def _matches(value: Any, hint: Any) -> tuple[bool, Any]:
-    if hint is Any:
-        return True, value
-    if hint is None or hint is type(None):
-        return value is None, value
-    origin = typing.get_origin(hint)
-    if origin is Literal:
-        return value in typing.get_args(hint), value
-    if origin is typing.Union or isinstance(hint, types.UnionType):
-        for arm in typing.get_args(hint):
-            ok, plain = _matches(value, arm)
-            if ok:
-                return True, plain
-        return False, value
-    if origin in (tuple, list) or hint in (tuple, list):
-        return isinstance(value, (tuple, list)), value
-    if hint is bool:
-        return isinstance(value, bool), value
-    if hint is int:
-        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
-        return ok, int(value) if ok else value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            return False, value
-        # an int stays an int (JSON keeps 2 as 2); numpy scalars become plain Python
-        return True, int(value) if isinstance(value, numbers.Integral) else float(value)
-    if hint is str:
-        return isinstance(value, str), value
-    return True, value  # choice: other annotations are not checked here
+        ) from None
 
 
 def _hint_name(hint: Any) -> str:

@@ -420,7 +420,8 @@ class SRT1Task(Task):
                 model,
                 self,
                 normalisation=rule,
-                inference={"patch_size": list(patch_size), "overlap": 6, "blend": "crop"},
+                # choice: validation tiles with the training patch and the default overlap
+                inference={"patch_size": list(patch_size)},
                 scale=subjects[0].input_scale,
             )
             rows = evaluate_region(
