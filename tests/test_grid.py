@@ -154,17 +154,30 @@ def test_memory_plan_fits_the_budget_and_grows_with_it():
     net = _chain(4)
     bpv = activation_bytes_per_voxel(net)
     shape = (120, 100, 90)
-    sides = []
+    work = []
     for budget in (2e6, 8e6, 32e6, 128e6):
         plan = plan_for_memory(net, shape, budget)
         assert plan.overlap == (8, 8, 8) and plan.blend == "crop"
         assert estimate_tile_bytes(net, plan.patch, bytes_per_voxel=bpv) <= budget
-        bigger = tuple(p + 1 for p in plan.patch)
-        if max(plan.patch) < 120:  # the next cube up would not fit
-            assert estimate_tile_bytes(net, bigger, bytes_per_voxel=bpv) > budget
-        sides.append(max(plan.patch))
-    assert sides == sorted(sides) and sides[0] < sides[-1]
+        counts = [
+            1 if p >= n else -(-(n - 8) // (p - 8)) for n, p in zip(shape, plan.patch, strict=True)
+        ]
+        work.append(np.prod(counts) * np.prod(plan.patch))
+        # the tiles cover each axis with the halo: no axis has a spare tile
+        for n, p, c in zip(shape, plan.patch, counts, strict=True):
+            assert c == 1 or (c - 1) * (p - 8) < n - 8
+    assert work == sorted(work, reverse=True) and work[0] > work[-1]
+    assert work[-1] < 1.5 * np.prod(shape)  # a generous budget wastes little
     assert plan_for_memory(net, shape, 1e12).patch == shape  # one tile when it all fits
+
+
+def test_memory_plan_prefers_uneven_tiles_to_wasted_work():
+    """197x233x189 with room for ~1.5 M voxels: 2x3x2 tiles, not 3x3x2 cubes shifted back."""
+    net = _chain(17)  # halo 17, as mDCSRN b4u4
+    bpv = activation_bytes_per_voxel(net)
+    plan = plan_for_memory(net, (197, 233, 189), 1.52e6 * bpv, bytes_per_voxel=bpv)
+    assert plan.overlap == (34, 34, 34)
+    assert plan.patch == (116, 101, 112)
 
 
 def test_memory_plan_options_and_refusal():

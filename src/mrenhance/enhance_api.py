@@ -16,18 +16,34 @@ from mrenhance.errors import InputError
 from mrenhance.models.weights import resolve_weights
 from mrenhance.volume import Volume
 
-__all__ = ["Enhancer", "check_tiling", "enhance", "resolve_weights"]
+__all__ = [
+    "PRECISIONS",
+    "Enhancer",
+    "check_tiling",
+    "default_max_memory",
+    "enhance",
+    "parse_size",
+    "resolve_precision",
+    "resolve_weights",
+]
 
 
 class Enhancer:
     """A network with its card, applied the way ``enhance`` applies it.
 
-    ``task.prepare`` (the card's normalisation) -> tiled inference (``engine.infer``, the
-    card's tiling unless overridden) -> ``task.restore``. Training validation, the task's
-    evaluation protocol, weights shipping and ``mrenhance enhance`` all go through
-    :meth:`__call__` or :meth:`run_region`, so what a card's metrics measure is what a user
-    gets. Build one per batch with :meth:`from_weights`: the weights are read and checked
-    once.
+    ``task.prepare`` (the card's normalisation) -> tiled inference (``engine.infer``) ->
+    ``task.restore``. Training validation, the task's evaluation protocol, weights shipping
+    and ``mrenhance enhance`` all go through :meth:`__call__` or :meth:`run_region`, so what
+    a card's metrics measure is what a user gets. Build one per batch with
+    :meth:`from_weights`: the weights are read and checked once.
+
+    Tiling: a card whose ``inference`` says ``tiling: exact`` (the shipped SR models) gets,
+    for each volume, the exact plan that wastes the least work within ``max_memory``
+    (:func:`mrenhance.engine.grid.plan_for_memory`: halo = the network's receptive field,
+    so the output equals one untiled call); otherwise, or when ``patch_size``/``overlap``
+    are given, the fixed plan of the card's ``inference`` with those overrides. The
+    network runs as its inference-only equivalent (:func:`mrenhance.models.fused.
+    for_inference`: same outputs, ~2.4x less activation memory for mDCSRN).
 
     Parameters
     ----------
@@ -35,7 +51,10 @@ class Enhancer:
     task : the registered Task (or its name).
     card : ModelCard or None (then ``normalisation`` and ``inference`` give the rules).
     normalisation : overrides the card's rule (training validation passes the recipe's).
-    inference : tiling options ``{"patch_size", "overlap", "blend"}`` over the card's.
+    inference : tiling options ``{"patch_size", "overlap", "blend", ...}`` over the card's.
+    precision : "fp32", "bf16", "fp16" or "auto" (:func:`resolve_precision`).
+    max_memory : bytes for one tile's activations in exact tiling (default
+        :func:`default_max_memory`).
     scale : a known normalisation scale (skips computing it; validation on a crop).
     """
 
@@ -50,23 +69,36 @@ class Enhancer:
         device: str = "cpu",
         batch_size: int = 1,
         progress: bool = False,
+        precision: str = "fp32",
+        max_memory: float | None = None,
         amp_dtype: Any = None,
         scale: float | None = None,
     ) -> None:
         from mrenhance.models.card import DEFAULT_INFERENCE
+        from mrenhance.models.fused import for_inference
         from mrenhance.tasks import get_task
 
         self.model = model
+        self.net = for_inference(model) if not model.training else model
         self.task = get_task(task) if isinstance(task, str) else task
         self.card = card
         self.normalisation = normalisation if normalisation is not None else card
         base = card.inference_defaults() if card is not None else dict(DEFAULT_INFERENCE)
-        self.inference = {**base, **{k: v for k, v in (inference or {}).items() if v is not None}}
+        given = {k: v for k, v in (inference or {}).items() if v is not None}
+        self.inference = {**base, **given}
+        self.exact = self.inference.pop("tiling", "fixed") == "exact" and not (
+            {"patch_size", "overlap"} & set(given)
+        )
         self.device = device
         self.batch_size = batch_size
         self.progress = progress
-        self.amp_dtype = amp_dtype
+        self.precision = resolve_precision(precision, device)
+        self.amp_dtype = amp_dtype if amp_dtype is not None else _AMP[self.precision]
+        self.max_memory = float(max_memory) if max_memory is not None else default_max_memory()
+        if self.max_memory <= 0:
+            raise InputError(f"--max-memory {max_memory}: must be a positive size")
         self.scale = scale
+        self._bytes_per_voxel: float | None = None
         check_tiling(
             _as_tiling(self.inference["patch_size"]),
             _as_tiling(self.inference["overlap"]),
@@ -94,13 +126,35 @@ class Enhancer:
     def name(self) -> str:
         return self.card.name if self.card is not None else type(self.model).__name__
 
+    def plan_for(self, shape: tuple[int, ...]) -> GridPlan:
+        """The tiling used for an input array of ``shape`` (x, y, z[, c])."""
+        if not self.exact:
+            return self.plan
+        from mrenhance.engine.grid import activation_bytes_per_voxel, plan_for_memory
+
+        in_channels = shape[3] if len(shape) == 4 else 1
+        if self._bytes_per_voxel is None:
+            self._bytes_per_voxel = activation_bytes_per_voxel(
+                self.net, in_channels=in_channels, patch_dims=len(self.plan.patch)
+            )
+        return plan_for_memory(
+            self.net,
+            shape,
+            self.max_memory,
+            base=self.plan,
+            in_channels=in_channels,
+            batch_size=self.batch_size,
+            bytes_per_voxel=self._bytes_per_voxel,
+        )
+
     def _infer(self, array: np.ndarray, source: str = "input") -> np.ndarray:
         from mrenhance.engine.infer import infer
 
+        self.last_plan = self.plan_for(array.shape)
         out = infer(
-            self.model,
+            self.net,
             array,
-            self.plan,
+            self.last_plan,
             batch_size=self.batch_size,
             device=self.device,
             progress=self.progress,
@@ -119,10 +173,11 @@ class Enhancer:
         source = str(volume.meta.get("source", "input"))
         result = self.task.restore(self._infer(array, source), ctx, volume)
         card = self.card
+        plan = self.last_plan
         step = (
             f"enhance model={self.name} sha256={(card.sha256 if card else '')[:12]} "
-            f"patch={list(self.plan.patch)} overlap={list(self.plan.overlap)} "
-            f"blend={self.plan.blend} placement={self.plan.placement} "
+            f"tiling={'exact' if self.exact else 'fixed'} patch={list(plan.patch)} "
+            f"overlap={list(plan.overlap)} blend={plan.blend} precision={self.precision} "
             f"scale={ctx.get('scale', 1.0):.6g}"
         )
         result = result.with_data(result.data, step=step)
@@ -147,6 +202,84 @@ class Enhancer:
         return self.task.restore(self._infer(array[box], source), ctx, region).data
 
 
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+_AMP: dict[str, Any] = {"fp32": None}
+
+
+def _amp_dtypes() -> None:
+    import torch
+
+    _AMP.update({"bf16": torch.bfloat16, "fp16": torch.float16})
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX), from /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool({"avx512_bf16", "amx_bf16"} & flags)
+    except OSError:
+        pass
+    return False
+
+
+def resolve_precision(precision: str, device: str = "cpu") -> str:
+    """ "auto" -> "bf16" on GPUs with bf16 and on CPUs with native bf16, else "fp32".
+
+    "fp16" is for GPUs (CPU autocast in fp16 is slow and not what CPUs are built for):
+    refused on the CPU with one line.
+    """
+    _amp_dtypes()
+    if precision not in PRECISIONS:
+        raise InputError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    on_gpu = str(device).startswith("cuda")
+    if precision == "auto":
+        if on_gpu:
+            import torch
+
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if cpu_has_native_bf16() else "fp32"
+    if precision == "fp16" and not on_gpu:
+        raise InputError("--precision fp16: only on a CUDA device; use bf16 or fp32 on a CPU")
+    return precision
+
+
+def default_max_memory() -> float:
+    """Activation bytes for one tile when none are given: 1.5 GiB, at most 40 % of free RAM.
+
+    choice: 1.5 GiB of activations keeps a whole-brain fp32 run near 2.5 GB peak RSS on a
+    laptop (docs/performance.md), and leaves room on small machines.
+    """
+    budget = 1.5 * 2**30
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    budget = min(budget, 0.4 * int(line.split()[1]) * 1024)
+                    break
+    except (OSError, ValueError):
+        pass
+    return budget
+
+
+def parse_size(text: str | float | int | None) -> float | None:
+    """ "2G", "512M", "1.5GiB", "3e9" -> bytes (binary units); None stays None."""
+    if text is None or isinstance(text, (int, float)):
+        return None if text is None else float(text)
+    t = str(text).strip().upper().removesuffix("B").removesuffix("I")
+    factor = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}.get(t[-1:], 1)
+    number = t[:-1] if t[-1:] in "KMGT" else t
+    try:
+        value = float(number) * factor
+    except ValueError:
+        raise InputError(f"--max-memory {text!r}: expected a size such as 2G or 512M") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise InputError(f"--max-memory {text!r}: must be a positive size")
+    return value
+
+
 def _as_tiling(value: Any) -> int | tuple[int, ...]:
     return tuple(int(v) for v in value) if isinstance(value, (list, tuple)) else int(value)
 
@@ -164,6 +297,8 @@ def enhance(
     blend: str | None = None,
     batch_size: int = 1,
     progress: bool = False,
+    precision: str = "fp32",
+    max_memory: float | str | None = None,
     upsample: tuple[float, ...] | None = None,
     upsample_method: str = "sinc",
 ) -> Volume:
@@ -174,7 +309,10 @@ def enhance(
     volume : Volume, (x, y, z) for the SR models.
     model : shipped name (see ``mrenhance models``), path to ``*.safetensors`` with its card,
         or an Enhancer (then the tiling options below are ignored).
-    patch_size, overlap, blend : tiling; default to the model card's ``inference`` section.
+    patch_size, overlap, blend : tiling; default to the model card's ``inference`` section
+        (exact, memory-planned tiles for the shipped SR models).
+    precision : "fp32" (default), "bf16", "fp16" (CUDA) or "auto" (bf16 where native).
+    max_memory : activation budget for exact tiles, bytes or "2G" (default 1.5 GiB).
     upsample : optional zoom factors per axis, e.g. (2, 2, 1): first resample a low-matrix
         acquisition onto the finer grid (``upsample_method`` "sinc" = zero-filled k-space,
         or "cubic"), as the SR networks expect their input on the target grid.
@@ -192,6 +330,8 @@ def enhance(
             inference={"patch_size": patch_size, "overlap": overlap, "blend": blend},
             batch_size=batch_size,
             progress=progress,
+            precision=precision,
+            max_memory=parse_size(max_memory),
         )
     enhancer.task.check_input(volume)
     if upsample is not None:

@@ -119,7 +119,7 @@ def train_recipe(
     try:  # the card's tiling must be usable: checked before the run folder exists
         from mrenhance.engine.grid import GridPlan
 
-        GridPlan.from_dict(r.infer or {})
+        GridPlan.from_dict({k: v for k, v in (r.infer or {}).items() if k != "tiling"})
     except (InputError, TypeError, ValueError) as err:
         raise ConfigError(f"{path}: infer: {err}") from err
     # the initial weights are drawn from torch's global RNG: seed it, or two runs of one

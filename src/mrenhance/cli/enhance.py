@@ -40,6 +40,19 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--blend", choices=("crop", "average", "gaussian"), default=None)
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16", "auto"),
+        default="fp32",
+        help="arithmetic of the network: fp32 (default), bf16, fp16 (CUDA only), or auto "
+        "(bf16 on GPUs and on CPUs with native bf16, else fp32)",
+    )
+    p.add_argument(
+        "--max-memory",
+        default=None,
+        help="memory for one tile's activations with exact tiling, e.g. 2G or 512M "
+        "(default 1.5G, at most 40%% of free RAM); larger tiles waste less work",
+    )
+    p.add_argument(
         "--upsample",
         type=floats,
         default=None,
@@ -70,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
         inference={"patch_size": args.patch_size, "overlap": args.overlap, "blend": args.blend},
         batch_size=args.batch_size,
         progress=not args.quiet,
+        precision=args.precision,
+        max_memory=enhance_api.parse_size(args.max_memory),
     )
     if args.summary:
         check_output_path(args.summary, overwrite=True)

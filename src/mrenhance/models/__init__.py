@@ -27,7 +27,7 @@ from mrenhance.models.registry import (
 __all__ = ["ModelInfo", "create_model", "get_model_info", "list_models", "register_model"]
 
 # modules that hold infrastructure, not networks
-_NOT_FAMILIES = {"registry", "blocks", "card", "weights", "complexity"}
+_NOT_FAMILIES = {"registry", "blocks", "card", "weights", "complexity", "fused"}
 for _info in _pkgutil.iter_modules(__path__):
     if _info.name not in _NOT_FAMILIES and not _info.name.startswith("_"):
         _importlib.import_module(f"{__name__}.{_info.name}")

@@ -15,7 +15,8 @@ Schema (JSON object; unknown top-level keys are kept as ``extra``)::
     paper           str                 citation
     preprocessing   {"normalisation": {"method", "percentile", "mask"}, "voxel_size_mm"}
     inference       a :class:`~mrenhance.engine.grid.GridPlan` as a dict (patch_size, overlap,
-                    blend, scale, slice_axis, placement, pad_mode): tiling for ``enhance``
+                    blend, scale, slice_axis, placement, pad_mode): tiling for ``enhance``;
+                    ``tiling: exact`` asks for memory-planned exact tiles instead
     training        {...}               recipe, overrides, data, steps, seconds, ...
     metrics         {...}               validation / held-out test numbers, with their protocol
     provenance      {...}               git commit, versions, machine, date
@@ -147,9 +148,11 @@ class ModelCard:
         return {**DEFAULT_INFERENCE, **self.inference}
 
     def plan(self, **overrides: Any) -> GridPlan:
-        """The card's tiling as a GridPlan; ``overrides`` (not None) replace its keys."""
+        """The card's fixed tiling as a GridPlan; ``overrides`` (not None) replace its keys."""
         given = {k: v for k, v in overrides.items() if v is not None}
-        return GridPlan.from_dict({**self.inference_defaults(), **given})
+        merged = {**self.inference_defaults(), **given}
+        merged.pop("tiling", None)
+        return GridPlan.from_dict(merged)
 
     def get(self, key: str, default: Any = None) -> Any:
         """Dict-style read of a top-level key (``extra`` included), for older callers."""
@@ -229,8 +232,11 @@ def _check_inference(inference: dict[str, Any], where: str) -> dict[str, Any]:
             isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 512 for v in values
         ):
             raise WeightsError(f"{where}: inference.{key} must be integers in 0..512")
+    tiling = inference.get("tiling", "fixed")
+    if tiling not in ("fixed", "exact"):
+        raise WeightsError(f"{where}: inference.tiling {tiling!r}: use fixed or exact")
     try:
-        GridPlan.from_dict(inference)
+        GridPlan.from_dict({k: v for k, v in inference.items() if k != "tiling"})
     except (InputError, TypeError, ValueError) as err:
         detail = str(err).replace("GridPlan.from_dict: ", "").replace("GridPlan: ", "")
         raise WeightsError(f"{where}: inference: {detail}") from err

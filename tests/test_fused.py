@@ -1,0 +1,123 @@
+"""Inference-only networks and exact, memory-planned tiling: same outputs, less memory."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mrenhance.enhance_api import Enhancer, parse_size, resolve_precision
+from mrenhance.errors import InputError
+from mrenhance.models import create_model
+from mrenhance.models.fused import FusedMDCSRN, for_inference
+from mrenhance.tasks import get_task
+
+
+def _trained_like(name: str, **options) -> torch.nn.Module:
+    """A network with non-trivial BatchNorm statistics and weights (as after training)."""
+    torch.manual_seed(0)
+    model = create_model(name, **options)
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    torch.nn.init.normal_(model.reconstruction.weight, std=0.05)
+    return model.eval()
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "shape"),
+    [
+        ("mdcsrn-b2u4", {"growth": 8}, (2, 1, 14, 12, 10)),
+        ("mdcsrn-b3u4", {"growth": 4, "global_residual": True}, (1, 1, 11, 9, 13)),
+        ("dcsrn-b1u8", {"growth": 4}, (1, 1, 10, 10, 10)),
+        ("mdcsrn-b2u4", {"growth": 4, "spatial_dims": 2}, (3, 1, 20, 18)),
+    ],
+)
+def test_fused_network_computes_the_same_function(name, options, shape):
+    model = _trained_like(name, **options)
+    fused = for_inference(model)
+    assert isinstance(fused, FusedMDCSRN)
+    x = torch.randn(shape)
+    with torch.no_grad():
+        np.testing.assert_allclose(fused(x).numpy(), model(x).numpy(), atol=1e-5, rtol=0)
+
+
+def test_for_inference_leaves_other_and_training_models_alone():
+    critic = create_model("wgan-critic3d", base=4)
+    assert for_inference(critic) is critic
+    training = create_model("mdcsrn-b2u4", growth=4).train()
+    assert for_inference(training) is training
+
+
+def test_fused_network_needs_less_activation_memory():
+    from mrenhance.engine.grid import activation_bytes_per_voxel
+
+    model = create_model("mdcsrn-b4u4").eval()
+    eager = activation_bytes_per_voxel(model)
+    fused = activation_bytes_per_voxel(for_inference(model))
+    assert fused < 0.5 * eager  # no cat of the 416-channel stack, one block buffer at a time
+
+
+def test_exact_tiling_equals_one_untiled_call(small_brain):
+    """With a budget that forces several tiles, the output equals the network on the whole."""
+    model = _trained_like("mdcsrn-b2u4", growth=4)
+    task = get_task("sr_t1")
+    volume = task.example_input(np.random.default_rng(1))
+    volume = volume.with_data(np.tile(small_brain, (2, 1, 1)) * 100)  # (48, 28, 20)
+    enhancer = Enhancer(model, task, inference={"tiling": "exact"}, max_memory=6e6)
+    out = enhancer(volume).data
+    plan = enhancer.last_plan
+    assert plan.overlap == (18, 18, 18)  # 2 x the receptive-field radius of b2u4 (9)
+    assert any(p < n for p, n in zip(plan.patch, volume.shape, strict=True))  # really tiled
+    array, ctx = task.prepare(volume)
+    with torch.no_grad():
+        whole = model(torch.from_numpy(array)[None, None]).numpy()[0, 0]
+    expected = np.clip(whole * ctx["scale"], 0, None)
+    assert np.abs(out - expected).max() <= 1e-4 * ctx["scale"]
+
+
+def test_explicit_tiles_override_exact_tiling():
+    model = create_model("mdcsrn-b2u4", growth=4).eval()
+    enhancer = Enhancer(
+        model, "sr_t1", inference={"tiling": "exact", "patch_size": 16, "overlap": 4}
+    )
+    assert not enhancer.exact and enhancer.plan.patch == (16, 16, 16)
+
+
+def test_precision_choices():
+    assert resolve_precision("fp32") == "fp32"
+    assert resolve_precision("auto", "cpu") in ("bf16", "fp32")
+    with pytest.raises(InputError, match="fp16"):
+        resolve_precision("fp16", "cpu")
+    with pytest.raises(InputError, match="precision"):
+        resolve_precision("fp8")
+
+
+def test_bf16_is_close_to_fp32(small_brain):
+    from mrenhance.volume import Volume
+
+    model = _trained_like("mdcsrn-b2u4", growth=4, global_residual=True)
+    torch.nn.init.normal_(model.reconstruction.weight, std=0.01)  # a small learnt residual
+    volume = Volume(small_brain * 100)
+    fp32 = Enhancer(model, "sr_t1", inference={"patch_size": 16, "overlap": 4})(volume).data
+    bf16 = Enhancer(model, "sr_t1", inference={"patch_size": 16, "overlap": 4}, precision="bf16")(
+        volume
+    ).data
+    assert np.linalg.norm(bf16 - fp32) < 0.01 * np.linalg.norm(fp32)  # bf16: 8-bit mantissa
+    assert not np.array_equal(bf16, fp32)  # it really ran in bf16
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("2G", 2 * 2**30), ("512M", 512 * 2**20), ("1.5GiB", 1.5 * 2**30)]
+)
+def test_parse_size(text, value):
+    assert parse_size(text) == value
+
+
+@pytest.mark.parametrize("text", ["lots", "-1G", "0", "nanG"])
+def test_parse_size_refuses(text):
+    with pytest.raises(InputError, match="max-memory"):
+        parse_size(text)
