@@ -244,24 +244,30 @@ def svd_deconvolve(
         coeff = u.T.astype(np.float32) @ block.T  # (n, M): U^T C, time-major
         r = np.zeros_like(coeff)
         kept = 0
-        out_cbf = out_tmax = out_thr = None
+        out_cbf = out_k = out_thr = None
         for thr in levels:
             k = int(np.count_nonzero(s >= thr * smax))
             if k > kept:
                 r += v32[:, kept:k] @ (winv[kept:k, None] * coeff[kept:k])
                 kept = k
             peak = r.max(axis=0)
-            arg = r.argmax(axis=0).astype(np.float32) * np.float32(dt_s)
             if out_cbf is None:  # the largest threshold: every voxel's fallback
-                out_cbf, out_tmax = peak.copy(), arg
+                out_cbf, out_k = peak.copy(), np.full(peak.shape, k)
                 out_thr = np.full(peak.shape, thr, np.float32)
             if method != "osvd":
                 break
-            second = np.abs(r[2:] - 2 * r[1:-1] + r[:-2]).sum(axis=0)
-            ok = second <= oi_max * r.shape[0] * np.maximum(peak, 1e-12)  # Wu et al. 2003
-            out_cbf = np.where(ok, peak, out_cbf)
-            out_tmax = np.where(ok, arg, out_tmax)
-            out_thr = np.where(ok, np.float32(thr), out_thr)
+            second = np.diff(r, 2, axis=0)
+            np.abs(second, out=second)
+            ok = second.sum(axis=0) <= oi_max * r.shape[0] * np.maximum(peak, 1e-12)  # Wu 2003
+            out_cbf[ok] = peak[ok]
+            out_k[ok] = k
+            out_thr[ok] = thr
+        # Tmax: the residue of the components each voxel kept, rebuilt once per level
+        out_tmax = np.zeros(out_cbf.shape, np.float32)
+        for k in np.unique(out_k):
+            sel = out_k == k
+            rk = v32[:, :k] @ (winv[:k, None] * coeff[:k][:, sel])
+            out_tmax[sel] = rk.argmax(axis=0) * np.float32(dt_s)
         cbf[lo : lo + chunk] = 6000.0 * out_cbf
         tmax[lo : lo + chunk] = out_tmax
         used[lo : lo + chunk] = out_thr

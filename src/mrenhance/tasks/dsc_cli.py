@@ -58,7 +58,12 @@ def run(args: argparse.Namespace) -> int:
                 raise InputError(f"{out / n}: exists (use --overwrite)")
     vol = load(args.input)
     check_series(vol, "dsc")
-    tr = args.tr if args.tr is not None else vol.meta.get("tr_s")
+    tr = args.tr
+    times = vol.meta.get("times_s")
+    if tr is None and times is not None and np.size(times) > 1:
+        tr = float(np.median(np.diff(np.asarray(times, dtype=float))))  # DICOM frame times
+    if tr is None:
+        tr = vol.meta.get("tr_s")
     if not tr or tr <= 0:
         raise InputError(f"{args.input}: no frame interval in the file; pass --tr SECONDS")
     te = args.te if args.te is not None else vol.meta.get("te_s") or 0.03
