@@ -9,7 +9,6 @@ import argparse
 from pathlib import Path
 
 NAME = "perfusion"
-ORDER = 45
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
