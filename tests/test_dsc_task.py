@@ -156,3 +156,27 @@ def test_perfusion_command_writes_maps_on_the_input_grid(tmp_path):
     rows = (tmp_path / "maps" / "aif.tsv").read_text().splitlines()
     assert len(rows) == 41 and (tmp_path / "maps" / "aif.png").stat().st_size > 1000
     assert main(["perfusion", str(tmp_path / "dsc.nii.gz"), "-o", str(tmp_path / "maps")]) == 2
+
+
+def test_enhance_with_the_shipped_stunet_writes_a_3d_cbv_map(tmp_path):
+    """``mrenhance enhance dsc.nii.gz -o cbv.nii.gz --model stunet-dsc-cbv``: 4D in, 3D out."""
+    from mrenhance.cli import main
+    from mrenhance.io import load, save
+    from mrenhance.models.weights import shipped_weights_dir
+    from mrenhance.simulate import dsc as D
+    from mrenhance.simulate import subjects as S
+
+    if not (shipped_weights_dir() / "stunet-dsc-cbv.safetensors").is_file():
+        pytest.skip("stunet-dsc-cbv is not shipped")
+    subject = S.draw_subject(np.random.default_rng(4), voxel_mm=3.0, lesions=("tumour",))
+    sim = D.simulate_dsc(
+        subject, np.random.default_rng(0), D.DSCProtocol(n_frames=48), z_range=(28, 31)
+    )
+    save(sim.volume(), tmp_path / "dsc.nii.gz")
+    args = ["enhance", str(tmp_path / "dsc.nii.gz"), "-o", str(tmp_path / "cbv.nii.gz")]
+    assert main([*args, "--model", "stunet-dsc-cbv", "-q"]) == 0
+    cbv = load(tmp_path / "cbv.nii.gz")
+    assert cbv.data.shape == sim.cbv.shape
+    np.testing.assert_allclose(cbv.affine, sim.affine, atol=1e-4)
+    inside = sim.brain_mask & (sim.cbv > 0.5)
+    assert np.corrcoef(cbv.data[inside], sim.cbv[inside])[0, 1] > 0.3

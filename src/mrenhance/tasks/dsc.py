@@ -13,9 +13,11 @@ Preprocessing (Sec. 4.2; one code path for training, evaluation and ``enhance``)
     (paper: 256), frames standardised with the brain statistics of the first five frames
     (mean and std over brain voxels), clipped to [-5, 5]. CBV targets are standardised by
     their own brain statistics and clipped alike. ``restore`` undoes the resampling and the
-    crop, and maps the standardised CBV back to ml/100 g with the training targets' mean
-    brain statistics (recorded in the card): absolute values are a population calibration,
-    relative values (rCBV) are the network's.
+    crop, and maps the standardised CBV back with the training targets' mean brain
+    statistics (recorded in the card): absolute values are a population calibration in the
+    units of the training target (for ``target: osvd`` our classical CBV, whose scale
+    carries 1 / the arterial blood fraction of the AIF voxels, ~17x ml/100 g here);
+    relative values (rCBV, e.g. against normal-appearing WM) are the network's.
 
 Low dose (Sec. 2, Eq. 1)
     :func:`mrenhance.simulate.dsc.low_dose_eq1` on the full-dose series, at half and quarter
@@ -594,7 +596,8 @@ class DSCTask(Task):
         return array, ctx
 
     def restore(self, array: np.ndarray, context: dict[str, Any], volume: Volume) -> Volume:
-        """(size, size, z) standardised CBV -> (x, y, z) ml/100 g on the input's grid."""
+        """(size, size, z) standardised CBV -> (x, y, z) CBV on the input's grid, in the
+        training target's units (see the module docstring)."""
         rules, crop = context["rules"], context["crop"]
         z = np.asarray(array, np.float32)
         if z.ndim == 4:
@@ -604,7 +607,7 @@ class DSCTask(Task):
         cbv = crop.inverse(small)
         meta = {k: v for k, v in volume.meta.items() if k not in ("tr_s", "times_s", "te_s")}
         out = Volume(cbv, volume.affine.copy(), meta)
-        out.meta["provenance"] = [*meta.get("provenance", []), "dsc: CBV (ml/100 g)"]
+        out.meta["provenance"] = [*meta.get("provenance", []), "dsc: CBV (training units)"]
         return out
 
     # -- protocol -------------------------------------------------------------------------
