@@ -291,8 +291,8 @@ def test_a_task_adds_its_own_command_through_cli_commands(monkeypatch, capsys, t
     from mrenhance.tasks import Task, base
 
     command = types.ModuleType("fake_perfusion_cli")
-    command.NAME = "perfusion"
-    command.add_parser = lambda sub: sub.add_parser("perfusion", help="CBV maps")
+    command.NAME = "fake-perfusion"  # the real dsc task registers "perfusion" this way
+    command.add_parser = lambda sub: sub.add_parser("fake-perfusion", help="CBV maps")
     command.run = lambda args: print("perfusion ran") or 0
 
     class FakeDSC(Task):
@@ -302,7 +302,7 @@ def test_a_task_adds_its_own_command_through_cli_commands(monkeypatch, capsys, t
     monkeypatch.setitem(sys.modules, "fake_perfusion_cli", command)
     monkeypatch.setitem(base._TASKS, "fake_dsc", FakeDSC())
 
-    assert main(["perfusion"]) == 0
+    assert main(["fake-perfusion"]) == 0
     assert capsys.readouterr().out == "perfusion ran\n"
 
 

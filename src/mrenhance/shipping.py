@@ -80,13 +80,18 @@ def ship_weights(
         methods = {k: v for k, v in methods.items() if k in baselines}
     methods[card.name] = task.network_method(enhancer)
     rows = task.evaluate(methods, data=data)
-    by = {r["method"]: r for r in rows}
+    if hasattr(task, "card_metrics"):  # a task with several rows per method (doses, ...)
+        test, test_baselines = task.card_metrics(rows, card.name)
+    else:
+        by = {r["method"]: r for r in rows}
+        test = {k: by[card.name][k] for k in _METRIC_KEYS if k in by[card.name]}
+        test_baselines = {
+            m: {k: by[m][k] for k in _METRIC_KEYS if k in by[m]} for m in by if m != card.name
+        }
     card.metrics = {
         **card.metrics,
-        "test": {k: by[card.name][k] for k in _METRIC_KEYS if k in by[card.name]},
-        "test_baselines": {
-            m: {k: by[m][k] for k in _METRIC_KEYS if k in by[m]} for m in by if m != card.name
-        },
+        "test": test,
+        "test_baselines": test_baselines,
         "test_protocol": task.protocol(data),
     }
     seconds = _run_seconds(src, card)
