@@ -49,6 +49,15 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--nan-policy", choices=("error", "zero"), default="error")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--summary", default=None, help="write a JSON summary of the batch")
+    p.add_argument(
+        "--report",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="HTML",
+        help="also write an interactive HTML report of inputs and outputs (default file: "
+        "<output>_report.html, or report.html in an output folder)",
+    )
     p.add_argument("-q", "--quiet", action="store_true")
     return p
 
@@ -84,7 +93,16 @@ def run(args: argparse.Namespace) -> int:
             what="summary",
         )
     single = len(pairs) == 1 and not Path(args.output).is_dir()
+    report = None
+    if args.report is not None:  # checked before any work, like every output
+        report = args.report or (
+            Path(args.output) / "report.html"
+            if not single
+            else Path(str(pairs[0][1]).removesuffix(".gz").removesuffix(".nii") + "_report.html")
+        )
+        check_not_input(report, [*args.inputs, *(d for _, d in pairs), *model_files], "report")
     results: list[dict[str, Any]] = []
+    cases: list[dict[str, Any]] = []  # viewer payloads for --report (compressed, small)
     for src, dst in pairs:
         t0 = time.perf_counter()
         try:
@@ -99,6 +117,10 @@ def run(args: argparse.Namespace) -> int:
                 upsample_method=args.upsample_method,
             )
             save(out, dst, overwrite=args.overwrite)  # refuses NaN/Inf results
+            if args.report is not None:
+                from mrenhance.report.build import enhance_case
+
+                cases.append(enhance_case(src, vol, out, model=enhancer.name))
             seconds = time.perf_counter() - t0
             results.append(
                 {
@@ -129,6 +151,12 @@ def run(args: argparse.Namespace) -> int:
             json.dumps({"model": args.model, "results": results, "failed": len(failed)}, indent=2),
             overwrite=True,
         )
+    if report is not None:
+        from mrenhance.report.build import write_enhance_report
+
+        write_enhance_report(report, cases, results, model=enhancer.name, overwrite=True)
+        if not args.quiet:
+            print(f"report: {report}")
     if not single:
         print(f"{len(results) - len(failed)} succeeded, {len(failed)} failed")
     return 1 if failed else 0

@@ -246,7 +246,8 @@ def viewer_html(case: Mapping[str, Any], element_id: str) -> str:
     (:func:`mrenhance.report.html.render_html_report` does).
     """
     payload = json.dumps(dict(case), separators=(",", ":"), allow_nan=False)
-    payload = payload.replace("</", "<\\/")  # a name cannot end the <script> element
+    # no "<" at all: a name cannot end the <script> element or open a comment there
+    payload = payload.replace("<", "\\u003c")
     eid = html.escape(element_id, quote=True)
     return (
         f'<div class="mrv" id="{eid}" data-payload="{eid}-data">'
