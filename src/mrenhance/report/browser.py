@@ -194,10 +194,20 @@ class Browser:
                 windowsVirtualKeyCode=keycode,
             )
 
-    def screenshot(self, path: str | os.PathLike, full_page: bool = False) -> Path:
-        """A PNG of the viewport (or the whole page)."""
+    def screenshot(
+        self, path: str | os.PathLike, full_page: bool = False, selector: str | None = None
+    ) -> Path:
+        """A PNG of the viewport, the whole page, or the element matching ``selector``."""
         params: dict[str, Any] = {"format": "png"}
-        if full_page:
+        if selector is not None:
+            box = self.eval(
+                f"(() => {{ const r = document.querySelector({json.dumps(selector)})"
+                ".getBoundingClientRect(); return {x: r.x + window.scrollX, "
+                "y: r.y + window.scrollY, width: r.width, height: r.height}; })()"
+            )
+            params["captureBeyondViewport"] = True
+            params["clip"] = {**box, "scale": 1}
+        elif full_page:
             params["captureBeyondViewport"] = True
             size = self.send("Page.getLayoutMetrics")["cssContentSize"]
             params["clip"] = {"x": 0, "y": 0, "width": size["width"],

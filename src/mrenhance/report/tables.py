@@ -67,7 +67,7 @@ def column_formats(
     """One float format per column, so a column's numbers line up and compare.
 
     With the default ``".4g"``, a column gets fixed decimals: as many as its largest value
-    needs for 4 significant digits, and at least as many as its smallest needs. So 0.9906 and
+    needs for 4 significant digits (at least 2 when it also holds values below 1). So 0.9906 and
     0.99 print as ``0.9906`` and ``0.9900``, not ``0.9906`` and ``0.99``. Columns spanning
     more than six decades keep ``".4g"``. Any other ``float_format`` applies to all columns.
     """
@@ -86,7 +86,9 @@ def column_formats(
         def decimals(v: float) -> int:
             return max(0, 3 - math.floor(math.log10(v)))
 
-        formats[c] = f".{min(6, max(decimals(hi), min(decimals(lo), 4)))}f"
+        # 4 significant digits for the largest value; a column that also holds values
+        # below 1 (0.3 s beside 1364 s) keeps 2 decimals so they do not print as 0
+        formats[c] = f".{min(6, max(decimals(hi), 2 if lo < 1 else 0))}f"
     return formats
 
 
