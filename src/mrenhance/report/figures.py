@@ -388,7 +388,9 @@ def orthogonal_mosaic(
         detail = detail[x0:x1, y0:y1, z]
         detail = detail[np.isfinite(detail)]
         z_lo, z_hi = np.percentile(detail, (0.5, 100.0)) if detail.size else (vmin, vmax)
-        z_hi = float(z_hi) + 0.05 * float(z_hi - z_lo)
+        # choice: 20 % headroom, so the brightest tissue of the detail is light grey with
+        # its texture visible rather than flat white
+        z_hi = float(z_hi) + 0.2 * float(z_hi - z_lo)
         zoom_grey = {**grey, "vmin": float(z_lo), "vmax": z_hi if z_hi > z_lo else z_lo + 1}
         for j, key in enumerate(keys):
             ax = axes[row, j]
