@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt "torch==2.13.0"
-	$(PY) -m pip install -q -c constraints.txt -e ".[samples,dev]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[samples,dev,bids]"
 	$(PY) -m pip install -q -c constraints.txt --no-deps "asldro==2.2.0"
 	touch $(STAMP)
 

@@ -51,7 +51,12 @@ METHODS = (
     "torchio-crop",
     "torchio-hann",
 )
-SIZES = {"tiny": (48, 48, 40), "small": (116, 116, 72), "mni": (197, 233, 189), "large": (320, 320, 256)}
+SIZES = {
+    "tiny": (48, 48, 40),
+    "small": (116, 116, 72),
+    "mni": (197, 233, 189),
+    "large": (320, 320, 256),
+}
 
 
 def _input(size: str):

@@ -111,6 +111,8 @@ def main() -> None:
                 resume=resume,
                 stage="gan" if gan else "supervised",
                 progress=False,
+                # the table labels rows by network; these weights are only read by path
+                weights_name=base,
             )
         train_seconds = time.time() - t0
         enhancer = Enhancer.from_weights(weights, inference={"patch_size": 64, "overlap": 6})

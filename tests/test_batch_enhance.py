@@ -62,7 +62,10 @@ def test_a_folder_with_bad_files_writes_every_good_one_and_reports_the_rest(
         out = nib.load(out_dir / f"{stem}_enhanced.nii.gz")
         assert out.shape == (12, 14, 10)
         assert np.isfinite(out.get_fdata()).all()
-    assert sorted(p.name for p in out_dir.iterdir()) == [f"{s}_enhanced.nii.gz" for s in good]
+    # each good output with its JSON provenance sidecar, nothing for the bad ones
+    assert sorted(p.name for p in out_dir.iterdir()) == sorted(
+        n for s in good for n in (f"{s}_enhanced.nii.gz", f"{s}_enhanced.json")
+    )
     report = json.loads(summary.read_text())
     assert report["failed"] == 3
     status = {Path(r["input"]).name.split(".")[0]: r for r in report["results"]}
@@ -203,7 +206,9 @@ def test_a_nan_result_fails_its_entry_and_the_siblings_are_written(
 
     err = capsys.readouterr().err
     assert rc == 1
-    assert sorted(p.name for p in out_dir.iterdir()) == ["s0_enhanced.nii.gz", "s2_enhanced.nii.gz"]
+    assert sorted(p.name for p in out_dir.iterdir()) == [
+        "s0_enhanced.json", "s0_enhanced.nii.gz", "s2_enhanced.json", "s2_enhanced.nii.gz"
+    ]  # fmt: skip
     [line] = err.splitlines()
     assert line == (
         f"mrenhance: error: {out_dir / 's1_enhanced.nii.gz'}: the result holds 1 NaN/Inf "

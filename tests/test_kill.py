@@ -193,7 +193,7 @@ def _train_cmd(recipe: Path, run: Path, *overrides: str, resume: bool = False) -
 def _weights(run: Path) -> dict[str, torch.Tensor]:
     from mrenhance.models.weights import load_weights
 
-    state, _ = load_weights(run / "mdcsrn-b2u4.safetensors")  # sha256-checked
+    state, _ = load_weights(run / f"{run.name}.safetensors")  # sha256-checked, named after the run
     return state
 
 
@@ -241,7 +241,7 @@ def test_training_killed_at_random_steps_resumes_bit_identically(recipe: Path, t
         run = tmp_path / f"killed{trial}"
         step = kill_training_at(recipe, run, int(target), rng.uniform(0.0, 0.06))
         assert 1 <= step <= STEPS
-        assert not (run / "mdcsrn-b2u4.safetensors").exists()
+        assert not (run / f"{run.name}.safetensors").exists()
         killed_at.append(step)
 
         done = subprocess.run(
@@ -284,4 +284,4 @@ def test_an_infinite_loss_stops_training_and_keeps_the_last_good_checkpoint(
     state = load_checkpoint(match.group(3))
     assert int(state["step"]) == kept
     assert all(torch.isfinite(v).all() for v in state["model"].values())
-    assert not (run / "mdcsrn-b2u4.safetensors").exists()  # no weights from a diverged run
+    assert not (run / f"{run.name}.safetensors").exists()  # no weights from a diverged run

@@ -629,3 +629,68 @@ def test_dict_items_with_extra_keys_reach_the_step(tmp_path):
 
     Trainer(MaskedL1(TinyNet()), WithMask(), steps=2, run_dir=tmp_path / "r", progress=False).fit()
     assert seen == [["inputs", "mask", "target"]] * 2
+
+
+# ---- what a person watching a run sees -------------------------------------------------
+
+
+def test_run_folder_gets_curves_png_and_a_metrics_row_per_log_step(tmp_path):
+    import matplotlib.image
+
+    trainer = _trainer(tmp_path / "run", steps=6, log_every=2)
+    trainer.val_fn, trainer.val_every = (lambda model: {"psnr": 20.0}), 3
+    trainer.fit()
+    rows = _rows(tmp_path / "run" / "metrics.csv")
+    assert [int(r["step"]) for r in rows] == [2, 3, 4, 6]  # every log step, and validations
+    png = matplotlib.image.imread(tmp_path / "run" / "curves.png")
+    assert png.shape[0] > 100 and png.shape[1] > 300  # loss and val_psnr side by side
+    settings = json.loads((tmp_path / "run" / "trainer.json").read_text())
+    assert json.loads(json.dumps(settings)) == settings and "SupervisedStep(" not in str(settings)
+
+
+def test_progress_bar_shows_the_loss_and_validation_has_its_own_line(tmp_path, capsys):
+    trainer = _trainer(tmp_path / "run", steps=2, progress=True, log_every=100)
+    trainer.val_fn, trainer.val_every = (lambda model: {"psnr": 21.5}), 2
+    trainer.fit()
+    err = capsys.readouterr().err
+    assert "loss=" in err
+    assert "step 2: validating ..." in err and "step 2: validation psnr 21.5" in err
+
+
+def test_time_budget_stops_cleanly_and_resume_finishes_like_one_run(tmp_path, monkeypatch):
+    import time as time_module
+
+    from mrenhance.engine.training import loop
+
+    whole = _trainer(tmp_path / "whole", steps=6)
+    whole.fit()
+    clock = iter(range(0, 10_000, 25))  # every call of time.time() is 25 s later
+    monkeypatch.setattr(loop.time, "time", lambda: float(next(clock)))
+    part = _trainer(tmp_path / "part", steps=6, time_budget_s=60.0).fit()
+    monkeypatch.setattr(loop.time, "time", time_module.time)
+    assert part.stopped_early and 0 < part.step < 6
+    assert load_checkpoint(part.last_checkpoint)["step"] == part.step
+    rest = _trainer(tmp_path / "part", steps=6)
+    result = rest.fit(resume=True)
+    assert result.step == 6 and not result.stopped_early
+    _assert_same_weights(rest.model.state_dict(), whole.model.state_dict())
+
+
+def test_tensorboard_event_files_for_real(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _trainer(tmp_path / "run", steps=3).fit()
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    assert "loss" in events.Tags()["scalars"]
+    assert [e.step for e in events.Scalars("loss")] == [1, 2, 3]
+
+
+def test_budget_option_parses_durations():
+    from mrenhance.cli.train import duration_minutes
+
+    assert duration_minutes("30m") == 30 and duration_minutes("2h") == 120
+    assert duration_minutes("90s") == 1.5 and duration_minutes("45") == 45
+    with pytest.raises(Exception, match="duration"):
+        duration_minutes("soon")

@@ -37,7 +37,9 @@ infer: {{patch_size: 16, overlap: 4, blend: crop}}
     run = tmp_path / "run"
     assert main(["train", str(recipe), "--run-dir", str(run), "--stage", "all", "-q"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    for name in ("mdcsrn-b2u4", "mdcsrn-b2u4-gan"):
+    # the weights are named after the run: never like a shipped model
+    assert summary["supervised"]["weights"] == str(run / "run.safetensors")
+    for name in ("run", "run-gan"):
         card = read_card(run / f"{name}.safetensors")
         assert card["task"] == "sr_t1" and card["name"] == name
         assert card["training"]["recipe"] == "tiny_sr"
@@ -52,7 +54,7 @@ infer: {{patch_size: 16, overlap: 4, blend: crop}}
     assert config["resolved"]["model"]["growth"] == 4
 
     out = tmp_path / "sr.nii.gz"
-    weights = run / "mdcsrn-b2u4-gan.safetensors"
+    weights = run / "run-gan.safetensors"
     assert main(["enhance", str(data), "-o", str(out), "--model", str(weights), "-q"]) == 0
     src, res = load(data), load(out)
     assert res.shape == src.shape and np.isfinite(res.data).all()

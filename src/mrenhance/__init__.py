@@ -54,8 +54,9 @@ def list_models() -> list[Any]:
     return _list()
 
 
-def enhance(volume: Volume, model: str, **kwargs: Any) -> Volume:
-    """Apply a shipped model to a whole volume (see :func:`mrenhance.enhance_api.enhance`)."""
+def enhance(volume: Any, model: str, **kwargs: Any) -> Any:
+    """Apply a model to a Volume, a path, a numpy array (+ ``affine=``) or a torch tensor;
+    returns the same kind (see :func:`mrenhance.enhance_api.enhance`)."""
     from mrenhance.enhance_api import enhance as _enhance
 
     return _enhance(volume, model, **kwargs)

@@ -125,6 +125,8 @@ class TrainConfig:
     the validation metric deciding ``best.pt`` and whether higher (``max``) is better.
     seed: of everything random in training. num_workers: DataLoader workers.
     amp: bfloat16 autocast. deterministic: ``torch.use_deterministic_algorithms``.
+    minutes: a time budget: stop cleanly (checkpoint written, resumable) after the first
+    step that ends past it; None = run all ``steps``.
     """
 
     steps: int = 1000
@@ -147,6 +149,7 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0
     amp: bool = False
+    minutes: float | None = None
     deterministic: bool = True
 
 

@@ -46,7 +46,7 @@ def run_demo(
     context, 72 axial slices, ~50 s per network on 2 CPU cores); ``full=True`` runs whole
     volumes. ``tasks`` limits the demo to these task names.
     """
-    from mrenhance.report.html import write_html_report
+    from mrenhance.report.html import SECTION_KEYS, write_html_report
     from mrenhance.report.tables import format_markdown
     from mrenhance.tasks import list_tasks
 
@@ -69,10 +69,7 @@ def run_demo(
     html = write_html_report(
         out / "report.html",
         title="mrenhance demo",
-        sections=[
-            {k: s[k] for k in ("heading", "text", "table_rows", "images")}
-            for s in sections.values()
-        ],
+        sections=[{k: v for k, v in s.items() if k in SECTION_KEYS} for s in sections.values()],
     )
     n_files = sum(len(s.get("files", {})) for s in sections.values())
     say(f"wrote {out}/: report.html, metrics and figures, and {n_files} NIfTI files")
@@ -81,7 +78,12 @@ def run_demo(
         "html": html,
         "sections": sections,
         "rows": first.get("table_rows", []),
-        "figure": (first.get("images") or [None])[0],
+        "figure": _image_path((first.get("images") or [None])[0]),
         "files": first.get("files", {}),
         "tables": first.get("tables"),
     }
+
+
+def _image_path(item: Any) -> Any:
+    """A section image's path (images are paths or ``{"path", "caption"}``)."""
+    return item.get("path") if isinstance(item, dict) else item

@@ -288,9 +288,11 @@ _CACHE: dict[tuple, Enhancer] = {}
 
 
 def enhance(
-    volume: Volume,
+    volume: Any,
     model: str | os.PathLike | Enhancer,
     *,
+    affine: Any = None,
+    output: str | os.PathLike | None = None,
     device: str = "cpu",
     patch_size: int | tuple[int, ...] | None = None,
     overlap: int | tuple[int, ...] | None = None,
@@ -306,7 +308,20 @@ def enhance(
 
     Parameters
     ----------
-    volume : Volume, (x, y, z) for the SR models.
+    volume : Volume, path, numpy array or torch tensor
+        What to enhance, (x, y, z) for the SR models: a :class:`Volume`; a NIfTI file or
+        DICOM series folder; a numpy array (with ``affine``, default the identity: 1 mm
+        voxels); or a torch tensor (x, y, z), optionally with leading singleton (batch,
+        channel) axes. The result is of the same kind: a Volume for a Volume or a path
+        (``output`` given: the result is also saved there and its path returned), a float32
+        array for an array, a float32 tensor of the same shape on the same device for a
+        tensor.
+    affine : (4, 4) array, optional
+        The voxel-to-world matrix of an array or tensor input (mm; the voxel size matters to
+        the card's voxel-size check and to ``upsample``).
+    output : path, optional
+        With a path input: also write the result there (NIfTI, atomically) and return the
+        path.
     model : shipped name (see ``mrenhance models``), path to ``*.safetensors`` with its card,
         or an Enhancer (then the tiling options below are ignored).
     patch_size, overlap, blend : tiling; default to the model card's ``inference`` section
@@ -319,8 +334,10 @@ def enhance(
 
     Returns
     -------
-    Volume on the input grid (or the upsampled grid), float32, provenance appended.
+    The same kind as ``volume`` (see above), on the input grid (or the upsampled grid),
+    float32; a Volume carries the provenance.
     """
+    kind, volume = _as_volume(volume, affine)
     if isinstance(model, Enhancer):
         enhancer = model
     else:
@@ -338,7 +355,54 @@ def enhance(
         from mrenhance.baselines.interpolate import interpolate_volume
 
         volume = interpolate_volume(volume, zoom=tuple(upsample), method=upsample_method)
-    return enhancer(volume)
+    return _as_kind(kind, enhancer(volume), output)
+
+
+def _as_volume(value: Any, affine: Any) -> tuple[Any, Volume]:
+    """``(kind, Volume)``: kind is "volume", "path", "array" or a torch tensor (its template)."""
+    if isinstance(value, Volume):
+        return "volume", value
+    if isinstance(value, (str, os.PathLike)):
+        from mrenhance.io import load
+
+        return "path", load(value)
+    aff = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
+    if aff.shape != (4, 4):
+        raise InputError(f"enhance: affine must be 4x4, got shape {aff.shape}")
+    if isinstance(value, np.ndarray):
+        return "array", Volume(np.asarray(value, dtype=np.float32), aff, {"source": "array"})
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        torch = None
+    if torch is not None and isinstance(value, torch.Tensor):
+        t = value.detach()
+        while t.ndim > 3 and t.shape[0] == 1:
+            t = t[0]
+        data = t.to("cpu", torch.float32).numpy()
+        return value, Volume(data, aff, {"source": "tensor"})
+    raise InputError(
+        "enhance: expected a Volume, a path, a numpy array or a torch tensor, got "
+        f"{type(value).__name__}"
+    )
+
+
+def _as_kind(kind: Any, result: Volume, output: str | os.PathLike | None) -> Any:
+    if kind == "array":
+        return result.data
+    if kind == "volume" or (kind == "path" and output is None):
+        if output is not None:
+            raise InputError("enhance: output= is for a path input; use mrenhance.save")
+        return result
+    if kind == "path":
+        from mrenhance.io import save
+
+        return save(result, output)
+    import torch
+
+    out = torch.from_numpy(np.ascontiguousarray(result.data)).to(kind.device)
+    # the input's leading singleton axes back, when the grid kept its shape
+    return out.reshape(kind.shape) if out.numel() == kind.numel() else out
 
 
 def _cached_enhancer(model: str | os.PathLike, **options: Any) -> Enhancer:

@@ -153,7 +153,7 @@ def train_recipe(
             overwrite=True,
         )
     summary: dict[str, Any] = {"run_dir": str(run), "recipe": r.name}
-    base_name = weights_name or r.model["name"]
+    base_name = weights_name or run_weights_name(run)
     card_common = {
         "task": r.task,
         "paper": r.paper,
@@ -189,7 +189,10 @@ def train_recipe(
                 "weights": str(w),
                 "best": result.best_metrics,
                 "steps": result.step,
+                "stopped_early": result.stopped_early,
             }
+    if trainer is not None and summary.get("supervised", {}).get("stopped_early"):
+        return summary  # the time budget ran out: --resume finishes stage 1 first
     if stage in ("gan", "all"):
         if r.gan is None:
             raise ConfigError(f"{path}: stage gan needs a 'gan' section")
@@ -237,6 +240,21 @@ def train_recipe(
             )
             summary["gan"] = {"weights": str(w), "steps": result.step}
     return summary
+
+
+def run_weights_name(run: Path) -> str:
+    """The weights' name of a run: the run folder's name, never a shipped model's name.
+
+    A run in ``runs/mdcsrn-b4u4`` would otherwise write ``mdcsrn-b4u4.safetensors`` with a
+    card named like the shipped model, and the two could be mistaken for each other.
+    """
+    from mrenhance.models.registry import list_models
+    from mrenhance.models.weights import list_shipped_weights
+
+    taken = {c.name for c in list_shipped_weights()} | {m.name for m in list_models()}
+    name = run.resolve().name or "run"
+    # "-gan" is the GAN stage's suffix: a run "x" must not give "x-gan" = a shipped name
+    return f"{name}-run" if name in taken or f"{name}-gan" in taken else name
 
 
 def _save_stage(model, path: Path, card_common: dict, extra: dict, result, t0: float) -> Path:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mrenhance.cli._options import floats, ints
+from mrenhance.cli._outputs import add_bids_options, finish_bids, plan_outputs, write_output_sidecar
 
 ORDER = 30
 
@@ -62,7 +63,17 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--nan-policy", choices=("error", "zero"), default="error")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--summary", default=None, help="write a JSON summary of the batch")
+    p.add_argument(
+        "--report",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="HTML",
+        help="also write an interactive HTML report of inputs and outputs (default file: "
+        "<output>_report.html, or report.html in an output folder)",
+    )
     p.add_argument("-q", "--quiet", action="store_true")
+    add_bids_options(p)
     return p
 
 
@@ -72,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from mrenhance.io import load, save
     from mrenhance.io.atomic import check_output_path, write_text_atomic
     from mrenhance.io.nifti import is_nifti_name
-    from mrenhance.io.paths import check_not_input, plan_enhance_outputs
+    from mrenhance.io.paths import check_not_input
 
     # the weights are read and checked once for the whole batch (sha256, finite tensors),
     # and absurd tiling options are refused against the card's defaults, before any image
@@ -88,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.summary:
         check_output_path(args.summary, overwrite=True)
-    pairs = plan_enhance_outputs(args.inputs, args.output)
+    pairs, bids = plan_outputs(args, enhancer.name)  # files, folders or a BIDS dataset
     model_files = [Path(weights), Path(weights).with_suffix(".json")]
     for _, dst in pairs:
         check_not_input(dst, model_files)
@@ -98,11 +109,22 @@ def run(args: argparse.Namespace) -> int:
             [*args.inputs, *(s for s, _ in pairs), *(d for _, d in pairs), *model_files],
             what="summary",
         )
-    single = len(pairs) == 1 and not Path(args.output).is_dir()
+    single = len(pairs) == 1 and not Path(args.output).is_dir() and not bids
+    report = None
+    if args.report is not None:  # checked before any work, like every output
+        report = args.report or (
+            Path(args.output) / "report.html"
+            if not single
+            else Path(str(pairs[0][1]).removesuffix(".gz").removesuffix(".nii") + "_report.html")
+        )
+        check_not_input(report, [*args.inputs, *(d for _, d in pairs), *model_files], "report")
     results: list[dict[str, Any]] = []
+    cases: list[dict[str, Any]] = []  # viewer payloads for --report (compressed, small)
     for src, dst in pairs:
         t0 = time.perf_counter()
         try:
+            if bids:  # the derivative's sub-*/ses-*/anat folders
+                Path(dst).parent.mkdir(parents=True, exist_ok=True)
             check_output_path(dst, args.overwrite)
             if not is_nifti_name(dst):  # before the work, not after it
                 raise InputError(f"{dst}: can only save NIfTI (.nii or .nii.gz)")
@@ -114,6 +136,11 @@ def run(args: argparse.Namespace) -> int:
                 upsample_method=args.upsample_method,
             )
             save(out, dst, overwrite=args.overwrite)  # refuses NaN/Inf results
+            write_output_sidecar(args, src, Path(dst), vol, out, enhancer, bids)  # provenance
+            if args.report is not None:
+                from mrenhance.report.build import enhance_case
+
+                cases.append(enhance_case(src, vol, out, model=enhancer.name))
             seconds = time.perf_counter() - t0
             results.append(
                 {
@@ -137,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
                 {"input": str(src), "output": str(dst), "status": "failed", "error": msg}
             )
             print(f"mrenhance: error: {msg}", file=sys.stderr)
+    finish_bids(args, bids)
     failed = [r for r in results if r["status"] != "ok"]
     if args.summary:
         write_text_atomic(
@@ -144,6 +172,12 @@ def run(args: argparse.Namespace) -> int:
             json.dumps({"model": args.model, "results": results, "failed": len(failed)}, indent=2),
             overwrite=True,
         )
+    if report is not None:
+        from mrenhance.report.build import write_enhance_report
+
+        write_enhance_report(report, cases, results, model=enhancer.name, overwrite=True)
+        if not args.quiet:
+            print(f"report: {report}")
     if not single:
         print(f"{len(results) - len(failed)} succeeded, {len(failed)} failed")
     return 1 if failed else 0

@@ -22,6 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="also check the series kind: t1 3D; dwi 4D with one b-value per volume; "
         "dsc 4D with >= 10 frames",
     )
+    p.add_argument("--json", action="store_true", help="print one JSON object instead")
     return p
 
 
@@ -53,5 +54,23 @@ def run(args: argparse.Namespace) -> int:
     lines.append(
         "affine       " + np.array2string(vol.affine, precision=4).replace("\n", "\n" + " " * 13)
     )
+    if args.json:
+        import json
+
+        doc = {
+            "file": str(args.file),
+            "shape": list(data.shape),
+            "voxel_size_mm": [float(v) for v in vol.voxel_size],
+            "orientation": "".join(vol.orientation),
+            "range": [float(data.min()), float(data.max())],
+            "mean": float(data.mean()),
+            "affine": vol.affine.tolist(),
+        }
+        for key in ("bvals", "times_s", "tr_s", "modality", "series_description"):
+            value = vol.meta.get(key)
+            if value is not None:
+                doc[key] = value.tolist() if hasattr(value, "tolist") else value
+        print(json.dumps(doc, indent=2, default=str))
+        return 0
     print("\n".join(lines))
     return 0

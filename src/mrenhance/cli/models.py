@@ -11,6 +11,7 @@ ORDER = 20
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list registered models and shipped weights")
     p.add_argument("-v", "--verbose", action="store_true", help="also print shipped metrics")
+    p.add_argument("--json", action="store_true", help="print the models and shipped cards as JSON")
     return p
 
 
@@ -32,9 +33,18 @@ def run(args: argparse.Namespace) -> int:
                 f"{info.spatial_dims}D",
                 f"{params:,}",
                 ", ".join(names) or "-",
-                info.description[:60],
+                info.description,  # whole: a cut description misleads
             )
         )
+    if args.json:
+        keys = ("model", "task", "dims", "parameters", "shipped_weights", "description")
+        doc = {
+            "models": [dict(zip(keys, r, strict=True)) for r in rows],
+            "shipped": {n: c.to_dict() if hasattr(c, "to_dict") else c
+                        for n, c in shipped_by_name.items()},
+        }  # fmt: skip
+        print(json.dumps(doc, indent=2, default=str))
+        return 0
     header = ("model", "task", "dims", "parameters", "shipped weights", "description")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:

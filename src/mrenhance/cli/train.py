@@ -23,10 +23,44 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="key=value, e.g. train.steps=100")
     p.add_argument("--run-dir", default=None, help="run folder (default runs/<recipe>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue a killed run from last.pt")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--stage", choices=("supervised", "gan", "all"), default="supervised")
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument(
+        "--stage",
+        choices=("supervised", "gan", "all"),
+        default="supervised",
+        help="which stage to train (default supervised)",
+    )
+    p.add_argument(
+        "--budget",
+        type=duration_minutes,
+        default=None,
+        metavar="TIME",
+        help="stop cleanly after this much time, e.g. 30m, 2h, 90s (same as "
+        "train.minutes=30); the checkpoint is written and --resume continues (default: none)",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return p
+
+
+def duration_minutes(text: str) -> float:
+    """``30m`` -> 30.0, ``2h`` -> 120.0, ``90s`` -> 1.5, ``45`` -> 45.0 (minutes)."""
+    units = {"s": 1 / 60, "m": 1.0, "min": 1.0, "h": 60.0}
+    t = text.strip().lower()
+    for suffix in sorted(units, key=len, reverse=True):
+        if t.endswith(suffix):
+            t, factor = t[: -len(suffix)], units[suffix]
+            break
+    else:
+        factor = 1.0
+    try:
+        value = float(t) * factor
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a duration such as 30m, 2h or 90s, got {text!r}"
+        )
+    return value
 
 
 def _recipe_inputs(recipe: str, overrides: list[str]) -> list[Path]:
@@ -54,9 +88,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.run_dir:
         check_run_folder(args.run_dir, _recipe_inputs(args.recipe, args.overrides))
+    overrides = list(args.overrides)
+    if args.budget is not None:
+        overrides.append(f"train.minutes={args.budget:g}")
     result = train_recipe(
         args.recipe,
-        args.overrides,
+        overrides,
         run_dir=args.run_dir,
         resume=args.resume,
         device=args.device,

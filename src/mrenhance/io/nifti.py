@@ -529,7 +529,10 @@ def save_nifti(
         raise InputError(f"{path}: NIfTI cannot store data type {np.dtype(dtype)}") from e
     hdr["scl_slope"], hdr["scl_inter"] = np.nan, np.nan
     provenance = volume.meta.get("provenance")
-    if provenance:
+    own = bytes(hdr["descrip"].tobytes()).rstrip(b"\0").strip()
+    # the user's own description is kept; the full provenance is in the JSON sidecar
+    # (io.sidecar). Ours (a "load ..." list of steps) is replaced by the new steps.
+    if provenance and (not own or own.startswith(b"load ")):
         hdr["descrip"] = _descrip(list(provenance))
     try:
         img = klass(data, None, header=hdr)

@@ -39,8 +39,9 @@ __all__ = [
 ]
 
 VIEW_NAMES = ("sagittal", "coronal", "axial")
-#: Percentiles of the reference that set the shared grey scale of image panels.
-GREY_PERCENTILES = (0.5, 99.5)
+#: Percentiles of the reference that set the shared grey scale of image panels (the top one
+#: high enough that white matter in a T1 is not saturated).
+GREY_PERCENTILES = (0.5, 99.9)
 #: Percentile of all error maps that sets the top of the shared error colour scale.
 ERROR_PERCENTILE = 99.5
 
@@ -155,6 +156,8 @@ def orthogonal_mosaic(
     title: str | None = None,
     centre: Sequence[int] | None = None,
     affine: np.ndarray | None = None,
+    index_offset: Sequence[int] = (0, 0, 0),
+    crop_foreground: bool = True,
     panel_size_in: float = 2.2,
     dpi: int = 100,
     overwrite: bool = True,
@@ -193,6 +196,12 @@ def orthogonal_mosaic(
         Voxel-to-world matrix shared by the panels: the arrays are reoriented to RAS (indices
         in ``centre`` and ``zoom_box`` then refer to the reoriented arrays) and the pixel
         aspect follows the voxel sizes. Without it, arrays are taken as RAS with square voxels.
+    index_offset : (i, j, k)
+        Index of the arrays' first voxel in the volume they were cropped from: labels give
+        slice numbers of that volume (``centre`` and ``zoom_box`` stay array indices).
+    crop_foreground : bool
+        Draw only the reference's (or, without one, the first panel's) foreground bounding
+        box plus 4 voxels, so a thin slab is not drawn as a thin strip of background.
     panel_size_in : float
         Size of one panel in inches.
     dpi : int
@@ -271,11 +280,41 @@ def orthogonal_mosaic(
             errors[k] = np.abs(display_slice(arrays[k], 2, axial_z) - ref_axial)
     show_errors = bool(errors)
 
-    row_labels = [f"{name} {'xyz'[a]}={centre_idx[a]}" for a, name in enumerate(VIEW_NAMES)]
+    if len(index_offset) != 3:
+        raise InputError(f"orthogonal_mosaic: index_offset must be (i, j, k), got {index_offset}")
+    off = [int(o) for o in index_offset]
+    row_labels = [
+        f"{name}\n{'xyz'[a]} = {centre_idx[a] + off[a]}" for a, name in enumerate(VIEW_NAMES)
+    ]
     if show_errors:
-        row_labels.append(f"|error| z={axial_z}")
+        row_labels.append(f"|error|\nz = {axial_z + off[2]}")
     if box is not None:
-        row_labels.append(f"zoom z={box[2]}")
+        row_labels.append(f"zoom\nz = {box[2] + off[2]}")
+
+    # crop the drawing to the foreground (after the slices and the box were chosen)
+    if crop_foreground:
+        from mrenhance.report.viewer import _foreground_box
+
+        fg = _foreground_box(arrays[reference_key] if reference_key else arrays[keys[0]])
+        fg = tuple(
+            slice(min(b.start, c), max(b.stop, c + 1)) for b, c in zip(fg, centre_idx, strict=True)
+        )
+        if box is not None:
+            (x0, x1), (y0, y1), _ = box
+            fg = (
+                slice(min(fg[0].start, x0), max(fg[0].stop, x1)),
+                slice(min(fg[1].start, y0), max(fg[1].stop, y1)),
+                fg[2],
+            )
+            box = ((x0 - fg[0].start, x1 - fg[0].start), (y0 - fg[1].start, y1 - fg[1].start),
+                   box[2] - fg[2].start)  # fmt: skip
+        arrays = {k: a[fg] for k, a in arrays.items()}
+        centre_idx = [c - b.start for c, b in zip(centre_idx, fg, strict=True)]
+        axial_z = centre_idx[2]
+        shape = next(iter(arrays.values())).shape
+        if errors:
+            ref_axial = display_slice(arrays[reference_key], 2, axial_z)
+            errors = {k: np.abs(display_slice(arrays[k], 2, axial_z) - ref_axial) for k in errors}
     nrows, ncols = len(row_labels), len(keys)
 
     # row heights follow each view's displayed aspect (height / width in mm), so a thin slab
@@ -284,7 +323,7 @@ def orthogonal_mosaic(
     nx, ny, nz = shape
     view_ratio = [(nz * vz) / (ny * vy), (nz * vz) / (nx * vx), (ny * vy) / (nx * vx)]
     ratios = view_ratio + ([view_ratio[2]] if show_errors else []) + ([1.0] if box else [])
-    ratios = [float(np.clip(r, 0.25, 2.0)) for r in ratios]
+    ratios = [float(np.clip(r, 0.3, 2.0)) for r in ratios]
     fig = Figure(
         figsize=(
             panel_size_in * ncols + (0.9 if show_errors else 0.3),
@@ -343,19 +382,30 @@ def orthogonal_mosaic(
         row += 1
     if box is not None:
         (x0, x1), (y0, y1), z = box
+        # the zoom has its own window, from the reference's detail: the shared one is set
+        # by the whole image and would saturate the bright tissue of a small region
+        detail = arrays[reference_key] if reference_key else arrays[keys[0]]
+        detail = detail[x0:x1, y0:y1, z]
+        detail = detail[np.isfinite(detail)]
+        z_lo, z_hi = np.percentile(detail, (0.5, 100.0)) if detail.size else (vmin, vmax)
+        # choice: 20 % headroom, so the brightest tissue of the detail is light grey with
+        # its texture visible rather than flat white
+        z_hi = float(z_hi) + 0.2 * float(z_hi - z_lo)
+        zoom_grey = {**grey, "vmin": float(z_lo), "vmax": z_hi if z_hi > z_lo else z_lo + 1}
         for j, key in enumerate(keys):
             ax = axes[row, j]
             ax.imshow(
                 display_slice(arrays[key][x0:x1, y0:y1, :], 2, z),
                 aspect=_aspect(voxel_size, 2),
-                **grey,
+                **zoom_grey,
             )
             _blank(ax)
             for spine in ax.spines.values():
                 spine.set_visible(True)
                 spine.set_edgecolor("yellow")
     for i, label in enumerate(row_labels):
-        axes[i, 0].set_ylabel(label, fontsize=9)
+        # horizontal two-line labels: a rotated one is longer than a thin row is high
+        axes[i, 0].set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center")
     if title:
         fig.suptitle(title, fontsize=11)
     fig.set_layout_engine("constrained")

@@ -1,6 +1,8 @@
-"""A self-contained HTML report: headings, text, tables and images in one file.
+"""A self-contained HTML report: headings, text, tables, images and interactive viewers.
 
-Images are embedded as base64 ``data:`` URIs so the page can be mailed or archived alone.
+Images are embedded as base64 ``data:`` URIs and the slice viewers
+(:mod:`mrenhance.report.viewer`) carry their volumes inline, so the page can be mailed or
+archived alone and loads nothing from the network.
 Every piece of text (title, headings, paragraphs, table cells, captions, provenance) is
 HTML-escaped: a method name such as ``<b>x</b>`` shows literally and cannot inject markup.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
+import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,11 +20,20 @@ from typing import Any
 
 from mrenhance.errors import InputError
 from mrenhance.io.atomic import check_output_path, write_text_atomic
-from mrenhance.report.tables import DEFAULT_FLOAT_FORMAT, column_names, format_cell
+from mrenhance.report.tables import (
+    DEFAULT_FLOAT_FORMAT,
+    column_formats,
+    column_names,
+    format_cell,
+)
 
-__all__ = ["provenance", "render_html_report", "write_html_report"]
+__all__ = ["SECTION_KEYS", "provenance", "render_html_report", "write_html_report"]
 
-_SECTION_KEYS = {"heading", "text", "table_rows", "images"}
+#: The keys a report section may hold (anything else is refused as a typo).
+SECTION_KEYS = frozenset(
+    {"heading", "text", "table_rows", "images", "viewers", "cards", "provenance"}
+)
+_SECTION_KEYS = SECTION_KEYS
 _MIME = {
     ".png": "image/png",
     ".jpg": "image/jpeg",
@@ -44,6 +56,8 @@ figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-size: .9em; color: #555; }
 .provenance { margin-top: 3em; font-size: .85em; color: #555; border-top: 1px solid #ccc; }
 .provenance code { white-space: pre-wrap; word-break: break-all; }
+details { margin: .6em 0; } summary { cursor: pointer; }
+details pre { background: #f7f7f7; padding: .6em; overflow-x: auto; font-size: .82em; }
 """
 
 
@@ -82,6 +96,7 @@ def _table(rows: Sequence[Mapping[str, Any]], float_format: str) -> str:
     columns = column_names(rows)
     if not columns:
         return "<p><em>(no rows)</em></p>"
+    formats = column_formats(rows, float_format)
     header = "".join(f"<th>{_esc(c)}</th>" for c in columns)
     out = ["<table>", f"<thead><tr>{header}</tr></thead>", "<tbody>"]
     for row in rows:
@@ -91,7 +106,7 @@ def _table(rows: Sequence[Mapping[str, Any]], float_format: str) -> str:
             numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
             numeric = numeric or type(value).__module__ == "numpy"
             cls = ' class="num"' if numeric else ""
-            cells.append(f"<td{cls}>{_esc(format_cell(value, float_format))}</td>")
+            cells.append(f"<td{cls}>{_esc(format_cell(value, formats[c]))}</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
     out.append("</tbody></table>")
     return "\n".join(out)
@@ -116,6 +131,27 @@ def _image(item: Any, where: str) -> str:
     return f'<figure><img alt="{alt}" src="data:{mime};base64,{data}">{cap}</figure>'
 
 
+def _details(summary: str, value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, indent=2, default=str)
+    return f"<details><summary>{_esc(summary)}</summary><pre>{_esc(text)}</pre></details>"
+
+
+def _viewers(items: Any, where: str, counter: list[int]) -> list[str]:
+    from mrenhance.report.viewer import viewer_case, viewer_html
+
+    if isinstance(items, Mapping):
+        items = [items]
+    out = []
+    for item in items:
+        if not isinstance(item, Mapping):
+            raise InputError(f"{where}: a viewer is a dict, got {type(item).__name__}")
+        # a payload from viewer_case, or its keyword arguments
+        case = item if "shape" in item and "images" in item else viewer_case(**item)
+        counter[0] += 1
+        out.append(viewer_html(case, f"viewer{counter[0]}"))
+    return out
+
+
 def render_html_report(
     *,
     title: str,
@@ -127,6 +163,7 @@ def render_html_report(
     if isinstance(sections, Mapping) or not isinstance(sections, Sequence):
         raise InputError("write_html_report: sections must be a list of dicts")
     body = [f"<h1>{_esc(title)}</h1>"]
+    n_viewers = [0]
     for i, section in enumerate(sections):
         where = f"write_html_report: section {i}"
         if not isinstance(section, Mapping):
@@ -149,7 +186,14 @@ def render_html_report(
         images = section.get("images") or []
         if isinstance(images, (str, os.PathLike, Mapping)):
             images = [images]
+        if section.get("viewers"):
+            body.extend(_viewers(section["viewers"], where, n_viewers))
         body.extend(_image(item, where) for item in images)
+        for card in section.get("cards") or []:
+            name = card.get("name", "model") if isinstance(card, Mapping) else "model"
+            body.append(_details(f"model card: {name}", card))
+        if section.get("provenance"):
+            body.append(_details("provenance of these results", section["provenance"]))
         body.append("</section>")
 
     prov = provenance(command)
@@ -159,13 +203,20 @@ def render_html_report(
         for k, v in prov.items()
     )  # fmt: skip
     body.append(f'<footer class="provenance"><h2>Provenance</h2><dl>{items}</dl></footer>')
+    css, script = _CSS, ""
+    if n_viewers[0]:
+        from mrenhance.report.viewer import VIEWER_CSS, viewer_js
+
+        css += VIEWER_CSS
+        script = f"\n<script>{viewer_js()}</script>"
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f'<meta name="generator" content="mrenhance {_esc(prov["mrenhance"])}">\n'
-        f"<title>{_esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+        f"<title>{_esc(title)}</title>\n<style>{css}</style>\n</head>\n<body>\n"
         + "\n".join(body)
+        + script
         + "\n</body>\n</html>\n"
     )
 
@@ -191,7 +242,11 @@ def write_html_report(
         Each with any of the keys ``heading`` (str), ``text`` (plain text; blank lines
         separate paragraphs), ``table_rows`` (list of row dicts, rendered like
         :func:`mrenhance.report.tables.format_markdown`) and ``images`` (list of image paths,
-        or of ``{"path": ..., "caption": ...}``; PNG, JPEG, GIF or SVG, embedded as base64).
+        or of ``{"path": ..., "caption": ...}``; PNG, JPEG, GIF or SVG, embedded as base64),
+        ``viewers`` (a dict or list of dicts: the keyword arguments of
+        :func:`mrenhance.report.viewer.viewer_case`, e.g. ``{"images": {...}, "reference":
+        "HR", "offset": (0, 0, 96)}``, or its result), ``cards`` (model cards as dicts,
+        shown folded) and ``provenance`` (any JSON-able value, shown folded).
         Unknown keys are an error (they are usually typos).
     command : str, optional
         The command line recorded in the provenance footer; default ``sys.argv``.

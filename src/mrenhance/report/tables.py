@@ -21,7 +21,7 @@ import numpy as np
 from mrenhance.errors import InputError
 from mrenhance.io.atomic import check_output_path, write_text_atomic
 
-__all__ = ["column_names", "format_cell", "format_markdown", "write_table"]
+__all__ = ["column_formats", "column_names", "format_cell", "format_markdown", "write_table"]
 
 DEFAULT_FLOAT_FORMAT = ".4g"
 
@@ -61,6 +61,37 @@ def format_cell(value: Any, float_format: str = DEFAULT_FLOAT_FORMAT) -> str:
     return str(value)
 
 
+def column_formats(
+    rows: Sequence[Mapping[str, Any]], float_format: str = DEFAULT_FLOAT_FORMAT
+) -> dict[str, str]:
+    """One float format per column, so a column's numbers line up and compare.
+
+    With the default ``".4g"``, a column gets fixed decimals: as many as its largest value
+    needs for 4 significant digits (at least 2 when it also holds values below 1). So 0.9906 and
+    0.99 print as ``0.9906`` and ``0.9900``, not ``0.9906`` and ``0.99``. Columns spanning
+    more than six decades keep ``".4g"``. Any other ``float_format`` applies to all columns.
+    """
+    formats: dict[str, str] = {}
+    for c in column_names(rows):
+        values = [_plain(r.get(c)) for r in rows]
+        floats = [abs(v) for v in values if isinstance(v, float) and math.isfinite(v) and v]
+        if float_format != DEFAULT_FLOAT_FORMAT or not floats:
+            formats[c] = float_format
+            continue
+        lo, hi = min(floats), max(floats)
+        if hi >= 1e6 or lo < 1e-4 or hi / lo > 1e6:
+            formats[c] = float_format
+            continue
+
+        def decimals(v: float) -> int:
+            return max(0, 3 - math.floor(math.log10(v)))
+
+        # 4 significant digits for the largest value; a column that also holds values
+        # below 1 (0.3 s beside 1364 s) keeps 2 decimals so they do not print as 0
+        formats[c] = f".{min(6, max(decimals(hi), 2 if lo < 1 else 0))}f"
+    return formats
+
+
 def _check_rows(where: str, rows: Any) -> list[Mapping[str, Any]]:
     if isinstance(rows, Mapping) or not isinstance(rows, Sequence):
         raise InputError(f"{where}: rows must be a list of dicts, got {type(rows).__name__}")
@@ -86,15 +117,15 @@ def format_markdown(
         One dict per row; columns are the union of the keys in first-seen order, missing
         values are empty cells.
     float_format : str
-        Format spec for floats, e.g. ``".4g"`` or ``".2f"``.
+        Format spec for floats, e.g. ``".2f"``; the default ``".4g"`` picks fixed decimals
+        per column (:func:`column_formats`).
     """
     rows = _check_rows("format_markdown", rows)
     columns = column_names(rows)
     if not columns:
         return "_(no rows)_\n"
-    cells = [
-        [_markdown_cell(format_cell(row.get(c), float_format)) for c in columns] for row in rows
-    ]
+    formats = column_formats(rows, float_format)
+    cells = [[_markdown_cell(format_cell(row.get(c), formats[c])) for c in columns] for row in rows]
     header = [_markdown_cell(c) for c in columns]
     numeric = [
         all(isinstance(_plain(row.get(c)), (int, float)) for row in rows if row.get(c) is not None)

@@ -36,6 +36,7 @@ import logging
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -266,6 +267,10 @@ class Trainer:
         "sub_step", ...statistics, "lr"}``; an exception there stops training like a kill.
     overwrite:
         Start over in a ``run_dir`` that already holds a checkpoint.
+    time_budget_s:
+        Stop cleanly after the first step that ends past this many seconds of this call
+        (``train.minutes``, ``mrenhance train --budget 30m``): a ``metrics.csv`` row and
+        ``last.pt`` are written there, and ``fit(resume=True)`` continues exactly.
     """
 
     # settings that decide which data each update sees: a resume must not change them
@@ -294,6 +299,7 @@ class Trainer:
         progress: bool = True,
         callback: Callback | None = None,
         overwrite: bool = False,
+        time_budget_s: float | None = None,
     ) -> None:
         if run_dir is None:
             raise ConfigError("run_dir is required")
@@ -312,6 +318,8 @@ class Trainer:
             raise ConfigError(f"train.val_mode: expected 'max' or 'min', got {val_mode!r}")
         if val_every < 0:
             raise ConfigError(f"train.val_every: must be >= 0, got {val_every}")
+        if time_budget_s is not None and not float(time_budget_s) > 0:
+            raise ConfigError(f"train.minutes: must be > 0, got {time_budget_s / 60:g}")
         if grad_clip is not None and not float(grad_clip) > 0:
             raise ConfigError(f"train.grad_clip: must be > 0 or None, got {grad_clip}")
         try:
@@ -341,6 +349,7 @@ class Trainer:
         self.progress = bool(progress)
         self.callback = callback
         self.overwrite = bool(overwrite)
+        self.time_budget_s = None if time_budget_s is None else float(time_budget_s)
         self.info: ddp.DistInfo | None = None
         self._best: dict[str, Any] = {"metric": None, "step": None, "metrics": None}
         self._seconds_before = 0.0
@@ -369,6 +378,7 @@ class Trainer:
             amp=train.amp,
             deterministic=train.deterministic,
             num_workers=train.num_workers,
+            time_budget_s=None if train.minutes is None else 60.0 * float(train.minutes),
             **kw,
         )
 
@@ -493,6 +503,7 @@ class Trainer:
 
         try:
             batches = iter(self._loader(first_batch, last_batch - first_batch))
+            stop = False  # the time budget ran out
             for g in range(g0, end):
                 lr = step.set_lr(g)
                 n = step.updates_in(g)
@@ -508,6 +519,10 @@ class Trainer:
                     except NonFiniteLoss as bad:
                         raise self._diverged(where, bad.what, bad.value) from None
                     window.append(stats)
+                    if step.progress_key in stats:  # the current loss, every step
+                        bar.set_postfix(
+                            {step.progress_key: f"{stats[step.progress_key]:.4g}"}, refresh=False
+                        )
                     bar.update(1)
                     if not main:
                         if long and (c + 1) % self.log_every == 0:
@@ -520,7 +535,7 @@ class Trainer:
                     val = None
                     if self.val_fn is not None and self.val_every > 0:
                         if done % self.val_every == 0 or done == self.steps:
-                            val = self._validate(step.model)
+                            val = self._validate_with_progress(step.model, done, bar)
                             if self._improved(val):
                                 self._best = {
                                     "metric": val[self.val_metric],
@@ -528,18 +543,67 @@ class Trainer:
                                     "metrics": val,
                                 }
                                 self._save(self._state(done, 0), best=True)
-                    if done % self.log_every == 0 or val is not None or done == end:
+                    out_of_time = self._out_of_time()
+                    if done % self.log_every == 0 or val is not None or done == end or out_of_time:
                         write_row(done, 0, val)
-                    if done % self.checkpoint_every == 0 or done == end:
+                    if done % self.checkpoint_every == 0 or done == end or out_of_time:
                         self._save(self._state(done, 0))
                     self._emit(step.main_event, done, 0, stats, lr)
+                    if out_of_time:
+                        if self.progress and info.is_main:
+                            bar.write(
+                                f"time budget of {self.time_budget_s / 60:g} min reached at step "
+                                f"{done} of {self.steps}; continue with --resume",
+                                file=sys.stderr,
+                            )
+                        stop = True
+                if stop:
+                    break
         finally:
             bar.close()
             metrics.close()
+        if info.is_main:
+            self._write_curves(metrics.path, step)
         ddp.barrier()
         result = self._result(done, final["loss"], metrics.path, done < self.steps)
         result.extra.update(step.counters(done, 0))
         return result
+
+    def _out_of_time(self) -> bool:
+        """Past the time budget (rank 0's clock decides for every rank)."""
+        if self.time_budget_s is None:
+            return False
+        late = time.time() - self._t0 >= self.time_budget_s
+        return bool(ddp.broadcast_object(late)) if ddp.is_distributed() else late
+
+    def _validate_with_progress(self, model: nn.Module, done: int, bar: Any) -> dict[str, float]:
+        """:meth:`_validate` with its own line on the progress bar: when it starts and ends."""
+        show = self.progress and self.info is not None and self.info.is_main
+        if show:
+            bar.write(f"step {done}: validating ...", file=sys.stderr)
+        t0 = time.time()
+        val = self._validate(model)
+        if show:
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in val.items())
+            bar.write(
+                f"step {done}: validation {shown} ({time.time() - t0:.1f} s)", file=sys.stderr
+            )
+        return val
+
+    def _write_curves(self, metrics_csv: Path, step: Step) -> None:
+        """``curves.png`` beside ``metrics.csv``: the losses and the validation metrics."""
+        from mrenhance.errors import MrenhanceError
+        from mrenhance.report.figures import training_curves
+
+        try:
+            with open(metrics_csv, encoding="utf-8") as fh:
+                columns = fh.readline().strip().split(",")
+            keys = [c for c in columns if c.endswith("loss") or c.startswith("val_")]
+            keys = sorted(keys, key=lambda c: (c != step.main_loss, c.startswith("val_"), c))
+            if keys:
+                training_curves(metrics_csv, self.run_dir / "curves.png", keys=keys[:4])
+        except (MrenhanceError, OSError) as err:  # a figure never fails a training run
+            log.warning("curves.png not written: %s", err)
 
     def _emit(self, kind: str, g: int, sub: int, stats: dict[str, float], lr: float) -> None:
         if self.callback is not None:
