@@ -46,6 +46,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="resample a low-matrix image first, e.g. 2,2,1",
     )
     p.add_argument("--upsample-method", choices=("sinc", "cubic", "linear"), default="sinc")
+    p.add_argument(
+        "--mask",
+        default=None,
+        help="mask on the input's grid (one input; tasks that use it, e.g. pvs)",
+    )
     p.add_argument("--nan-policy", choices=("error", "zero"), default="error")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--summary", default=None, help="write a JSON summary of the batch")
@@ -84,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
             what="summary",
         )
     single = len(pairs) == 1 and not Path(args.output).is_dir()
+    if args.mask and not single:
+        raise InputError("--mask: only with a single input")
     results: list[dict[str, Any]] = []
     for src, dst in pairs:
         t0 = time.perf_counter()
@@ -97,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
                 enhancer,
                 upsample=args.upsample,
                 upsample_method=args.upsample_method,
+                mask=load(args.mask) if args.mask else None,
             )
             save(out, dst, overwrite=args.overwrite)  # refuses NaN/Inf results
             seconds = time.perf_counter() - t0
