@@ -26,8 +26,8 @@ Pipeline (:func:`simulate_pvs_case`):
    basal ganglia tubes vertical, each tilted by up to ~15 deg and slightly curved (a
    random walk of the direction); directions are drawn in MNI space and carried by the
    affine part of the subject's deformation;
-4. partial-volume rasterisation (:func:`rasterise_tubes`): 27 sub-voxel samples per voxel
-   near the centreline; PVS replace parenchyma only (fraction <= GM + WM), so they sit in
+4. partial-volume rasterisation (:func:`rasterise_tubes`): 27 (thin tubes: 216) sub-voxel
+   samples per voxel near the centreline; PVS replace parenchyma only (fraction <= GM + WM), so they sit in
    WM and the basal ganglia and are fluid, i.e. CSF-like on T2w;
 5. the observed image (:func:`render_pvs`): T2w spin-echo intensities (CSF bright, GM >
    WM), texture, a smooth bias field, blur by k-space truncation and Rician noise at the
@@ -267,9 +267,13 @@ def draw_tubes(
     return tubes, densities
 
 
-_SUB = np.stack(
-    np.meshgrid(*([np.array([-1.0, 0.0, 1.0]) / 3.0] * 3), indexing="ij"), axis=-1
-).reshape(-1, 3)
+def _subgrid(n: int) -> np.ndarray:
+    """(n^3, 3) sub-voxel sample offsets, a regular n x n x n grid inside the voxel."""
+    g = (np.arange(n) + 0.5) / n - 0.5
+    return np.stack(np.meshgrid(g, g, g, indexing="ij"), axis=-1).reshape(-1, 3)
+
+
+_SUB_COARSE, _SUB_FINE = _subgrid(3), _subgrid(6)
 
 
 def rasterise_tubes(
@@ -280,8 +284,8 @@ def rasterise_tubes(
 ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     """Partial-volume PVS fraction and instance labels of ``tubes`` on a grid.
 
-    Each voxel near a centreline is sampled at 27 sub-voxel points; its fraction is the
-    share of points within the radius (distance to the densely sampled centreline).
+    Each voxel near a centreline is sampled at 27 sub-voxel points (216 for tubes thinner
+    than a voxel); its fraction is the share of points within the radius (distance to the densely sampled centreline).
     ``allowed`` (x, y, z) in [0, 1] caps the fraction (PVS replace parenchyma only).
     A voxel belongs to tube k where k's fraction is the largest and >= 0.5, and every
     tube also keeps the voxels its centreline passes through (choice: so that tubes
@@ -322,7 +326,8 @@ def rasterise_tubes(
         if len(cand) == 0:
             table.append(row)
             continue
-        samples = (cand[:, None, :] + _SUB[None]).reshape(-1, 3)
+        sub = _SUB_FINE if tube.radius_mm < voxel_mm else _SUB_COARSE
+        samples = (cand[:, None, :] + sub[None]).reshape(-1, 3)
         dist, _ = cKDTree(pts_vox).query(samples, k=1)
         inside = (dist * voxel_mm <= tube.radius_mm).reshape(len(cand), -1)
         f = inside.mean(axis=1).astype(np.float32)
