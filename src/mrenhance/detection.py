@@ -129,7 +129,8 @@ def best_threshold(
     Exact over every distinct in-domain score: for the ``k`` highest voxels Dice is
     ``2 TP_k / (k + |T|)``, evaluated for all ``k`` in one pass over the sorted scores.
     """
-    s = np.concatenate([np.asarray(a, np.float32)[d] for a, d in zip(scores, domains, strict=True)])
+    # the scores' own dtype: a float32 threshold of float64 scores could miss a voxel
+    s = np.concatenate([np.asarray(a)[d] for a, d in zip(scores, domains, strict=True)])
     t = np.concatenate([np.asarray(a, bool)[d] for a, d in zip(truths, domains, strict=True)])
     if s.size == 0:
         return float("inf")

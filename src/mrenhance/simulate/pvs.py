@@ -27,8 +27,8 @@ Pipeline (:func:`simulate_pvs_case`):
    random walk of the direction); directions are drawn in MNI space and carried by the
    affine part of the subject's deformation;
 4. partial-volume rasterisation (:func:`rasterise_tubes`): 27 (thin tubes: 216) sub-voxel
-   samples per voxel near the centreline; PVS replace parenchyma only (fraction <= GM + WM), so they sit in
-   WM and the basal ganglia and are fluid, i.e. CSF-like on T2w;
+   samples per voxel near the centreline; PVS replace parenchyma only (fraction <= GM +
+   WM), so they sit in WM and the basal ganglia and are fluid, i.e. CSF-like on T2w;
 5. the observed image (:func:`render_pvs`): T2w spin-echo intensities (CSF bright, GM >
    WM), texture, a smooth bias field, blur by k-space truncation and Rician noise at the
    chosen SNR;
@@ -285,7 +285,8 @@ def rasterise_tubes(
     """Partial-volume PVS fraction and instance labels of ``tubes`` on a grid.
 
     Each voxel near a centreline is sampled at 27 sub-voxel points (216 for tubes thinner
-    than a voxel); its fraction is the share of points within the radius (distance to the densely sampled centreline).
+    than a voxel); its fraction is the share of points within the radius (distance to the
+    densely sampled centreline).
     ``allowed`` (x, y, z) in [0, 1] caps the fraction (PVS replace parenchyma only).
     A voxel belongs to tube k where k's fraction is the largest and >= 0.5, and every
     tube also keeps the voxels its centreline passes through (choice: so that tubes
