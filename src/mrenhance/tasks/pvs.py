@@ -460,6 +460,9 @@ class PVSTask(Task):
                 "box": [(s.start, s.stop) for s in box],
                 "grid_shape": data.shape,
                 "mask": None if user_mask is None else user_mask[box],
+                "input_mask": None
+                if mask is None or "resampled_shape" not in ctx
+                else np.asarray(mask.data if isinstance(mask, Volume) else mask) > 0,
             }
         )
         return (data[box] / np.float32(scale)).astype(np.float32), ctx
@@ -478,6 +481,8 @@ class PVSTask(Task):
             return volume.with_data(out)
         if "resampled_shape" in context:
             full = np.clip(_resample(full, context["input_shape"], order=3), 0, None)
+            if context.get("input_mask") is not None:  # 0 outside the mask on this grid too
+                full = full * context["input_mask"]
         return volume.with_data(full.astype(np.float32))
 
     # -- protocol -------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 
 NAME = "pvs"
-ORDER = 60
+ORDER = 100  # after the built-in commands
 REGION_LABELS = {1: "centrum_semiovale", 2: "basal_ganglia"}
 
 
