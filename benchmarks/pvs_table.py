@@ -95,7 +95,7 @@ def main() -> None:
                 run_dir=runs / model,
                 progress=False,
             )
-        enhancer = Enhancer.from_weights(weights)
+        enhancer = Enhancer.from_weights(weights, inference={"patch_size": 96, "overlap": 16})
         methods[label] = task.network_method(enhancer)
         info[label] = {
             "parameters": enhancer.card.parameters,
