@@ -126,3 +126,25 @@ def test_pvs_command_writes_map_mask_and_table(tmp_path, tiny_weights, capsys):
     args = ["enhance", str(src), "-o", str(enhanced), "--model", str(tiny_weights), "-q"]
     assert main([*args, "--mask", str(mask)]) == 0
     assert np.all(load(enhanced).data[vol.data == 0] == 0)
+
+
+def test_demo_figure_outlines_the_true_pvs_on_a_zoomed_slice(tmp_path):
+    from types import SimpleNamespace
+
+    from mrenhance.tasks.pvs import pvs_figure
+
+    shape = (40, 40, 20)
+    mask = np.zeros(shape, bool)
+    mask[20:22, 10:30, 12] = True
+    cso = np.zeros(shape, bool)
+    cso[5:35, 5:35, 10:15] = True
+    image = np.where(mask, 1.0, 0.4).astype(np.float32)
+    case = SimpleNamespace(
+        regions={"centrum_semiovale": cso},
+        pvs_mask=mask,
+        image=image,
+        target=image,
+        brain=np.ones(shape, bool),
+    )
+    path = pvs_figure({"input": image, "target": image}, case, tmp_path / "f.png")
+    assert path.stat().st_size > 1000
