@@ -26,6 +26,14 @@ EXACT_PARAMETERS = {
     # conv0 1,792 + blocks 110,784 + 221,568 + 442,752 + 885,504 + 1,770,240 + 3,540,480
     # + 7,079,424 (conv + GroupNorm affine) + dense 525,312 + 1,025
     "wgan-critic3d": 14_578_881,
+    # PVS (Jung et al. 2019): conv0 224 + 6 blocks x 36,336 + bottleneck 4,752 + prediction 433
+    "dcnn6-sc-b": 223_425,
+    "dcnn6-sc": 226_233,
+    "dcnn6": 219_537,
+    "dcnn4-sc-b": 149_217,
+    "dcnn2-sc-b": 75_009,
+    "dcnn1": 37_905,
+    "srcnn3d": 306_753,  # 46,720 + 256,032 + 4,001
 }
 
 

@@ -6,6 +6,7 @@ load weights (sha256-checked) -> task's intensity preparation -> tiled inference
 
 from __future__ import annotations
 
+import inspect
 import os
 from typing import Any
 
@@ -167,9 +168,16 @@ class Enhancer:
             )
         return out
 
-    def __call__(self, volume: Volume) -> Volume:
-        """Enhance a whole volume; a Volume on the task's output grid, provenance appended."""
-        array, ctx = self.task.prepare(volume, self.normalisation, scale=self.scale)
+    def __call__(self, volume: Volume, mask: Volume | None = None) -> Volume:
+        """Enhance a whole volume; a Volume on the task's output grid, provenance appended.
+
+        ``mask`` (on the input's grid) is passed to the task's ``prepare``, for tasks that
+        restrict the network to it (e.g. ``pvs``); others refuse it.
+        """
+        options = {} if mask is None else {"mask": mask}
+        if mask is not None and "mask" not in inspect.signature(self.task.prepare).parameters:
+            raise InputError(f"--mask: task {self.task.name} does not take a mask")
+        array, ctx = self.task.prepare(volume, self.normalisation, scale=self.scale, **options)
         source = str(volume.meta.get("source", "input"))
         result = self.task.restore(self._infer(array, source), ctx, volume)
         card = self.card
@@ -303,6 +311,7 @@ def enhance(
     max_memory: float | str | None = None,
     upsample: tuple[float, ...] | None = None,
     upsample_method: str = "sinc",
+    mask: Volume | None = None,
 ) -> Volume:
     """Enhance ``volume`` with a shipped model name, a weights path or an :class:`Enhancer`.
 
@@ -331,6 +340,8 @@ def enhance(
     upsample : optional zoom factors per axis, e.g. (2, 2, 1): first resample a low-matrix
         acquisition onto the finer grid (``upsample_method`` "sinc" = zero-filled k-space,
         or "cubic"), as the SR networks expect their input on the target grid.
+    mask : optional Volume on the input's grid for tasks that restrict the network to it
+        (``pvs``: run over the mask's bounding box, 0 outside the mask).
 
     Returns
     -------
@@ -355,7 +366,8 @@ def enhance(
         from mrenhance.baselines.interpolate import interpolate_volume
 
         volume = interpolate_volume(volume, zoom=tuple(upsample), method=upsample_method)
-    return _as_kind(kind, enhancer(volume), output)
+    result = enhancer(volume) if mask is None else enhancer(volume, mask=mask)
+    return _as_kind(kind, result, output)
 
 
 def _as_volume(value: Any, affine: Any) -> tuple[Any, Volume]:

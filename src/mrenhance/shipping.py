@@ -84,9 +84,10 @@ def ship_weights(
         test, test_baselines = task.card_metrics(rows, card.name)
     else:
         by = {r["method"]: r for r in rows}
-        test = {k: by[card.name][k] for k in _METRIC_KEYS if k in by[card.name]}
+        keys = tuple(getattr(task, "card_metric_keys", _METRIC_KEYS))  # a task may name its own
+        test = {k: by[card.name][k] for k in keys if k in by[card.name]}
         test_baselines = {
-            m: {k: by[m][k] for k in _METRIC_KEYS if k in by[m]} for m in by if m != card.name
+            m: {k: by[m][k] for k in keys if k in by[m]} for m in by if m != card.name
         }
     card.metrics = {
         **card.metrics,

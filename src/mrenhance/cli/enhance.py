@@ -60,6 +60,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="resample a low-matrix image first, e.g. 2,2,1",
     )
     p.add_argument("--upsample-method", choices=("sinc", "cubic", "linear"), default="sinc")
+    p.add_argument(
+        "--mask",
+        default=None,
+        help="mask on the input's grid (one input; tasks that use it, e.g. pvs)",
+    )
     p.add_argument("--nan-policy", choices=("error", "zero"), default="error")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--summary", default=None, help="write a JSON summary of the batch")
@@ -118,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
             else Path(str(pairs[0][1]).removesuffix(".gz").removesuffix(".nii") + "_report.html")
         )
         check_not_input(report, [*args.inputs, *(d for _, d in pairs), *model_files], "report")
+    if args.mask and not single:
+        raise InputError("--mask: only with a single input")
     results: list[dict[str, Any]] = []
     cases: list[dict[str, Any]] = []  # viewer payloads for --report (compressed, small)
     for src, dst in pairs:
@@ -134,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
                 enhancer,
                 upsample=args.upsample,
                 upsample_method=args.upsample_method,
+                mask=load(args.mask) if args.mask else None,
             )
             save(out, dst, overwrite=args.overwrite)  # refuses NaN/Inf results
             write_output_sidecar(args, src, Path(dst), vol, out, enhancer, bids)  # provenance

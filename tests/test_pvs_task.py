@@ -1,0 +1,150 @@
+"""The pvs task: resampling to the card's voxel size and back, masks, the protocol, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mrenhance import Volume
+from mrenhance.cli import main
+from mrenhance.enhance_api import Enhancer
+from mrenhance.errors import ConfigError, InputError
+from mrenhance.io import load, save
+from mrenhance.models import create_model
+from mrenhance.models.weights import save_weights
+from mrenhance.tasks import get_task
+
+TASK = get_task("pvs")
+CARD = {"preprocessing": {"voxel_size_mm": [0.5, 0.5, 0.5]}}
+TINY = {
+    "crop_shape": [32, 32, 48],
+    "density_per_cm3": {"centrum_semiovale": [4.0, 4.0], "basal_ganglia": [4.0, 4.0]},
+    "train_subjects": 1,
+    "validation_subjects": 1,
+    "test_subjects": 1,
+}
+
+
+def _head(shape=(16, 18, 14), voxel=1.0):
+    x, y, z = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")
+    data = (x**2 + y**2 + z**2 < 0.7) * (200.0 + 50 * x)
+    affine = np.diag([voxel, voxel, voxel, 1.0])
+    affine[:3, 3] = [-7.0, 3.0, 11.5]
+    return Volume(data.astype(np.float32), affine, {"source": "head.nii.gz"})
+
+
+def test_a_1mm_input_runs_at_05mm_and_comes_back_on_its_own_grid():
+    vol = _head()
+    array, ctx = TASK.prepare(vol, CARD)
+    assert ctx["resampled_shape"] == (32, 36, 28)
+    assert array.shape == (32, 36, 28)  # the head box plus the margin covers the grid
+    out = TASK.restore(array, ctx, vol)  # an identity network
+    assert out.data.shape == vol.data.shape and np.array_equal(out.affine, vol.affine)
+    inside = vol.data > 0
+    assert np.abs(out.data - vol.data)[inside].mean() < 0.05 * vol.data[inside].mean()
+
+
+def test_a_mask_restricts_the_network_and_the_output():
+    vol = _head(voxel=0.5)
+    mask = np.zeros(vol.shape, bool)
+    mask[2:8, 3:9, 4:10] = True
+    array, ctx = TASK.prepare(vol, CARD, mask=mask)
+    assert "resampled_shape" not in ctx  # already at 0.5 mm
+    out = TASK.restore(array, ctx, vol)
+    assert np.all(out.data[~mask] == 0) and np.allclose(out.data[mask], vol.data[mask], rtol=1e-5)
+    with pytest.raises(InputError, match="--mask"):
+        TASK.prepare(vol, CARD, mask=np.ones((3, 3, 3)))
+
+
+def test_other_tasks_refuse_a_mask():
+    model = create_model("mdcsrn-b2u4", growth=2)
+    enhancer = Enhancer(model.eval(), "sr_t1", inference={"patch_size": 8, "overlap": 2})
+    vol = _head()
+    with pytest.raises(InputError, match="does not take a mask"):
+        enhancer(vol, mask=vol)
+
+
+def test_data_config_checks_the_target_switch():
+    assert TASK.data_config({"target": "nlm_tophat"})["target"] == "nlm_tophat"
+    with pytest.raises(ConfigError, match="data.target"):
+        TASK.data_config({"target": "hou"}, "r.yaml")
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    torch.manual_seed(0)
+    model = create_model("dcnn1", growth=2, units=2, bottleneck_channels=2)
+    path = tmp_path_factory.mktemp("w") / "tiny-pvs.safetensors"
+    card = {
+        "task": "pvs",
+        "preprocessing": {
+            "normalisation": {"method": "percentile", "percentile": 99.5, "mask": "head"},
+            "voxel_size_mm": [0.5, 0.5, 0.5],
+        },
+        "inference": {"patch_size": 16, "overlap": 4, "blend": "crop"},
+        "metrics": {"test": {"threshold": 0.6}},
+    }
+    return save_weights(model.eval(), path, card)
+
+
+def test_the_protocol_scores_images_and_detection_for_networks_and_filters(tiny_weights):
+    enhancer = Enhancer.from_weights(tiny_weights)
+    base = TASK.baselines(TINY)
+    methods = {k: base[k] for k in ("input (noisy)", "top-hat (Uchiyama)")}
+    methods["tiny"] = TASK.network_method(enhancer)
+    rows = TASK.evaluate(methods, data=TINY)
+    by = {r["method"]: r for r in rows}
+    assert set(by) == set(methods)
+    for row in rows:
+        assert np.isfinite(row["psnr_wm"]) and 0 <= row["ssim_brain"] <= 1
+        assert 0 <= row["auc"] <= 1 and 0 <= row["dice"] <= 1 and 0 <= row["f1"] <= 1
+        assert {"dice_cso", "f1_bg", "count_diff", "volume_diff_mm3"} <= set(row)
+    # a top-hat finds the bright tubes far better than chance
+    assert by["top-hat (Uchiyama)"]["auc"] > 0.8
+
+
+def test_pvs_command_writes_map_mask_and_table(tmp_path, tiny_weights, capsys):
+    vol = _head(shape=(20, 20, 16))
+    src = save(vol, tmp_path / "t2.nii.gz")
+    mask = save(vol.with_data((vol.data > 0).astype(np.float32)), tmp_path / "brain.nii.gz")
+    out = tmp_path / "out"
+    code = main(
+        ["pvs", str(src), "-o", str(out), "--model", str(tiny_weights), "--mask", str(mask)]
+    )
+    assert code == 0
+    for name in ("enhanced.nii.gz", "pvs_probability.nii.gz", "pvs_mask.nii.gz"):
+        written = load(out / name)
+        assert written.shape == vol.shape and np.allclose(written.affine, vol.affine)
+    prob = load(out / "pvs_probability.nii.gz").data
+    assert prob.min() >= 0 and prob.max() <= 1
+    rows = json.loads((out / "pvs_run.json").read_text())["rows"]
+    assert rows[0]["region"] == "all" and rows[0]["count"] >= 0
+    enhanced = tmp_path / "e.nii.gz"
+    args = ["enhance", str(src), "-o", str(enhanced), "--model", str(tiny_weights), "-q"]
+    assert main([*args, "--mask", str(mask)]) == 0
+    assert np.all(load(enhanced).data[vol.data == 0] == 0)
+
+
+def test_demo_figure_outlines_the_true_pvs_on_a_zoomed_slice(tmp_path):
+    from types import SimpleNamespace
+
+    from mrenhance.tasks.pvs import pvs_figure
+
+    shape = (40, 40, 20)
+    mask = np.zeros(shape, bool)
+    mask[20:22, 10:30, 12] = True
+    cso = np.zeros(shape, bool)
+    cso[5:35, 5:35, 10:15] = True
+    image = np.where(mask, 1.0, 0.4).astype(np.float32)
+    case = SimpleNamespace(
+        regions={"centrum_semiovale": cso},
+        pvs_mask=mask,
+        image=image,
+        target=image,
+        brain=np.ones(shape, bool),
+    )
+    path = pvs_figure({"input": image, "target": image}, case, tmp_path / "f.png")
+    assert path.stat().st_size > 1000
