@@ -26,7 +26,9 @@ _METRIC_KEYS = ("ssim", "psnr", "nrmse")
 
 def _run_seconds(weights: Path, card: ModelCard) -> float | None:
     """Wall time summed over resumes, from the run's ``metrics.csv`` when it is beside us."""
-    stage = "gan" if str(card.training.get("stage", "")).startswith("WGAN") else "supervised"
+    stage = (
+        "gan" if str(card.training.get("stage", "")).startswith(("WGAN", "GAN")) else "supervised"
+    )
     log = weights.parent / stage / "metrics.csv"
     if not log.is_file():
         return None
@@ -81,11 +83,12 @@ def ship_weights(
     methods[card.name] = task.network_method(enhancer)
     rows = task.evaluate(methods, data=data)
     by = {r["method"]: r for r in rows}
+    keys = tuple(getattr(task, "metric_keys", _METRIC_KEYS))  # a task may record more
     card.metrics = {
         **card.metrics,
-        "test": {k: by[card.name][k] for k in _METRIC_KEYS if k in by[card.name]},
+        "test": {k: by[card.name][k] for k in keys if k in by[card.name]},
         "test_baselines": {
-            m: {k: by[m][k] for k in _METRIC_KEYS if k in by[m]} for m in by if m != card.name
+            m: {k: by[m][k] for k in keys if k in by[m]} for m in by if m != card.name
         },
         "test_protocol": task.protocol(data),
     }

@@ -176,7 +176,7 @@ def train_recipe(
         result = trainer.fit(resume=resume)
         trainer.load_best()
         if dist.is_main:
-            extra = {"stage": "supervised (L1)", "steps": tc.steps}
+            extra = {"stage": f"supervised ({tc.loss.upper()})", "steps": tc.steps}
             w = _save_stage(
                 trainer.model_for_saving(),
                 run / f"{base_name}.safetensors",
@@ -229,7 +229,7 @@ def train_recipe(
             }
             w = _save_stage(
                 gan.model_for_saving(),
-                run / f"{base_name}-gan.safetensors",
+                run / f"{g.weights_name or base_name + '-gan'}.safetensors",
                 card_common,
                 extra,
                 result,
