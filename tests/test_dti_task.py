@@ -101,3 +101,23 @@ def test_real_check_runs_on_dipy_small_64d():
     rows = TASK.evaluate({"bicubic": TASK.baselines()["bicubic"]}, which="real")
     assert rows[0]["subjects"] == 1 and np.isfinite(rows[0]["psnr"])
     assert "fa_mae_wm" in rows[0]
+
+
+def test_demo_section_has_each_method_its_fa_map_and_a_figure(tmp_path, monkeypatch):
+    from mrenhance.tasks import dti
+
+    monkeypatch.setitem(dti.DATA_DEFAULTS, "shape", [32, 32, 4])  # a small subject
+    monkeypatch.setitem(dti.DATA_DEFAULTS, "test_slices", 2)
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = create_model("srresnet-dwi-x4", channels=4, n_blocks=1).eval()
+    enhancers = {"tiny-dwi": Enhancer(model, TASK, inference=PLAN)}
+    section = TASK.demo(tmp_path, enhancers, say=lambda *_: None)
+    assert [r["method"] for r in section["table_rows"]] == ["bicubic", "tiny-dwi"]
+    assert section["images"][0].is_file()
+    assert {p.name for p in section["files"].values()} == {
+        "fa_lr.nii.gz",
+        "fa_bicubic.nii.gz",
+        "fa_tiny-dwi.nii.gz",
+        "fa_hr.nii.gz",
+    }
