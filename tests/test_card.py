@@ -68,4 +68,7 @@ def test_shipped_cards_follow_the_schema():
     for card in cards:
         assert card.provenance.get("git_commit")
         assert card.preprocessing["normalisation"]["mask"] == "head"
-        assert card.metrics["test"]["psnr"] > card.metrics["test_baselines"]["tricubic"]["psnr"]
+        baselines = card.metrics["test_baselines"]
+        assert baselines and "psnr" in card.metrics["test"]
+        if card.task == "sr_t1":  # the shipped 3D T1 networks beat tricubic interpolation
+            assert card.metrics["test"]["psnr"] > baselines["tricubic"]["psnr"]

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 NAME = "dti"
-ORDER = 60
+ORDER = 100  # after the built-in commands
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
