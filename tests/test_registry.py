@@ -87,8 +87,9 @@ def test_list_models_and_roles() -> None:
     names = [i.name for i in infos]
     assert names == sorted(names)
     assert {"dcsrn-b1u8", "mdcsrn-b4u4", "fsrcnn3d", "srresnet3d", "wgan-critic3d"} <= set(names)
-    assert [i.name for i in list_models(role="critic")] == ["wgan-critic3d"]
-    assert all(i.role == "generator" for i in infos if i.name != "wgan-critic3d")
+    critics = ["srgan-discriminator2d", "vgg19-features", "wgan-critic3d"]
+    assert [i.name for i in list_models(role="critic")] == critics
+    assert all(i.role == "generator" for i in infos if i.name not in critics)
     assert all(i.paper and i.description for i in infos)
 
 

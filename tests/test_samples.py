@@ -119,9 +119,11 @@ def test_list_and_load_samples() -> None:
         "mni_brain_mask",
         "asldro_ground_truth",
         "dipy_small_64d",
+        "dipy_s0_10slices",
     }
     assert all(isinstance(d, str) and "\n" not in d for d in listing.values())
     assert samples.load_sample("dipy_small_64d").shape == (10, 10, 10, 65)
+    assert samples.load_sample("dipy_s0_10slices").shape == (128, 128, 10, 1)
     assert samples.load_sample("asldro_ground_truth", field_strength="1.5T")["t1"].shape == (
         MNI_SHAPE
     )

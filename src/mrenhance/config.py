@@ -196,6 +196,8 @@ class GanConfig:
         ``type: gan`` only: an optional frozen network (``name`` + config) whose features of
         the output and target are compared with ``feature_loss``, weighted by
         ``feature_weight`` (SRGAN's VGG loss, Ledig et al. 2017; DTI SRGAN paper Sec. 4).
+    weights_name:
+        Name of this stage's weights file and card; null: ``<stage-1 name>-gan``.
     """
 
     type: str = "wgan-gp"
@@ -220,6 +222,7 @@ class GanConfig:
     feature_model: dict[str, Any] | None = None
     feature_weight: float = 0.0
     feature_loss: str = "l2"
+    weights_name: str | None = None
 
 
 _REQUIRED = ("name", "task", "model")

@@ -152,15 +152,19 @@ class Enhancer:
         from mrenhance.engine.infer import infer
 
         self.last_plan = self.plan_for(array.shape)
-        out = infer(
-            self.net,
-            array,
-            self.last_plan,
-            batch_size=self.batch_size,
-            device=self.device,
-            progress=self.progress,
-            amp_dtype=self.amp_dtype,
-        )
+        options = {
+            "batch_size": self.batch_size,
+            "device": self.device,
+            "progress": self.progress,
+            "amp_dtype": self.amp_dtype,
+        }
+        # a task may say how its network meets its array (e.g. a 2D model on every slice
+        # of every volume of a 4D DWI series); by default: one tiled inference
+        run_network = getattr(self.task, "run_network", None)
+        if run_network is not None:
+            out = run_network(self.net, array, self.last_plan, **options)
+        else:
+            out = infer(self.net, array, self.last_plan, **options)
         if not np.all(np.isfinite(out)):
             bad = int(out.size - np.count_nonzero(np.isfinite(out)))
             raise InputError(

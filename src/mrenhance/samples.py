@@ -16,6 +16,7 @@ asldro_ground_truth asldro's ground-truth brain on the same grid: CBF, ATT, T1, 
                     M0, tissue labels (1.5 T or 3 T)
 dipy_small_64d      dipy's small_64D DWI: 10x10x10x65, 2 mm, b = 0 and 64 directions
                     at b ~ 1000
+dipy_s0_10slices    dipy's S0_10slices: a real b = 0 image, 128x128x10, 2 mm in-plane
 =================== =================================================================
 
 Arrays are read once per process (``functools.lru_cache``, about 250 MB for all of them;
@@ -354,6 +355,27 @@ def dipy_small_64d() -> Volume:
     )
 
 
+def dipy_s0_10slices() -> Volume:
+    """dipy's ``S0_10slices``: a real b = 0 image, read from the file dipy ships.
+
+    Returns
+    -------
+    Volume (128, 128, 10, 1) float32 (2 mm in-plane), ``meta["bvals"]`` = [0] and
+    ``meta["bvecs"]`` = [[0, 0, 0]]: a one-volume DWI series.
+    """
+    path = _package_file("dipy", "data/files/S0_10slices.nii.gz", "dipy_s0_10slices")
+    data, affine = _load_nifti(str(path))
+    data = data if data.ndim == 4 else data[..., None]
+    return _volume(
+        data,
+        affine,
+        "dipy_s0_10slices",
+        _provenance("dipy", path),
+        bvals=np.zeros(1),
+        bvecs=np.zeros((1, 3)),
+    )
+
+
 _SAMPLES: dict[str, tuple[Callable[..., Any], str]] = {
     "mni_t1": (mni_t1, "MNI152 2009a T1 template, 197x233x189, 1 mm, skull-stripped (nilearn)"),
     "mni_tissue": (mni_tissue, "MNI152 2009a GM/WM probability maps and derived CSF (nilearn)"),
@@ -363,6 +385,7 @@ _SAMPLES: dict[str, tuple[Callable[..., Any], str]] = {
         "ASL ground-truth brain: CBF, ATT, T1, T2, T2*, M0, GM/WM/CSF labels (asldro)",
     ),
     "dipy_small_64d": (dipy_small_64d, "DWI 10x10x10x65, b=0 + 64 directions at b~1000 (dipy)"),
+    "dipy_s0_10slices": (dipy_s0_10slices, "real b=0 image 128x128x10, 2 mm in-plane (dipy)"),
 }
 
 

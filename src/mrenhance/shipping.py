@@ -26,7 +26,9 @@ _METRIC_KEYS = ("ssim", "psnr", "nrmse")
 
 def _run_seconds(weights: Path, card: ModelCard) -> float | None:
     """Wall time summed over resumes, from the run's ``metrics.csv`` when it is beside us."""
-    stage = "gan" if str(card.training.get("stage", "")).startswith("WGAN") else "supervised"
+    stage = (
+        "gan" if str(card.training.get("stage", "")).startswith(("WGAN", "GAN")) else "supervised"
+    )
     log = weights.parent / stage / "metrics.csv"
     if not log.is_file():
         return None
@@ -84,7 +86,9 @@ def ship_weights(
         test, test_baselines = task.card_metrics(rows, card.name)
     else:
         by = {r["method"]: r for r in rows}
-        keys = tuple(getattr(task, "card_metric_keys", _METRIC_KEYS))  # a task may name its own
+        keys = tuple(  # a task may name its own
+            getattr(task, "card_metric_keys", None) or getattr(task, "metric_keys", _METRIC_KEYS)
+        )
         test = {k: by[card.name][k] for k in keys if k in by[card.name]}
         test_baselines = {
             m: {k: by[m][k] for k in keys if k in by[m]} for m in by if m != card.name

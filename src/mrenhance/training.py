@@ -113,6 +113,12 @@ def train_recipe(
     # The data and the model are checked before the run folder is made: a bad recipe
     # leaves nothing behind.
     tc = r.train
+    if stage in ("gan", "all") and r.gan is not None and r.gan.feature_model:
+        # a feature network needs the user's weights file: refuse before any work
+        try:
+            _model_from_section(r.gan.feature_model)
+        except ConfigError as err:
+            raise ConfigError(f"{path}: gan.feature_model: {err}") from err
     patch = _patch_tuple(tc.patch_size)
     dataset, val_fn, subjects = task.build_training(r.data, patch, seed=tc.seed, source=str(path))
     preprocessing = task.preprocessing(task.data_config(r.data, str(path)), subjects)
@@ -232,7 +238,7 @@ def train_recipe(
             }
             w = _save_stage(
                 gan.model_for_saving(),
-                run / f"{base_name}-gan.safetensors",
+                run / f"{g.weights_name or base_name + '-gan'}.safetensors",
                 card_common,
                 extra,
                 result,

@@ -23,15 +23,20 @@ def run(args: argparse.Namespace) -> int:
 
     shipped_by_name = {c["name"]: c for c in list_shipped_weights()}
     rows = []
+    from mrenhance.errors import ConfigError
+
     for info in list_models():
-        params = count_parameters(create_model(info.name))
+        try:
+            params = f"{count_parameters(create_model(info.name)):,}"
+        except ConfigError:  # e.g. vgg19-features: built only from the user's weights file
+            params = "needs weights"
         names = [n for n, c in shipped_by_name.items() if c["architecture"]["name"] == info.name]
         rows.append(
             (
                 info.name,
                 info.task,
                 f"{info.spatial_dims}D",
-                f"{params:,}",
+                params,
                 ", ".join(names) or "-",
                 info.description,  # whole: a cut description misleads
             )

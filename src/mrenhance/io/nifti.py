@@ -263,6 +263,30 @@ def read_sidecars(path: Path, n_volumes: int) -> dict[str, np.ndarray]:
     return out
 
 
+def write_sidecars(
+    path: Path, bvals: np.ndarray, bvecs: np.ndarray | None, *, overwrite: bool = False
+) -> list[Path]:
+    """Write FSL ``.bval`` (one row) and ``.bvec`` (3 rows) files next to a NIfTI path.
+
+    The inverse of :func:`read_sidecars`: ``bvals`` (N,) s/mm^2, ``bvecs`` (N, 3) in the
+    convention they were read in. Returns the paths written (atomically).
+    """
+    from mrenhance.io.atomic import write_text_atomic
+
+    stem = _stem(Path(path))
+    bvals = np.asarray(bvals, dtype=np.float64).reshape(-1)
+    written = []
+    rows = {".bval": [bvals]}
+    if bvecs is not None:
+        rows[".bvec"] = list(np.asarray(bvecs, dtype=np.float64).reshape(-1, 3).T)
+    for suffix, lines in rows.items():
+        side = stem.with_name(stem.name + suffix)
+        text = "".join(" ".join(f"{v:.6g}" for v in line) + "\n" for line in lines)
+        write_text_atomic(side, text, overwrite=overwrite)
+        written.append(side)
+    return written
+
+
 def load_nifti(
     path: str | os.PathLike, *, nan_policy: str = "error", max_voxels: int = 2**31
 ) -> Volume:
@@ -546,6 +570,10 @@ def save_nifti(
                 img.header["pixdim"][4] = old_tr
     except (ValueError, TypeError, nib.spatialimages.HeaderDataError) as e:
         raise InputError(f"{path}: cannot build a NIfTI header for this volume ({e})") from e
+    bvals = volume.meta.get("bvals") if data.ndim == 4 else None
+    if bvals is not None and np.size(bvals) == data.shape[3]:
+        # a DWI series keeps its gradient table beside it (FSL .bval/.bvec)
+        write_sidecars(path, bvals, volume.meta.get("bvecs"), overwrite=overwrite)
     try:
         with atomic_path(path, overwrite) as tmp:
             img.to_filename(str(tmp))

@@ -22,6 +22,8 @@ these members, so adding a method means writing one module in ``mrenhance/tasks/
 ``evaluate``           the paper's evaluation protocol -> rows of metrics
 ``example_input``      a small valid input Volume (used by the conformance test)
 ``cli_commands``       optional extra CLI command modules (e.g. ``perfusion``)
+``run_network``        optional ``(model, array, plan, **infer_options) -> array``: how the
+                       network meets the prepared array (default: one tiled ``infer``)
 =====================  ==================================================================
 """
 

@@ -1,0 +1,86 @@
+"""The DWI forward model and the paper's LR images (simulate.dwi)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mrenhance.diffusion import angular_error_deg, fit_tensors
+from mrenhance.errors import InputError
+from mrenhance.simulate import dwi as D
+from mrenhance.simulate import subjects as S
+
+
+@pytest.fixture(scope="module")
+def simulated():
+    rng = np.random.default_rng(3)
+    subject = S.draw_subject(rng, voxel_mm=2.0, shape=(96, 112, 4), lesions=())
+    bvals, bvecs = D.load_gradient_table()
+    dwi, truth = D.simulate_dwi(subject, rng, bvals, bvecs, snr=30.0)
+    return subject, bvals, bvecs, dwi, truth
+
+
+def test_gradient_table_of_small_64d_and_from_fsl_files(tmp_path):
+    bvals, bvecs = D.load_gradient_table("sample:small_64D")
+    assert bvals.shape == (65,) and bvecs.shape == (65, 3)
+    assert (bvals <= 50).sum() == 1
+    np.testing.assert_allclose(np.linalg.norm(bvecs[bvals > 50], axis=1), 1.0, atol=1e-6)
+    (tmp_path / "g.bval").write_text("0 1000 1000\n")
+    (tmp_path / "g.bvec").write_text("0 2 0\n0 0 1\n0 0 0\n")  # 3 rows; normalised on load
+    b, g = D.load_gradient_table(f"{tmp_path / 'g.bval'},{tmp_path / 'g.bvec'}")
+    np.testing.assert_allclose(g, [[0, 0, 0], [1, 0, 0], [0, 1, 0]])
+    (tmp_path / "n.bval").write_text("1000 1000\n")
+    (tmp_path / "n.bvec").write_text("1 0\n0 1\n0 0\n")
+    with pytest.raises(InputError, match="no b = 0"):
+        D.load_gradient_table(f"{tmp_path / 'n.bval'},{tmp_path / 'n.bvec'}")
+
+
+def test_tissue_diffusion_is_what_was_asked(simulated):
+    subject, bvals, bvecs, _, truth = simulated
+    maps = fit_tensors(truth["noise_free"], bvals, bvecs, subject.brain_mask)
+    fr = subject.fractions
+    wm = fr["wm"] > 0.95
+    gm, csf = fr["gm"] > 0.95, fr["csf"] > 0.95
+    # pure WM: FA of the populations' mix; single fibres are 0.4-0.8, crossings lower it
+    single = wm & (truth["w2"] < 0.05)
+    assert single.sum() > 20
+    assert 0.35 < np.median(maps["fa"][single]) < 0.85
+    assert np.median(maps["fa"][wm]) > 0.3
+    assert np.median(maps["fa"][gm]) < 0.05  # isotropic
+    assert np.median(maps["md"][gm]) == pytest.approx(D.DIFFUSIVITY["gm"], rel=0.12)
+    assert np.median(maps["md"][csf]) > 2.0e-3  # free water, partial volume aside
+    # where one population dominates, the fitted V1 is its direction
+    assert np.median(angular_error_deg(maps["v1"][single], truth["e1"][single])) < 5
+
+
+def test_fibre_directions_are_smooth_unit_fields():
+    rng = np.random.default_rng(0)
+    e1, e2, w2 = D.fibre_fields(rng, (20, 20, 4), np.diag([2.0, 2, 2, 1]), spacing_mm=25)
+    np.testing.assert_allclose(np.linalg.norm(e1, axis=-1), 1, atol=1e-5)
+    assert 0 <= w2.min() and w2.max() <= 0.45
+    neighbours = angular_error_deg(e1[1:], e1[:-1])  # 2 mm apart
+    assert np.median(neighbours) < 10
+
+
+def test_rician_noise_matches_the_snr_and_the_draw_is_reproducible(simulated):
+    subject, bvals, bvecs, dwi, truth = simulated
+    air = sum(subject.fractions.values()) == 0
+    # Rician noise over zero signal has mean sigma * sqrt(pi / 2)
+    assert dwi[air, 0].mean() == pytest.approx(truth["sigma"] * np.sqrt(np.pi / 2), rel=0.1)
+    rng = np.random.default_rng(3)
+    again = S.draw_subject(rng, voxel_mm=2.0, shape=(96, 112, 4), lesions=())
+    dwi2, _ = D.simulate_dwi(again, rng, bvals, bvecs, snr=30.0)
+    np.testing.assert_array_equal(dwi, dwi2)
+
+
+def test_degradation_is_a_fov_aligned_block_mean_with_noise_first():
+    hr = np.arange(8 * 8 * 2 * 3, dtype=np.float32).reshape(8, 8, 2, 3)
+    lr = D.degrade_dwi(hr, 4)
+    assert lr.shape == (2, 2, 2, 3)
+    assert lr[1, 0, 1, 2] == pytest.approx(hr[4:8, 0:4, 1, 2].mean())
+    noisy = D.degrade_dwi(hr, 4, noise_sigma=1.0, rng=np.random.default_rng(0))
+    assert 0 < np.std(noisy - lr) < 0.5  # a block mean of 16 noise samples: sigma / 4
+    smooth = D.degrade_dwi(np.ones((8, 8, 2), np.float32), 4, method="kspace")
+    np.testing.assert_allclose(smooth, 1.0, atol=1e-5)
+    with pytest.raises(InputError, match="multiple of the factor"):
+        D.degrade_dwi(np.ones((6, 8, 2), np.float32), 4)

@@ -1,0 +1,123 @@
+"""The dti task: geometry of prepare/restore, a 2D model on every volume, the protocol."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mrenhance.engine.infer import scaled_affine
+from mrenhance.enhance_api import Enhancer
+from mrenhance.errors import ConfigError, InputError
+from mrenhance.models import create_model
+from mrenhance.tasks import get_task
+from mrenhance.volume import Volume
+
+TASK = get_task("dti")
+PLAN = {"patch_size": [8, 8], "overlap": [4, 4], "scale": [4, 4, 1], "slice_axis": 2}
+TINY = {"subjects": {"train": 1, "validation": 1, "test": 1}, "shape": [32, 32, 4]}
+
+
+def _series(rng, affine=None) -> Volume:
+    data = 50 + 50 * rng.random((6, 5, 3, 4), dtype=np.float32)
+    meta = {
+        "source": "dwi.nii.gz",
+        "bvals": np.array([0.0, 1000, 1000, 1000]),
+        "bvecs": np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1.0]]),
+    }
+    return Volume(data, np.diag([8.0, 8, 2, 1]) if affine is None else affine, meta)
+
+
+def test_restore_puts_a_4x_output_on_the_scaled_grid_with_the_gradient_table(rng, oblique_affine):
+    vol = _series(rng, oblique_affine)
+    array, ctx = TASK.prepare(vol, None)
+    assert array.shape == vol.shape
+    big = np.repeat(np.repeat(array, 4, axis=0), 4, axis=1)
+    out = TASK.restore(big, ctx, vol)
+    assert out.shape == (24, 20, 3, 4)
+    np.testing.assert_allclose(out.affine, scaled_affine(vol.affine, vol.shape[:3], (4, 4, 1)))
+    np.testing.assert_allclose(out.voxel_size, np.array(vol.voxel_size) / [4, 4, 1], rtol=1e-6)
+    # the field of view keeps its centre
+    centre_in = vol.affine @ [*(np.array(vol.shape[:3]) - 1) / 2, 1]
+    centre_out = out.affine @ [*(np.array(out.shape[:3]) - 1) / 2, 1]
+    np.testing.assert_allclose(centre_out, centre_in, atol=1e-9)
+    np.testing.assert_array_equal(out.meta["bvals"], vol.meta["bvals"])
+    np.testing.assert_allclose(out.data, np.clip(big * ctx["scale"], 0, None), rtol=1e-6)
+
+
+def test_one_scale_for_the_series_from_its_b0(rng):
+    vol = _series(rng)
+    array, ctx = TASK.prepare(vol, None)
+    ratio = array[..., 1:] / np.maximum(array[..., :1], 1e-6)
+    np.testing.assert_allclose(ratio, vol.data[..., 1:] / vol.data[..., :1], rtol=1e-5)
+
+
+def test_the_2d_model_runs_on_every_volume_alone(rng):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = create_model("srresnet-dwi-x4", channels=4, n_blocks=1).eval()
+    enhancer = Enhancer(model, TASK, inference=PLAN, scale=1.0)
+    vol = _series(rng)
+    out = enhancer(vol)
+    assert out.shape == (24, 20, 3, 4)
+    order = [2, 0, 3, 1]
+    shuffled = Volume(
+        vol.data[..., order], vol.affine, {**vol.meta, "bvals": vol.meta["bvals"][order]}
+    )
+    np.testing.assert_allclose(enhancer(shuffled).data, out.data[..., order], rtol=1e-5, atol=1e-5)
+
+
+def test_check_input_refuses_series_it_cannot_fit(rng):
+    vol = _series(rng)
+    no_table = Volume(vol.data, vol.affine, {"source": "x.nii.gz"})
+    with pytest.raises(InputError, match="x.nii.gz.*b-values"):
+        TASK.check_input(no_table)
+    no_b0 = Volume(vol.data, vol.affine, {**vol.meta, "bvals": np.full(4, 1000.0)})
+    with pytest.raises(InputError, match="no b = 0"):
+        TASK.check_input(no_b0)
+
+
+def test_data_config_refuses_grids_the_factor_does_not_divide():
+    with pytest.raises(ConfigError, match="data.shape"):
+        TASK.data_config({"shape": [30, 32, 4]}, "r.yaml")
+    with pytest.raises(ConfigError, match="data.factor"):
+        TASK.data_config({"factor": 3}, "r.yaml")
+    with pytest.raises(ConfigError, match="data.subjects"):
+        TASK.data_config({"subjects": {"holdout": 1}}, "r.yaml")
+
+
+def test_protocol_scores_bicubic_below_the_truth_and_tensor_errors_vanish_for_it():
+    rows = TASK.evaluate(
+        {"bicubic": TASK.baselines()["bicubic"], "oracle": lambda s: s.hr},
+        data={**TINY, "test_slices": 2},
+    )
+    by = {r["method"]: r for r in rows}
+    assert by["oracle"]["psnr"] > 100 and by["oracle"]["ssim"] == pytest.approx(1.0)
+    assert by["oracle"]["fa_mae_wm"] == pytest.approx(0.0, abs=1e-6)
+    assert 10 < by["bicubic"]["psnr"] < 60 and by["bicubic"]["fa_mae_wm"] > 0.01
+    assert by["bicubic"]["angle_wm_deg"] > 1
+
+
+def test_real_check_runs_on_dipy_small_64d():
+    rows = TASK.evaluate({"bicubic": TASK.baselines()["bicubic"]}, which="real")
+    assert rows[0]["subjects"] == 1 and np.isfinite(rows[0]["psnr"])
+    assert "fa_mae_wm" in rows[0]
+
+
+def test_demo_section_has_each_method_its_fa_map_and_a_figure(tmp_path, monkeypatch):
+    from mrenhance.tasks import dti
+
+    monkeypatch.setitem(dti.DATA_DEFAULTS, "shape", [32, 32, 4])  # a small subject
+    monkeypatch.setitem(dti.DATA_DEFAULTS, "test_slices", 2)
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = create_model("srresnet-dwi-x4", channels=4, n_blocks=1).eval()
+    enhancers = {"tiny-dwi": Enhancer(model, TASK, inference=PLAN)}
+    section = TASK.demo(tmp_path, enhancers, say=lambda *_: None)
+    assert [r["method"] for r in section["table_rows"]] == ["bicubic", "tiny-dwi"]
+    assert section["images"][0].is_file()
+    assert {p.name for p in section["files"].values()} == {
+        "fa_lr.nii.gz",
+        "fa_bicubic.nii.gz",
+        "fa_tiny-dwi.nii.gz",
+        "fa_hr.nii.gz",
+    }
