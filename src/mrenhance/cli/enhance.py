@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from mrenhance.cli._options import floats, ints
+from mrenhance.errors import printable
 
 ORDER = 30
 
@@ -55,10 +57,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from mrenhance import enhance_api
-    from mrenhance.errors import InputError, MrenhanceError
-    from mrenhance.io import load, save
-    from mrenhance.io.atomic import check_output_path, write_text_atomic
-    from mrenhance.io.nifti import is_nifti_name
+    from mrenhance.io.atomic import check_output_path
     from mrenhance.io.paths import check_not_input, plan_enhance_outputs
 
     # the weights are read and checked once for the whole batch (sha256, finite tensors),
@@ -83,8 +82,54 @@ def run(args: argparse.Namespace) -> int:
             [*args.inputs, *(s for s, _ in pairs), *(d for _, d in pairs), *model_files],
             what="summary",
         )
-    single = len(pairs) == 1 and not Path(args.output).is_dir()
+    single = len(pairs) == 1 and not os.path.isdir(args.output)
     results: list[dict[str, Any]] = []
+    try:
+        _run_batch(args, pairs, enhancer, single, results)
+    except KeyboardInterrupt:  # SIGINT/SIGTERM: stop between files, say which were done
+        done = len(results)
+        if done < len(pairs):
+            src, dst = pairs[done]
+            results.append({"input": str(src), "output": str(dst), "status": "interrupted"})
+        results += [
+            {"input": str(s), "output": str(d), "status": "not started"}
+            for s, d in pairs[len(results) :]
+        ]
+        if args.summary:
+            _write_summary(args, results)
+        raise
+    failed = [r for r in results if r["status"] != "ok"]
+    if args.summary:
+        _write_summary(args, results)
+    if not single:
+        print(printable(f"{len(results) - len(failed)} succeeded, {len(failed)} failed"))
+    return 1 if failed else 0
+
+
+def _write_summary(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
+    from mrenhance.io.atomic import write_text_atomic
+
+    failed = [r for r in results if r["status"] != "ok"]
+    summary = {"model": args.model, "results": results, "failed": len(failed)}
+    if any(r["status"] == "interrupted" for r in results):
+        summary["interrupted"] = True
+    write_text_atomic(args.summary, json.dumps(summary, indent=2), overwrite=True)
+
+
+def _run_batch(
+    args: argparse.Namespace,
+    pairs: list[tuple[Path, Path]],
+    enhancer: Any,
+    single: bool,
+    results: list[dict[str, Any]],
+) -> None:
+    """Enhance each (input, output) pair; a failure fails its own entry in a batch."""
+    from mrenhance import enhance_api
+    from mrenhance.errors import InputError, MrenhanceError
+    from mrenhance.io import load, save
+    from mrenhance.io.atomic import check_output_path
+    from mrenhance.io.nifti import is_nifti_name
+
     for src, dst in pairs:
         t0 = time.perf_counter()
         try:
@@ -109,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
                 }
             )
             if not args.quiet:
-                print(f"{src} -> {dst} ({seconds:.1f} s)")
+                print(printable(f"{src} -> {dst} ({seconds:.1f} s)"))
         except Exception as exc:
             if single:
                 raise
@@ -121,14 +166,4 @@ def run(args: argparse.Namespace) -> int:
             results.append(
                 {"input": str(src), "output": str(dst), "status": "failed", "error": msg}
             )
-            print(f"mrenhance: error: {msg}", file=sys.stderr)
-    failed = [r for r in results if r["status"] != "ok"]
-    if args.summary:
-        write_text_atomic(
-            args.summary,
-            json.dumps({"model": args.model, "results": results, "failed": len(failed)}, indent=2),
-            overwrite=True,
-        )
-    if not single:
-        print(f"{len(results) - len(failed)} succeeded, {len(failed)} failed")
-    return 1 if failed else 0
+            print(printable(f"mrenhance: error: {msg}"), file=sys.stderr)
