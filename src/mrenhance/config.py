@@ -388,11 +388,15 @@ def recipe_path(name_or_path: str | os.PathLike) -> Path:
     ConfigError
         Neither an existing file nor a packaged recipe name.
     """
-    p = Path(name_or_path)
-    if p.is_file():
+    from mrenhance.io.atomic import check_file_name
+
+    p = check_file_name(name_or_path)
+    if os.path.isfile(p):
         return p
+    if os.path.exists(p):  # a folder, FIFO or device: never opened
+        raise ConfigError(f"{p}: not a regular file (a recipe is a YAML file); not read")
     packaged = RECIPES_DIR / f"{p.name.removesuffix('.yaml')}.yaml"
-    if p.parent == Path(".") and packaged.is_file():
+    if p.parent == Path(".") and os.path.isfile(packaged):
         return packaged
     known = ", ".join(list_recipes()) or "none"
     raise ConfigError(f"{p}: recipe file not found (packaged recipes: {known})")

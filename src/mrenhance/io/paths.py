@@ -162,8 +162,11 @@ def check_batch_outputs(pairs: Sequence[tuple[PathLike, PathLike]]) -> None:
 def check_run_folder(
     folder: PathLike, inputs: Iterable[PathLike], what: str = "run folder"
 ) -> None:
-    """Refuse an output folder that is an input, holds an input or lies in an input folder."""
-    out = Path(folder)
+    """Refuse an output folder that is an input, holds an input or lies in an input folder
+    (or whose name the file system cannot hold)."""
+    from mrenhance.io.atomic import check_file_name
+
+    out = check_file_name(folder)
     for inp in inputs:
         inp = Path(inp)
         if same_path(out, inp) or is_inside(inp, out):
