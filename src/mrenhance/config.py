@@ -339,6 +339,14 @@ def _yaml_load(text: str) -> Any:
     """YAML text to Python values within the limits above; raises yaml.YAMLError."""
     if len(text) > MAX_RECIPE_BYTES:
         raise _YamlLimit(f"{len(text)} characters, more than the limit of {MAX_RECIPE_BYTES}")
+    # PyYAML's scanner does work proportional to the flow depth for every token, so
+    # 5000 "[" take seconds and a megabyte of them hours: count the brackets first
+    depth = deepest = 0
+    for ch in re.sub(r"[^\[\]{}]", "", text):
+        depth = depth + 1 if ch in "[{" else max(0, depth - 1)
+        deepest = max(deepest, depth)
+    if deepest > MAX_YAML_DEPTH:
+        raise _YamlLimit(f"nested deeper than {MAX_YAML_DEPTH} levels")
     loader = _Loader(text)
     try:
         node = loader.get_single_node()

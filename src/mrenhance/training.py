@@ -127,7 +127,10 @@ def train_recipe(
     device = check_device(device)
     _check_model_patch(r, path)
     dist = init_distributed(device)
-    task = get_task(r.task)
+    try:
+        task = get_task(r.task)
+    except InputError as e:
+        raise ConfigError(f"{path}: task: {e}") from e
     run = Path(run_dir) if run_dir else Path("runs") / f"{r.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     if resume and not run.is_dir():
         raise ConfigError(f"{run}: nothing to resume (run folder not found)")
