@@ -4,14 +4,16 @@
     .venv/bin/python benchmarks/reliability_counts.py --quick         # about 1 minute
     .venv/bin/python benchmarks/reliability_counts.py --atheris-runs 100000
 
-1. Every case of the bad-input corpus (tests/bad_inputs/build.py) through a fresh
-   ``python -m mrenhance`` process: exit 2, one stderr line naming the file and the problem,
-   nothing written, inputs byte-identical; and the Python API raising InputError with the
-   same message.
+1. Every case of the bad-input corpus (tests/bad_inputs/) through a fresh
+   ``python -m mrenhance`` process: exit 2 (a batch case: 1, its good siblings written),
+   one stderr line naming the file and the problem, nothing else written, inputs
+   byte-identical; and the Python API raising InputError with the same message
+   (``bad_inputs.build.check_promise``, as in the tests).
 2. SIGKILL at random moments of large atomic writes (300^3 float32 NIfTI, 64 MiB
    checkpoint) and of ``mrenhance train`` (then ``--resume``), as in tests/test_kill.py:
    each destination must be the complete old or new file; each resumed run's weights must
-   equal an uninterrupted run's bit for bit.
+   equal an uninterrupted run's bit for bit. SIGTERM/SIGINT at random moments of a large
+   write (tests/test_signals.py): exit 143/130, one line, no temp file, nothing partial.
 3. Fuzzing: the hypothesis properties of tests/fuzz at ``--fuzz-examples`` per test, and
    (if atheris is installed) ``tests/fuzz/fuzz_readers.py -atheris_runs=N``.
 
@@ -127,6 +129,42 @@ def run_write_kills(n_nifti: int, n_checkpoint: int, seed: int) -> dict[str, Any
     return out
 
 
+def run_term_signals(n: int, seed: int) -> dict[str, Any]:
+    """SIGTERM (and every 5th time SIGINT) at random moments of a forked ``mrenhance``
+    writing a 300^3 NIfTI, as in tests/test_signals.py: exit 143/130 with one line, no
+    temp file, the destination absent or complete."""
+    import numpy as np
+
+    import test_signals as ts
+
+    rng = np.random.default_rng(seed)
+    full = 352 + 4 * int(np.prod(ts.BIG_SHAPE))
+    counts = {"signals": 0, "interrupted_mid_write": 0, "after_the_rename": 0, "broken": 0}
+    failures = []
+    with tempfile.TemporaryDirectory(prefix="term-") as d:
+        d = Path(d)
+        out, err = d / "big.nii", d / "stderr.txt"
+        _, window = ts._forked_write(out, err, None, 0.0)
+        out.unlink()
+        for i in range(n):
+            sig = ts.signal.SIGINT if i % 5 == 4 else ts.signal.SIGTERM
+            delay = float(rng.uniform(0, 1.1 * window))
+            rc, _ = ts._forked_write(out, err, sig, delay)
+            lines = err.read_text().splitlines()
+            counts["signals"] += 1
+            size = out.stat().st_size if out.exists() else None
+            ok = not ts.temps(d) and size in (None, full)
+            if rc != 0:
+                ok = ok and rc == ts.EXIT_CODES[sig] and len(lines) == 1
+            counts["after_the_rename" if size == full else "interrupted_mid_write"] += 1
+            if not ok:
+                counts["broken"] += 1
+                failures.append({"delay_s": delay, "rc": rc, "stderr": lines, "size": size})
+            out.unlink(missing_ok=True)
+    print(f"  SIGTERM/SIGINT: {counts}", flush=True)
+    return {**counts, "failures": failures}
+
+
 def run_training_kills(n: int, seed: int) -> dict[str, Any]:
     import numpy as np
     import torch
@@ -232,12 +270,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nifti-kills", type=int, default=40)
     ap.add_argument("--checkpoint-kills", type=int, default=40)
     ap.add_argument("--train-kills", type=int, default=5)
+    ap.add_argument("--term-signals", type=int, default=20, help="SIGTERM/SIGINT mid-write")
     ap.add_argument("--fuzz-examples", type=int, default=1000, help="hypothesis, per test")
     ap.add_argument("--atheris-runs", type=int, default=20000)
     ap.add_argument("--seed", type=int, default=20240607)
     args = ap.parse_args(argv)
     if args.quick:
         args.nifti_kills, args.checkpoint_kills, args.train_kills = 10, 10, 2
+        args.term_signals = 5
         args.fuzz_examples, args.atheris_runs = 100, 2000
 
     t0 = time.time()
@@ -246,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     print("2/3 SIGKILL during writes and training", flush=True)
     writes = run_write_kills(args.nifti_kills, args.checkpoint_kills, args.seed)
     training = run_training_kills(args.train_kills, args.seed)
+    terms = run_term_signals(args.term_signals, args.seed)
     print("3/3 fuzzing", flush=True)
     hypo = run_hypothesis(args.fuzz_examples)
     ath = run_atheris(args.atheris_runs)
@@ -259,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
          "broken promises": sum(v["lost"] for v in writes.values())},
         {"check": "SIGKILL during training, then --resume", "count": training["kills"],
          "broken promises": len(training["failures"])},
+        {"check": "SIGTERM/SIGINT during large writes", "count": terms["signals"],
+         "broken promises": terms["broken"]},
         {"check": "hypothesis fuzz files", "count": hypo["files_checked"],
          "broken promises": 0 if hypo["passed"] else 1},
         {"check": "atheris fuzz runs", "count": ath["runs"],
@@ -272,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         "corpus": corpus,
         "write_kills": writes,
         "training_kills": training,
+        "term_signals": terms,
         "hypothesis": hypo,
         "atheris": ath,
         "lost": lost,

@@ -81,10 +81,62 @@ REQUIRED = {
 }
 
 
+# Issue 9 (reliability, round two): each class mapped to the cases that cover it.
+REQUIRED_ROUND_TWO = {
+    "FIFO, socket, device as input": [
+        "fifo_input", "fifo_info", "socket_input", "character_device_input",
+        "fifo_recipe", "fifo_weights", "fifo_model_card", "batch_with_fifo",
+    ],
+    "YAML alias bombs, deep nesting, huge scalars": [
+        "recipe_alias_bomb", "recipe_alias_bomb_in_a_known_key", "recipe_self_alias",
+        "recipe_deep_nesting", "recipe_huge_scalar", "recipe_too_large",
+        "recipe_override_deep", "card_deeply_nested", "card_too_large",
+    ],
+    "file names too long or not UTF-8": [
+        "input_name_too_long", "input_folder_name_too_long", "output_name_too_long",
+        "output_name_leaves_no_room_for_temp", "summary_name_too_long",
+        "model_name_too_long", "recipe_name_too_long", "run_dir_name_too_long",
+        "non_utf8_name_truncated", "batch_non_utf8_sibling_and_bad_entry",
+        "batch_output_name_too_long",
+    ],
+    "model cards with wrong types or values": [
+        "card_inference_not_mapping", "card_negative_architecture_size",
+        "card_unknown_task", "card_patch_not_integers", "card_normalisation_not_mapping",
+    ],
+    "recipes with impossible values": [
+        "recipe_steps_zero", "recipe_steps_negative", "recipe_lr_nan", "recipe_lr_negative",
+        "recipe_lr_infinite", "recipe_batch_size_zero", "recipe_patch_axes_mismatch",
+        "recipe_patch_larger_than_data", "recipe_unknown_loss", "recipe_unknown_model",
+        "recipe_unknown_task", "recipe_not_a_mapping",
+    ],
+    "options: --patch-size axes, --device, argparse": [
+        "patch_size_two_axes_for_3d_model", "patch_size_four_axes", "device_banana",
+        "device_empty", "device_cuda_missing", "device_cuda_index_out_of_range",
+        "device_unsupported_type", "train_device_banana", "argparse_unknown_option",
+        "argparse_not_an_int", "argparse_unknown_command",
+    ],
+    "DICOM series that disagree": [
+        "dicom_mixed_modality", "dicom_mixed_matrix", "dicom_mixed_pixel_spacing",
+    ],
+    "NaN/Inf weights": ["weights_hold_inf"],
+    "library warnings": ["library_warning_and_nan_voxels"],
+}  # fmt: skip
+
+
 def test_corpus_covers_the_issue_and_has_at_least_25_cases():
     missing = [k for k, names in REQUIRED.items() if not all(n in CASES for n in names)]
     assert not missing
     assert len(CASES) >= 25
+
+
+def test_corpus_covers_round_two_with_at_least_40_new_cases():
+    from bad_inputs import hostile
+
+    names = [n for ns in REQUIRED_ROUND_TWO.values() for n in ns]
+    assert [n for n in names if n not in CASES] == []
+    new = [n for n, fn in CASES.items() if fn.__module__ == hostile.__name__]
+    assert sorted(names) == sorted(new)  # each new case is listed under its class
+    assert len(new) >= 40
 
 
 def _run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str, list]:
