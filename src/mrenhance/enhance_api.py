@@ -69,8 +69,12 @@ class Enhancer:
         name = card.name if card is not None else "the model"
         given_patch = check_patch_axes(given.get("patch_size"), dims, model=name)
         self.inference = {**base, **given}
+        patch = _as_tiling(self.inference["patch_size"])
+        own = card is not None and "patch_size" in (card.inference or {})
+        if not given_patch and not own and dims and isinstance(patch, tuple):
+            patch = patch[:dims]  # the project default (64^3) as 64^2 for a 2D network
         self.inference["patch_size"] = given_patch or check_patch_axes(
-            _as_tiling(self.inference["patch_size"]), dims, "inference.patch_size", name
+            patch, dims, "inference.patch_size", name
         )
         self.device = check_device(device)
         self.batch_size = batch_size
