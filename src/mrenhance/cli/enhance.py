@@ -84,13 +84,18 @@ def run(args: argparse.Namespace) -> int:
         )
     single = len(pairs) == 1 and not os.path.isdir(args.output)
     results: list[dict[str, Any]] = []
+    before: dict[str, Any] = {}
     try:
-        _run_batch(args, pairs, enhancer, single, results)
+        _run_batch(args, pairs, enhancer, single, results, before)
     except KeyboardInterrupt:  # SIGINT/SIGTERM: stop between files, say which were done
         done = len(results)
         if done < len(pairs):
             src, dst = pairs[done]
-            results.append({"input": str(src), "output": str(dst), "status": "interrupted"})
+            # a signal held during the final rename (mrenhance.signals) is raised after
+            # it: the output then changed, and being atomic it is the complete new file
+            written = _file_key(dst) not in (None, before.get("key"))
+            status = "ok" if written else "interrupted"
+            results.append({"input": str(src), "output": str(dst), "status": status})
         results += [
             {"input": str(s), "output": str(d), "status": "not started"}
             for s, d in pairs[len(results) :]
@@ -104,6 +109,15 @@ def run(args: argparse.Namespace) -> int:
     if not single:
         print(printable(f"{len(results) - len(failed)} succeeded, {len(failed)} failed"))
     return 1 if failed else 0
+
+
+def _file_key(path: Path) -> tuple[int, int, int] | None:
+    """(inode, size, mtime) of ``path``, or None when there is no such file."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _write_summary(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
@@ -122,8 +136,10 @@ def _run_batch(
     enhancer: Any,
     single: bool,
     results: list[dict[str, Any]],
+    before: dict[str, Any],
 ) -> None:
-    """Enhance each (input, output) pair; a failure fails its own entry in a batch."""
+    """Enhance each (input, output) pair; a failure fails its own entry in a batch.
+    ``before["key"]``: the current output's :func:`_file_key` before its entry started."""
     from mrenhance import enhance_api
     from mrenhance.errors import InputError, MrenhanceError
     from mrenhance.io import load, save
@@ -131,6 +147,7 @@ def _run_batch(
     from mrenhance.io.nifti import is_nifti_name
 
     for src, dst in pairs:
+        before["key"] = _file_key(dst)
         t0 = time.perf_counter()
         try:
             check_output_path(dst, args.overwrite)
