@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/reliability_counts.py                 # about 5 minutes
     .venv/bin/python benchmarks/reliability_counts.py --quick         # about 1 minute
     .venv/bin/python benchmarks/reliability_counts.py --atheris-runs 100000
+    .venv/bin/python benchmarks/reliability_counts.py --sections corpus,signals --jobs 3
 
 1. Every case of the bad-input corpus (tests/bad_inputs/) through a fresh
    ``python -m mrenhance`` process: exit 2 (a batch case: 1, its good siblings written),
@@ -56,35 +57,56 @@ def _provenance() -> dict[str, Any]:
 # ---------------------------------------------------------------------------- 1. corpus
 
 
-def run_corpus() -> dict[str, Any]:
+def run_corpus(jobs: int = 1, timeout_s: float = 600) -> dict[str, Any]:
+    """Each case through a fresh process (``jobs`` at a time); a process that runs past
+    ``timeout_s`` is killed and counts as a broken promise (a hang)."""
     from bad_inputs.build import CASES, build, check_api, check_promise, snapshot
 
+    names = sorted(CASES)
     tried, failures = 0, []
-    for name in sorted(CASES):
-        with tempfile.TemporaryDirectory(prefix=f"bad-{name}-") as d:
-            folder = Path(d)
-            c = build(name, folder)
-            before = snapshot(folder)
-            proc = subprocess.run(
-                [sys.executable, "-m", "mrenhance", *c.argv],
-                capture_output=True,
-                text=True,
-                errors="surrogateescape",
-                env=ENV,
-                timeout=300,
-            )
-            tried += 1
-            lines = proc.stderr.splitlines()
-            line = lines[0] if lines else ""
-            after = snapshot(folder)
-            problems = check_promise(
-                c, folder, before, after, proc.returncode, proc.stdout, proc.stderr
-            )
+    running: list[tuple[str, Any, Path, dict, Any, float, Any]] = []
+
+    def finish(item: tuple) -> None:
+        nonlocal tried
+        name, c, folder, before, proc, started, tmp = item
+        try:
+            out, err = proc.communicate(timeout=max(1.0, timeout_s - (time.time() - started)))
+            rc = proc.returncode
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            rc = None
+        tried += 1
+        line = err.splitlines()[0] if err.splitlines() else ""
+        if rc is None:
+            problems = [f"no answer after {timeout_s:.0f} s (killed)"]
+        else:
+            problems = check_promise(c, folder, before, snapshot(folder), rc, out, err)
             with contextlib.redirect_stdout(io.StringIO()):
                 problems += check_api(c, line)
-            if problems:
-                failures.append({"case": name, "problems": problems, "stderr": proc.stderr})
-            print(f"  {'ok ' if not problems else 'BAD'} {name}: {line[:110]}", flush=True)
+        if problems:
+            failures.append({"case": name, "problems": problems, "stderr": err})
+        print(f"  {'ok ' if not problems else 'BAD'} {name}: {line[:110]}", flush=True)
+        tmp.cleanup()
+
+    for name in names:
+        tmp = tempfile.TemporaryDirectory(prefix=f"bad-{name}-")
+        folder = Path(tmp.name)
+        c = build(name, folder)
+        before = snapshot(folder)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mrenhance", *c.argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="surrogateescape",
+            env=ENV,
+        )
+        running.append((name, c, folder, before, proc, time.time(), tmp))
+        while len(running) >= jobs:
+            finish(running.pop(0))
+    while running:
+        finish(running.pop(0))
     return {"bad_inputs_tried": tried, "bad_inputs_refused_cleanly": tried - len(failures),
             "failures": failures}  # fmt: skip
 
@@ -263,6 +285,8 @@ def run_atheris(runs: int) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- main
 
+_NOT_RUN_CORPUS = {"bad_inputs_tried": 0, "failures": [], "skipped": "not run"}
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -274,22 +298,40 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fuzz-examples", type=int, default=1000, help="hypothesis, per test")
     ap.add_argument("--atheris-runs", type=int, default=20000)
     ap.add_argument("--seed", type=int, default=20240607)
+    ap.add_argument("--jobs", type=int, default=1, help="corpus processes at a time")
+    ap.add_argument(
+        "--sections",
+        default="corpus,kills,signals,fuzz",
+        help="comma-separated subset to run (the others are reported as not run)",
+    )
     args = ap.parse_args(argv)
     if args.quick:
         args.nifti_kills, args.checkpoint_kills, args.train_kills = 10, 10, 2
         args.term_signals = 5
         args.fuzz_examples, args.atheris_runs = 100, 2000
 
+    sections = set(args.sections.split(","))
     t0 = time.time()
     print("1/3 bad-input corpus through the CLI", flush=True)
-    corpus = run_corpus()
-    print("2/3 SIGKILL during writes and training", flush=True)
-    writes = run_write_kills(args.nifti_kills, args.checkpoint_kills, args.seed)
-    training = run_training_kills(args.train_kills, args.seed)
-    terms = run_term_signals(args.term_signals, args.seed)
+    corpus = run_corpus(args.jobs) if "corpus" in sections else _NOT_RUN_CORPUS
+    print("2/3 SIGKILL during writes and training; SIGTERM during writes", flush=True)
+    if "kills" in sections:
+        writes = run_write_kills(args.nifti_kills, args.checkpoint_kills, args.seed)
+        training = run_training_kills(args.train_kills, args.seed)
+    else:
+        writes, training = {}, {"kills": 0, "failures": [], "skipped": "not run"}
+    terms = (
+        run_term_signals(args.term_signals, args.seed)
+        if "signals" in sections
+        else {"signals": 0, "broken": 0, "skipped": "not run"}
+    )
     print("3/3 fuzzing", flush=True)
-    hypo = run_hypothesis(args.fuzz_examples)
-    ath = run_atheris(args.atheris_runs)
+    if "fuzz" in sections:
+        hypo = run_hypothesis(args.fuzz_examples)
+        ath = run_atheris(args.atheris_runs)
+    else:
+        hypo = {"files_checked": 0, "passed": True, "skipped": "not run"}
+        ath = {"runs": 0, "skipped": "not run"}
 
     write_kills = sum(v["kills"] for v in writes.values())
     lost = sum(v["lost"] for v in writes.values()) + len(training["failures"])
@@ -309,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     ]  # fmt: skip
     payload = {
         "benchmark": "reliability",
+        "sections": sorted(sections),
         "provenance": _provenance(),
         "seconds": round(time.time() - t0, 1),
         "rows": rows,
@@ -323,7 +366,10 @@ def main(argv: list[str] | None = None) -> int:
     from mrenhance.io.atomic import write_text_atomic
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / "reliability.json"
+    everything = {"corpus", "kills", "signals", "fuzz"}
+    # a partial run never overwrites the full measurement
+    suffix = "" if sections >= everything else "_" + "_".join(sorted(sections & everything))
+    out = RESULTS / f"reliability{suffix}.json"
     write_text_atomic(out, json.dumps(payload, indent=2, default=str) + "\n", overwrite=True)
 
     width = max(len(r["check"]) for r in rows)
