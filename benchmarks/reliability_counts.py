@@ -3,15 +3,18 @@
     .venv/bin/python benchmarks/reliability_counts.py                 # about 5 minutes
     .venv/bin/python benchmarks/reliability_counts.py --quick         # about 1 minute
     .venv/bin/python benchmarks/reliability_counts.py --atheris-runs 100000
+    .venv/bin/python benchmarks/reliability_counts.py --sections corpus,signals --jobs 3
 
-1. Every case of the bad-input corpus (tests/bad_inputs/build.py) through a fresh
-   ``python -m mrenhance`` process: exit 2, one stderr line naming the file and the problem,
-   nothing written, inputs byte-identical; and the Python API raising InputError with the
-   same message.
+1. Every case of the bad-input corpus (tests/bad_inputs/) through a fresh
+   ``python -m mrenhance`` process: exit 2 (a batch case: 1, its good siblings written),
+   one stderr line naming the file and the problem, nothing else written, inputs
+   byte-identical; and the Python API raising InputError with the same message
+   (``bad_inputs.build.check_promise``, as in the tests).
 2. SIGKILL at random moments of large atomic writes (300^3 float32 NIfTI, 64 MiB
    checkpoint) and of ``mrenhance train`` (then ``--resume``), as in tests/test_kill.py:
    each destination must be the complete old or new file; each resumed run's weights must
-   equal an uninterrupted run's bit for bit.
+   equal an uninterrupted run's bit for bit. SIGTERM/SIGINT at random moments of a large
+   write (tests/test_signals.py): exit 143/130, one line, no temp file, nothing partial.
 3. Fuzzing: the hypothesis properties of tests/fuzz at ``--fuzz-examples`` per test, and
    (if atheris is installed) ``tests/fuzz/fuzz_readers.py -atheris_runs=N``.
 
@@ -54,53 +57,56 @@ def _provenance() -> dict[str, Any]:
 # ---------------------------------------------------------------------------- 1. corpus
 
 
-def run_corpus() -> dict[str, Any]:
-    from bad_inputs.build import CASES, build, snapshot
-    from mrenhance.errors import InputError
+def run_corpus(jobs: int = 1, timeout_s: float = 600) -> dict[str, Any]:
+    """Each case through a fresh process (``jobs`` at a time); a process that runs past
+    ``timeout_s`` is killed and counts as a broken promise (a hang)."""
+    from bad_inputs.build import CASES, build, check_api, check_promise, snapshot
 
+    names = sorted(CASES)
     tried, failures = 0, []
-    for name in sorted(CASES):
-        with tempfile.TemporaryDirectory(prefix=f"bad-{name}-") as d:
-            folder = Path(d)
-            c = build(name, folder)
-            before = snapshot(folder)
-            proc = subprocess.run(
-                [sys.executable, "-m", "mrenhance", *c.argv],
-                capture_output=True,
-                text=True,
-                env=ENV,
-                timeout=300,
-            )
-            tried += 1
-            lines = proc.stderr.splitlines()
-            line = lines[0] if lines else ""
-            after = snapshot(folder)
-            changed = [k for k in before.keys() | after.keys() if before.get(k) != after.get(k)]
-            problems = []
-            if proc.returncode != 2:
-                problems.append(f"exit {proc.returncode}")
-            if len(lines) != 1 or not line.startswith("mrenhance: error: "):
-                problems.append(f"stderr has {len(lines)} lines")
-            if c.names not in line or c.expect not in line:
-                problems.append("message does not name the file and the problem")
-            if [k for k in changed if k not in c.may_change]:
-                problems.append(f"files changed: {changed}")
-            if any(p.exists() for p in c.outputs):
-                problems.append("an output was written")
-            try:
-                if c.check is not None:
-                    c.check()
-                with contextlib.redirect_stdout(io.StringIO()):
-                    c.api()
-                problems.append("the API did not raise")
-            except InputError as e:
-                if f"mrenhance: error: {e}" != line:
-                    problems.append("the API's message differs")
-            except Exception as e:  # noqa: BLE001
-                problems.append(f"the API raised {type(e).__name__}: {e}")
-            if problems:
-                failures.append({"case": name, "problems": problems, "stderr": proc.stderr})
-            print(f"  {'ok ' if not problems else 'BAD'} {name}: {line[:110]}", flush=True)
+    running: list[tuple[str, Any, Path, dict, Any, float, Any]] = []
+
+    def finish(item: tuple) -> None:
+        nonlocal tried
+        name, c, folder, before, proc, started, tmp = item
+        try:
+            out, err = proc.communicate(timeout=max(1.0, timeout_s - (time.time() - started)))
+            rc = proc.returncode
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            rc = None
+        tried += 1
+        line = err.splitlines()[0] if err.splitlines() else ""
+        if rc is None:
+            problems = [f"no answer after {timeout_s:.0f} s (killed)"]
+        else:
+            problems = check_promise(c, folder, before, snapshot(folder), rc, out, err)
+            with contextlib.redirect_stdout(io.StringIO()):
+                problems += check_api(c, line)
+        if problems:
+            failures.append({"case": name, "problems": problems, "stderr": err})
+        print(f"  {'ok ' if not problems else 'BAD'} {name}: {line[:110]}", flush=True)
+        tmp.cleanup()
+
+    for name in names:
+        tmp = tempfile.TemporaryDirectory(prefix=f"bad-{name}-")
+        folder = Path(tmp.name)
+        c = build(name, folder)
+        before = snapshot(folder)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mrenhance", *c.argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="surrogateescape",
+            env=ENV,
+        )
+        running.append((name, c, folder, before, proc, time.time(), tmp))
+        while len(running) >= jobs:
+            finish(running.pop(0))
+    while running:
+        finish(running.pop(0))
     return {"bad_inputs_tried": tried, "bad_inputs_refused_cleanly": tried - len(failures),
             "failures": failures}  # fmt: skip
 
@@ -143,6 +149,42 @@ def run_write_kills(n_nifti: int, n_checkpoint: int, seed: int) -> dict[str, Any
             out[kind] = counts
             print(f"  {kind}: {counts}", flush=True)
     return out
+
+
+def run_term_signals(n: int, seed: int) -> dict[str, Any]:
+    """SIGTERM (and every 5th time SIGINT) at random moments of a forked ``mrenhance``
+    writing a 300^3 NIfTI, as in tests/test_signals.py: exit 143/130 with one line, no
+    temp file, the destination absent or complete."""
+    import numpy as np
+
+    import test_signals as ts
+
+    rng = np.random.default_rng(seed)
+    full = 352 + 4 * int(np.prod(ts.BIG_SHAPE))
+    counts = {"signals": 0, "interrupted_mid_write": 0, "after_the_rename": 0, "broken": 0}
+    failures = []
+    with tempfile.TemporaryDirectory(prefix="term-") as d:
+        d = Path(d)
+        out, err = d / "big.nii", d / "stderr.txt"
+        _, window = ts._forked_write(out, err, None, 0.0)
+        out.unlink()
+        for i in range(n):
+            sig = ts.signal.SIGINT if i % 5 == 4 else ts.signal.SIGTERM
+            delay = float(rng.uniform(0, 1.1 * window))
+            rc, _ = ts._forked_write(out, err, sig, delay)
+            lines = err.read_text().splitlines()
+            counts["signals"] += 1
+            size = out.stat().st_size if out.exists() else None
+            ok = not ts.temps(d) and size in (None, full)
+            if rc != 0:
+                ok = ok and rc == ts.EXIT_CODES[sig] and len(lines) == 1
+            counts["after_the_rename" if size == full else "interrupted_mid_write"] += 1
+            if not ok:
+                counts["broken"] += 1
+                failures.append({"delay_s": delay, "rc": rc, "stderr": lines, "size": size})
+            out.unlink(missing_ok=True)
+    print(f"  SIGTERM/SIGINT: {counts}", flush=True)
+    return {**counts, "failures": failures}
 
 
 def run_training_kills(n: int, seed: int) -> dict[str, Any]:
@@ -243,6 +285,8 @@ def run_atheris(runs: int) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- main
 
+_NOT_RUN_CORPUS = {"bad_inputs_tried": 0, "failures": [], "skipped": "not run"}
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -250,23 +294,44 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nifti-kills", type=int, default=40)
     ap.add_argument("--checkpoint-kills", type=int, default=40)
     ap.add_argument("--train-kills", type=int, default=5)
+    ap.add_argument("--term-signals", type=int, default=20, help="SIGTERM/SIGINT mid-write")
     ap.add_argument("--fuzz-examples", type=int, default=1000, help="hypothesis, per test")
     ap.add_argument("--atheris-runs", type=int, default=20000)
     ap.add_argument("--seed", type=int, default=20240607)
+    ap.add_argument("--jobs", type=int, default=1, help="corpus processes at a time")
+    ap.add_argument(
+        "--sections",
+        default="corpus,kills,signals,fuzz",
+        help="comma-separated subset to run (the others are reported as not run)",
+    )
     args = ap.parse_args(argv)
     if args.quick:
         args.nifti_kills, args.checkpoint_kills, args.train_kills = 10, 10, 2
+        args.term_signals = 5
         args.fuzz_examples, args.atheris_runs = 100, 2000
 
+    sections = set(args.sections.split(","))
     t0 = time.time()
     print("1/3 bad-input corpus through the CLI", flush=True)
-    corpus = run_corpus()
-    print("2/3 SIGKILL during writes and training", flush=True)
-    writes = run_write_kills(args.nifti_kills, args.checkpoint_kills, args.seed)
-    training = run_training_kills(args.train_kills, args.seed)
+    corpus = run_corpus(args.jobs) if "corpus" in sections else _NOT_RUN_CORPUS
+    print("2/3 SIGKILL during writes and training; SIGTERM during writes", flush=True)
+    if "kills" in sections:
+        writes = run_write_kills(args.nifti_kills, args.checkpoint_kills, args.seed)
+        training = run_training_kills(args.train_kills, args.seed)
+    else:
+        writes, training = {}, {"kills": 0, "failures": [], "skipped": "not run"}
+    terms = (
+        run_term_signals(args.term_signals, args.seed)
+        if "signals" in sections
+        else {"signals": 0, "broken": 0, "skipped": "not run"}
+    )
     print("3/3 fuzzing", flush=True)
-    hypo = run_hypothesis(args.fuzz_examples)
-    ath = run_atheris(args.atheris_runs)
+    if "fuzz" in sections:
+        hypo = run_hypothesis(args.fuzz_examples)
+        ath = run_atheris(args.atheris_runs)
+    else:
+        hypo = {"files_checked": 0, "passed": True, "skipped": "not run"}
+        ath = {"runs": 0, "skipped": "not run"}
 
     write_kills = sum(v["kills"] for v in writes.values())
     lost = sum(v["lost"] for v in writes.values()) + len(training["failures"])
@@ -277,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
          "broken promises": sum(v["lost"] for v in writes.values())},
         {"check": "SIGKILL during training, then --resume", "count": training["kills"],
          "broken promises": len(training["failures"])},
+        {"check": "SIGTERM/SIGINT during large writes", "count": terms["signals"],
+         "broken promises": terms["broken"]},
         {"check": "hypothesis fuzz files", "count": hypo["files_checked"],
          "broken promises": 0 if hypo["passed"] else 1},
         {"check": "atheris fuzz runs", "count": ath["runs"],
@@ -284,12 +351,14 @@ def main(argv: list[str] | None = None) -> int:
     ]  # fmt: skip
     payload = {
         "benchmark": "reliability",
+        "sections": sorted(sections),
         "provenance": _provenance(),
         "seconds": round(time.time() - t0, 1),
         "rows": rows,
         "corpus": corpus,
         "write_kills": writes,
         "training_kills": training,
+        "term_signals": terms,
         "hypothesis": hypo,
         "atheris": ath,
         "lost": lost,
@@ -297,7 +366,10 @@ def main(argv: list[str] | None = None) -> int:
     from mrenhance.io.atomic import write_text_atomic
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / "reliability.json"
+    everything = {"corpus", "kills", "signals", "fuzz"}
+    # a partial run never overwrites the full measurement
+    suffix = "" if sections >= everything else "_" + "_".join(sorted(sections & everything))
+    out = RESULTS / f"reliability{suffix}.json"
     write_text_atomic(out, json.dumps(payload, indent=2, default=str) + "\n", overwrite=True)
 
     width = max(len(r["check"]) for r in rows)

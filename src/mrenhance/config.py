@@ -35,6 +35,7 @@ import math
 import numbers
 import os
 import re
+import reprlib
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -266,8 +267,72 @@ def _plain(value: Any) -> Any:
 # --------------------------------------------------------------------------------------
 
 
+#: Limits of a recipe (and an override value): far above any real recipe (the shipped ones
+#: are ~3 kB, ~150 nodes, depth 4), low enough that a hostile file is refused in
+#: milliseconds and kilobytes. An alias bomb ("billion laughs") is a few hundred bytes
+#: whose aliases expand to billions of nodes: PyYAML shares aliased nodes, so the load
+#: itself is cheap, but every later walk (validation, the run's config.json) expands it.
+MAX_RECIPE_BYTES = 1 << 20
+MAX_YAML_DEPTH = 64
+MAX_YAML_ALIASES = 1000
+MAX_YAML_NODES = 100_000  # with aliases expanded
+MAX_YAML_SCALAR_CHARS = 65_536
+
+
+class _YamlLimit(yaml.YAMLError):
+    """A recipe over one of the limits above (the message names which)."""
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-4``, ``5e5`` and ``1.0e5`` as floats (YAML 1.2)."""
+    """SafeLoader with limits (depth, aliases, expanded size, scalar length) that also
+    reads ``1e-4``, ``5e5`` and ``1.0e5`` as floats (YAML 1.2)."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_YAML_ALIASES:
+                raise _YamlLimit(f"more than {MAX_YAML_ALIASES} aliases")
+        self._depth += 1
+        if self._depth > MAX_YAML_DEPTH:
+            raise _YamlLimit(f"nested deeper than {MAX_YAML_DEPTH} levels")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_scalar_node(self, anchor: Any) -> Any:
+        node = super().compose_scalar_node(anchor)
+        if len(node.value) > MAX_YAML_SCALAR_CHARS:
+            raise _YamlLimit(
+                f"a value of {len(node.value)} characters (limit {MAX_YAML_SCALAR_CHARS})"
+            )
+        return node
+
+
+def _expanded_nodes(node: Any, memo: dict[int, int], limit: int) -> int:
+    """Nodes of ``node`` with every alias expanded (memoised: linear in the file)."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    memo[key] = limit + 1  # a node that holds itself (``&a [*a]``) expands without end
+    total = 1
+    if isinstance(node, yaml.SequenceNode):
+        for child in node.value:
+            total += _expanded_nodes(child, memo, limit)
+            if total > limit:
+                break
+    elif isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            total += _expanded_nodes(k, memo, limit) + _expanded_nodes(v, memo, limit)
+            if total > limit:
+                break
+    memo[key] = total
+    return total
 
 
 _Loader.add_implicit_resolver(
@@ -278,7 +343,29 @@ _Loader.add_implicit_resolver(
 
 
 def _yaml_load(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    """YAML text to Python values within the limits above; raises yaml.YAMLError."""
+    if len(text) > MAX_RECIPE_BYTES:
+        raise _YamlLimit(f"{len(text)} characters, more than the limit of {MAX_RECIPE_BYTES}")
+    # PyYAML's scanner does work proportional to the flow depth for every token, so
+    # 5000 "[" take seconds and a megabyte of them hours: count the brackets first
+    depth = deepest = 0
+    for ch in re.sub(r"[^\[\]{}]", "", text):
+        depth = depth + 1 if ch in "[{" else max(0, depth - 1)
+        deepest = max(deepest, depth)
+    if deepest > MAX_YAML_DEPTH:
+        raise _YamlLimit(f"nested deeper than {MAX_YAML_DEPTH} levels")
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_nodes(node, {}, MAX_YAML_NODES) > MAX_YAML_NODES:
+            raise _YamlLimit(
+                f"more than {MAX_YAML_NODES} values once aliases are expanded (an alias bomb?)"
+            )
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 # --------------------------------------------------------------------------------------
@@ -316,11 +403,15 @@ def recipe_path(name_or_path: str | os.PathLike) -> Path:
     ConfigError
         Neither an existing file nor a packaged recipe name.
     """
-    p = Path(name_or_path)
-    if p.is_file():
+    from mrenhance.io.atomic import check_file_name
+
+    p = check_file_name(name_or_path)
+    if os.path.isfile(p):
         return p
+    if os.path.exists(p):  # a folder, FIFO or device: never opened
+        raise ConfigError(f"{p}: not a regular file (a recipe is a YAML file); not read")
     packaged = RECIPES_DIR / f"{p.name.removesuffix('.yaml')}.yaml"
-    if p.parent == Path(".") and packaged.is_file():
+    if p.parent == Path(".") and os.path.isfile(packaged):
         return packaged
     known = ", ".join(list_recipes()) or "none"
     raise ConfigError(f"{p}: recipe file not found (packaged recipes: {known})")
@@ -334,6 +425,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"override {text!r}: expected KEY.PATH=VALUE, e.g. train.lr=1e-4")
     try:
         value = _yaml_load(raw) if raw.strip() else None
+    except _YamlLimit as exc:
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        raise ConfigError(f"override {shown!r}: value refused: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(
             f"override {text!r}: value is not valid YAML ({_one_line(exc)})"
@@ -369,16 +463,25 @@ def load_recipe(
     """
     if isinstance(path_or_dict, Mapping):
         source = "<dict>"
-        raw: Any = _deep_copy(path_or_dict)
+        try:
+            raw: Any = _deep_copy(path_or_dict)
+        except RecursionError:
+            raise ConfigError(f"{source}: recipe refused: nested too deeply") from None
     else:
         p = recipe_path(path_or_dict)
         source = str(p)
         try:
+            if p.stat().st_size > MAX_RECIPE_BYTES:  # before reading it
+                raise _YamlLimit(f"larger than the limit of {MAX_RECIPE_BYTES} bytes")
             raw = _yaml_load(p.read_text(encoding="utf-8"))
+        except _YamlLimit as exc:
+            raise ConfigError(f"{source}: recipe refused: {exc}") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{source}: YAML error: {_one_line(exc)}") from None
+        except RecursionError:
+            raise ConfigError(f"{source}: recipe refused: nested too deeply") from None
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{source}: cannot read recipe ({exc})") from None
+            raise ConfigError(f"{source}: cannot read recipe ({_one_line(exc)})") from None
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {_tname(raw)}")
     raw = dict(raw)
@@ -470,10 +573,10 @@ def _check_optimiser(cfg: Any, where: str, source: str) -> None:
 def check_train_values(train: TrainConfig, source: str = "<arguments>") -> None:
     """Raise a one-line ConfigError for an out-of-range value of a ``train`` section."""
     _check_optimiser(train, "train", source)
-    for key in ("steps", "val_every", "num_workers"):
+    for key in ("val_every", "num_workers"):
         if getattr(train, key) < 0:
             _fail(source, f"train.{key}", "must be >= 0", getattr(train, key))
-    for key in ("batch_size", "checkpoint_every", "log_every"):
+    for key in ("steps", "batch_size", "checkpoint_every", "log_every"):
         if getattr(train, key) <= 0:
             _fail(source, f"train.{key}", "must be > 0", getattr(train, key))
     if train.grad_clip is not None and not train.grad_clip > 0:
@@ -695,12 +798,37 @@ def _tname(value: Any) -> str:
 
 
 def _show(value: Any) -> str:
+    """A value in at most ~60 characters, built without expanding a large one."""
     if value is None:
         return "null"
-    text = json.dumps(value, default=str) if isinstance(value, (list, dict)) else repr(value)
+    if isinstance(value, (list, dict)):
+        text = json.dumps(value, default=str) if _small(value) else _REPR.repr(value)
+    elif isinstance(value, str) and len(value) > 60:
+        text = repr(value[:57])
+    else:
+        text = repr(value)
     if len(text) > 60:
         text = text[:57] + "..."
     return f"{_tname(value)} {text}"
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring = 3, 6, 4, 40
+
+
+def _small(value: Any, budget: int = 64) -> bool:
+    """Whether ``value`` holds fewer than ``budget`` values (stops counting early)."""
+    stack, seen = [value], 0
+    while stack:
+        seen += 1
+        if seen > budget:
+            return False
+        v = stack.pop()
+        if isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, (list, tuple)):
+            stack.extend(v)
+    return True
 
 
 def _one_line(exc: BaseException) -> str:

@@ -77,6 +77,7 @@ class Enhancer:
     ) -> None:
         from mrenhance.models.card import DEFAULT_INFERENCE
         from mrenhance.models.fused import for_inference
+        from mrenhance.options import check_device, check_patch_axes, model_spatial_dims
         from mrenhance.tasks import get_task
 
         self.model = model
@@ -86,11 +87,23 @@ class Enhancer:
         self.normalisation = normalisation if normalisation is not None else card
         base = card.inference_defaults() if card is not None else dict(DEFAULT_INFERENCE)
         given = {k: v for k, v in (inference or {}).items() if v is not None}
+        # one size per axis of the network: a 2-size patch for a 3D model is an option
+        # error (one line), not a convolution's shape error inside the first tile
+        dims = model_spatial_dims(model)
+        name = card.name if card is not None else "the model"
+        given_patch = check_patch_axes(given.get("patch_size"), dims, model=name)
         self.inference = {**base, **given}
         self.exact = self.inference.pop("tiling", "fixed") == "exact" and not (
             {"patch_size", "overlap"} & set(given)
         )
-        self.device = device
+        patch = _as_tiling(self.inference["patch_size"])
+        own = card is not None and "patch_size" in (card.inference or {})
+        if not given_patch and not own and dims and isinstance(patch, tuple):
+            patch = patch[:dims]  # the project default (64^3) as 64^2 for a 2D network
+        self.inference["patch_size"] = given_patch or check_patch_axes(
+            patch, dims, "inference.patch_size", name
+        )
+        self.device = check_device(device)
         self.batch_size = batch_size
         self.progress = progress
         self.precision = resolve_precision(precision, device)
@@ -117,7 +130,9 @@ class Enhancer:
     ) -> Enhancer:
         """Load a shipped name or a ``.safetensors`` path once (sha256 and values checked)."""
         from mrenhance.models.weights import load_model, read_card
+        from mrenhance.options import check_device
 
+        device = check_device(device)  # before the weights are read: a typo costs nothing
         path = resolve_weights(model)
         card = read_card(path)
         net = load_model(path, device=device)

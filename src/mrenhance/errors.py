@@ -30,3 +30,12 @@ class ConfigError(InputError):
 
 class TrainingDivergedError(MrenhanceError):
     """The training loss became NaN or Inf; the last good checkpoint is kept."""
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print and to encode as UTF-8: the bytes of a file name that is not
+    valid UTF-8 (which Python holds as surrogate escapes) are shown as ``\\xe9``."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that is not an escaped byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -26,6 +26,24 @@ def _patch_tuple(patch: int | list[int] | tuple[int, ...], ndim: int = 3) -> tup
     return (int(patch),) * ndim if isinstance(patch, int) else tuple(int(v) for v in patch)
 
 
+def _check_model_patch(r: Any, path: Path) -> None:
+    """train.patch_size has one size per spatial axis of the recipe's network (or is one
+    int): checked before the run folder, naming the recipe and the key."""
+    from mrenhance.models.registry import get_model_info
+
+    name = r.model.get("name")
+    try:
+        dims = get_model_info(name).spatial_dims if name else None
+    except ConfigError as err:
+        raise ConfigError(f"{path}: model.name: {err}") from None
+    patch = r.train.patch_size
+    if dims is not None and not isinstance(patch, int) and len(patch) != dims:
+        raise ConfigError(
+            f"{path}: train.patch_size: {name} is a {dims}D network; expected one size or "
+            f"{dims} sizes, got {list(patch)}"
+        )
+
+
 def _model_from_section(section: dict[str, Any]):
     from mrenhance.models import create_model
 
@@ -101,12 +119,18 @@ def train_recipe(
     from mrenhance.engine.training import OptimizerSpec, SupervisedStep, Trainer
     from mrenhance.engine.training.log import to_json
     from mrenhance.io.atomic import write_text_atomic
+    from mrenhance.options import check_device
     from mrenhance.tasks import get_task
 
     path = recipe_path(recipe)
     r = load_recipe(path, list(overrides))
+    device = check_device(device)
+    _check_model_patch(r, path)
     dist = init_distributed(device)
-    task = get_task(r.task)
+    try:
+        task = get_task(r.task)
+    except InputError as e:
+        raise ConfigError(f"{path}: task: {e}") from e
     run = Path(run_dir) if run_dir else Path("runs") / f"{r.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     if resume and not run.is_dir():
         raise ConfigError(f"{run}: nothing to resume (run folder not found)")
@@ -120,7 +144,14 @@ def train_recipe(
         except ConfigError as err:
             raise ConfigError(f"{path}: gan.feature_model: {err}") from err
     patch = _patch_tuple(tc.patch_size)
-    dataset, val_fn, subjects = task.build_training(r.data, patch, seed=tc.seed, source=str(path))
+    try:
+        dataset, val_fn, subjects = task.build_training(
+            r.data, patch, seed=tc.seed, source=str(path)
+        )
+    except InputError as e:  # name the recipe whose data or patch cannot work
+        if str(e).startswith(str(path)):
+            raise
+        raise ConfigError(f"{path}: {e}") from e
     preprocessing = task.preprocessing(task.data_config(r.data, str(path)), subjects)
     try:  # the card's tiling must be usable: checked before the run folder exists
         from mrenhance.engine.grid import GridPlan

@@ -12,6 +12,18 @@ weights with a flipped byte, recipes with a bad key, ...) and returns a :class:`
 - ``outputs``: paths that must not exist afterwards; the whole folder is also compared
   before and after, so no new file (partial output, temp file, run folder) may appear.
 
+A batch case (``rc=1``) has one bad entry among good ones: exactly one error line (the bad
+entry), its ``written`` siblings loadable, its ``summary`` listing the failure, and no file
+other than those. :func:`check_promise` checks all of it, for ``tests/test_bad_inputs.py``
+and ``benchmarks/reliability_counts.py`` alike.
+
+**Adding a task's cases** (ASL, DSC, PVS, DTI, ...): write ``tests/bad_inputs/<task>.py``
+with functions decorated ``@case_for("<task>")`` that take an empty folder and return a
+:class:`Case` (helpers: :func:`write_nifti`, :func:`smooth_image`, :func:`_enhance_case`,
+:func:`_info_case`, ``dicom_factory.write_series``). Every module of this package is
+imported at the end of this file, so the cases join :data:`CASES` as ``<task>_<name>`` and
+run in the tests and the benchmark with nothing else to edit.
+
 Used by ``tests/test_bad_inputs.py`` and ``benchmarks/reliability_counts.py``.
 """
 
@@ -22,6 +34,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import struct
 import sys
 from collections.abc import Callable
@@ -53,10 +66,13 @@ class Case:
     inputs: list[Path]
     expect: str
     names: str
-    api: Callable[[], Any]
+    api: Callable[[], Any] | None  # None: a command-line mistake with no API equivalent
     outputs: list[Path] = field(default_factory=list)
     may_change: tuple[str, ...] = ()  # files (relative to the folder) a refusal may rewrite
     check: Callable[[], None] | None = None  # an extra fact (e.g. a pickle did not run)
+    rc: int = 2  # 1: a batch whose one bad entry fails alone
+    written: list[Path] = field(default_factory=list)  # batch siblings that must be written
+    summary: Path | None = None  # a batch's --summary, which must list the failed entry
 
 
 CASES: dict[str, Callable[[Path], Case]] = {}
@@ -66,6 +82,109 @@ def case(fn: Callable[[Path], Case]) -> Callable[[Path], Case]:
     """Register ``fn`` (named ``case_<name>``) in :data:`CASES`."""
     CASES[fn.__name__.removeprefix("case_")] = fn
     return fn
+
+
+def case_for(task: str) -> Callable[[Callable[[Path], Case]], Callable[[Path], Case]]:
+    """Register a task's case ``case_<name>`` as ``<task>_<name>`` (see the module doc)."""
+
+    def register(fn: Callable[[Path], Case]) -> Callable[[Path], Case]:
+        name = f"{task}_{fn.__name__.removeprefix('case_')}"
+        if name in CASES:
+            raise ValueError(f"two bad-input cases named {name!r}")
+        CASES[name] = fn
+        return fn
+
+    return register
+
+
+PREFIX = "mrenhance: error: "
+
+
+def check_promise(
+    c: Case,
+    folder: Path,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    rc: int,
+    out: str,
+    err: str,
+) -> list[str]:
+    """What broke of the promise for a run of ``c.argv`` in ``folder`` (exit code ``rc``,
+    its stdout and stderr, :func:`snapshot` before and after); [] when it held."""
+    from mrenhance.errors import printable
+
+    problems = []
+    lines = err.splitlines()
+    line = lines[0] if lines else ""
+    if rc != c.rc:
+        problems.append(f"exit {rc}, expected {c.rc}")
+    if len(lines) != 1 or not line.startswith(PREFIX):
+        problems.append(f"stderr has {len(lines)} lines: {err[:300]!r}")
+    if printable(c.names) not in line or c.expect not in line:
+        problems.append(f"the line does not name {c.names!r} and {c.expect!r}: {line!r}")
+    if c.rc == 2 and out:
+        problems.append(f"stdout is not empty: {out[:200]!r}")
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    allowed = set(c.may_change)
+    allowed |= {str(Path(p).relative_to(folder)) for p in [*c.written, c.summary] if p}
+    if [k for k in changed if k not in allowed]:
+        problems.append(f"files changed: {[k for k in changed if k not in allowed]}")
+    for p in c.outputs:
+        if os.path.lexists(p):
+            problems.append(f"{p} was written")
+    for p in c.written:
+        problems += _loads_finite(p)
+    if c.summary is not None:
+        problems += _summary_lists_failure(c)
+    if c.check is not None:
+        try:
+            c.check()
+        except AssertionError as e:
+            problems.append(str(e))
+    return problems
+
+
+def check_api(c: Case, line: str) -> list[str]:
+    """What broke of the promise for ``c.api``: it must raise InputError with ``line``'s
+    message (the CLI prints non-UTF-8 name bytes as ``\\xe9``)."""
+    from mrenhance.errors import InputError, printable
+
+    if c.api is None:
+        return []
+    try:
+        c.api()
+    except InputError as e:
+        if PREFIX + printable(str(e)) != line:
+            return [f"the API's message differs: {PREFIX + printable(str(e))!r} vs {line!r}"]
+        return []
+    except Exception as e:  # noqa: BLE001 - any other exception breaks the promise
+        return [f"the API raised {type(e).__name__}: {e}"]
+    return ["the API did not raise"]
+
+
+def _loads_finite(p: Path) -> list[str]:
+    from mrenhance.io import load
+
+    try:
+        vol = load(p)
+    except Exception as e:  # noqa: BLE001
+        return [f"batch sibling {p} does not load: {e}"]
+    return [] if np.isfinite(vol.data).all() else [f"batch sibling {p} holds NaN/Inf"]
+
+
+def _summary_lists_failure(c: Case) -> list[str]:
+    try:
+        summary = json.loads(Path(c.summary).read_text())  # type: ignore[arg-type]
+    except (OSError, ValueError) as e:
+        return [f"summary {c.summary} unreadable: {e}"]
+    failed = [r for r in summary.get("results", []) if r.get("status") == "failed"]
+    ok = [r for r in summary.get("results", []) if r.get("status") == "ok"]
+    problems = []
+    if len(failed) != 1 or c.expect not in failed[0].get("error", ""):
+        problems.append(f"summary does not list the one failure: {failed}")
+    if len(ok) != len(c.written):
+        problems.append(f"summary lists {len(ok)} ok entries, expected {len(c.written)}")
+    return problems
 
 
 def build(name: str, folder: Path) -> Case:
@@ -530,7 +649,7 @@ def _good_input_case(folder: Path, out: Path, expect: str, names: Path) -> Case:
         expect=expect,
         names=str(names),
         api=lambda: api_enhance(inp, out, weights),
-        outputs=[] if out.exists() else [out],
+        outputs=[] if os.path.lexists(out) else [out],
     )
 
 
@@ -871,7 +990,7 @@ def case_weights_hold_nan(folder: Path) -> Case:
 def _weights_case(folder: Path, weights: Path, expect: str, names: Path) -> Case:
     inp = _nii(folder, "good.nii.gz")
     out = folder / "out.nii.gz"
-    inputs = [inp] + [p for p in (weights, weights.with_suffix(".json")) if p.exists()]
+    inputs = [inp] + [p for p in (weights, weights.with_suffix(".json")) if os.path.lexists(p)]
     return Case(
         name="",
         argv=["enhance", str(inp), "-o", str(out), "--model", str(weights), "-q"],
@@ -1091,10 +1210,13 @@ def snapshot(root: Path) -> dict[str, Any]:
         for name in dirnames + filenames:
             p = Path(dirpath) / name
             rel = str(p.relative_to(root))
+            st = os.lstat(p)
             if p.is_symlink():
                 out[rel] = ("link", os.readlink(p))
             elif p.is_dir():
                 out[rel] = ("dir",)
+            elif not stat.S_ISREG(st.st_mode):  # a FIFO or socket: never opened
+                out[rel] = ("special", stat.S_IFMT(st.st_mode), st.st_mtime_ns)
             else:
                 try:
                     out[rel] = ("file", hashlib.sha256(p.read_bytes()).hexdigest())
@@ -1102,3 +1224,21 @@ def snapshot(root: Path) -> dict[str, Any]:
                     st = p.stat()
                     out[rel] = ("unreadable", st.st_size, st.st_mtime_ns, st.st_mode)
     return out
+
+
+# --------------------------------------------------------------------------- more modules
+# Every other module of this package holds more cases (tests/bad_inputs/<class or task>.py,
+# registered with @case or @case_for): importing them here puts them in CASES.
+
+
+def _import_case_modules() -> None:
+    import importlib
+    import pkgutil
+
+    package = Path(__file__).resolve().parent
+    for info in sorted(pkgutil.iter_modules([str(package)]), key=lambda i: i.name):
+        if info.name != "build" and not info.name.startswith("_"):
+            importlib.import_module(f"bad_inputs.{info.name}")
+
+
+_import_case_modules()

@@ -21,6 +21,7 @@ Commands are found by registration, not by a central list:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import pkgutil
@@ -123,9 +124,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"mrenhance {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        dest="verbose_global",
+        action="count",
+        default=0,
+        help="show library warnings and log messages (-vv: debug)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for command in commands().values():
         p = command.add_parser(sub)
+        if "--verbose" not in p._option_string_actions:
+            p.add_argument(
+                "-v",
+                "--verbose",
+                action="count",
+                default=0,
+                help="show library warnings and log messages (-vv: debug)",
+            )
         p.set_defaults(func=command.run)
     return parser
 
@@ -133,34 +150,54 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 1 some batch items failed or an internal
     error, 2 user error)."""
-    from mrenhance.errors import MrenhanceError
+    from mrenhance.logs import cli_logging
     from mrenhance.runtime import tune_allocator
+    from mrenhance.signals import handle_signals
 
     tune_allocator()
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    for stream in (sys.stdout, sys.stderr):  # a non-UTF-8 file name never crashes a print
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+    with handle_signals(), cli_logging(0):  # a warning while parsing stays hidden too
+        parser = build_parser()
+        args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
         return EXIT_USAGE
+    verbosity = int(getattr(args, "verbose", 0) or 0) + int(args.verbose_global or 0)
+    with handle_signals(), cli_logging(verbosity):
+        return _run(args)
+
+
+def _say(text: str) -> None:
+    from mrenhance.errors import printable
+
+    print(printable(" ".join(text.split())), file=sys.stderr)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from mrenhance.errors import MrenhanceError
+    from mrenhance.signals import Interrupted
+
     try:
         return int(args.func(args) or 0)
     except MrenhanceError as exc:
-        print(f"mrenhance: error: {exc}", file=sys.stderr)
+        _say(f"mrenhance: error: {exc}")
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("mrenhance: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # SIGINT or SIGTERM (mrenhance.signals)
+        name = exc.signal_name if isinstance(exc, Interrupted) else "SIGINT"
+        _say(f"mrenhance: interrupted by {name}; no partial output was left")
+        return exc.exit_code if isinstance(exc, Interrupted) else 130
     except MemoryError:
-        print("mrenhance: error: out of memory (try a smaller --patch-size)", file=sys.stderr)
+        _say("mrenhance: error: out of memory (try a smaller --patch-size)")
         return EXIT_USAGE
     except Exception as exc:  # a bug: one line unless --debug
         if args.debug or os.environ.get("MRENHANCE_DEBUG"):
             traceback.print_exc()
         else:
-            print(
+            _say(
                 f"mrenhance: internal error: {type(exc).__name__}: {exc} "
-                "(run with --debug for the traceback and please report it)",
-                file=sys.stderr,
+                "(run with --debug for the traceback and please report it)"
             )
         return 1
 

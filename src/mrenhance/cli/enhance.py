@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 
 from mrenhance.cli._options import floats, ints
 from mrenhance.cli._outputs import add_bids_options, finish_bids, plan_outputs, write_output_sidecar
+from mrenhance.errors import printable
 
 ORDER = 30
 
@@ -84,10 +86,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from mrenhance import enhance_api
-    from mrenhance.errors import InputError, MrenhanceError
-    from mrenhance.io import load, save
-    from mrenhance.io.atomic import check_output_path, write_text_atomic
-    from mrenhance.io.nifti import is_nifti_name
+    from mrenhance.errors import InputError
+    from mrenhance.io.atomic import check_output_path
     from mrenhance.io.paths import check_not_input
 
     # the weights are read and checked once for the whole batch (sha256, finite tensors),
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
             [*args.inputs, *(s for s, _ in pairs), *(d for _, d in pairs), *model_files],
             what="summary",
         )
-    single = len(pairs) == 1 and not Path(args.output).is_dir() and not bids
+    single = len(pairs) == 1 and not os.path.isdir(args.output) and not bids
     report = None
     if args.report is not None:  # checked before any work, like every output
         report = args.report or (
@@ -127,7 +127,79 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--mask: only with a single input")
     results: list[dict[str, Any]] = []
     cases: list[dict[str, Any]] = []  # viewer payloads for --report (compressed, small)
+    before: dict[str, Any] = {}
+    try:
+        _run_batch(args, pairs, enhancer, single, results, before, bids, cases)
+    except KeyboardInterrupt:  # SIGINT/SIGTERM: stop between files, say which were done
+        done = len(results)
+        if done < len(pairs):
+            src, dst = pairs[done]
+            # a signal held during the final rename (mrenhance.signals) is raised after
+            # it: the output then changed, and being atomic it is the complete new file
+            written = _file_key(dst) not in (None, before.get("key"))
+            status = "ok" if written else "interrupted"
+            results.append({"input": str(src), "output": str(dst), "status": status})
+        results += [
+            {"input": str(s), "output": str(d), "status": "not started"}
+            for s, d in pairs[len(results) :]
+        ]
+        if args.summary:
+            _write_summary(args, results)
+        raise
+    finish_bids(args, bids)
+    failed = [r for r in results if r["status"] != "ok"]
+    if args.summary:
+        _write_summary(args, results)
+    if report is not None:
+        from mrenhance.report.build import write_enhance_report
+
+        write_enhance_report(report, cases, results, model=enhancer.name, overwrite=True)
+        if not args.quiet:
+            print(printable(f"report: {report}"))
+    if not single:
+        print(printable(f"{len(results) - len(failed)} succeeded, {len(failed)} failed"))
+    return 1 if failed else 0
+
+
+def _file_key(path: Path) -> tuple[int, int, int] | None:
+    """(inode, size, mtime) of ``path``, or None when there is no such file."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _write_summary(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
+    from mrenhance.io.atomic import write_text_atomic
+
+    failed = [r for r in results if r["status"] != "ok"]
+    summary = {"model": args.model, "results": results, "failed": len(failed)}
+    if any(r["status"] == "interrupted" for r in results):
+        summary["interrupted"] = True
+    write_text_atomic(args.summary, json.dumps(summary, indent=2), overwrite=True)
+
+
+def _run_batch(
+    args: argparse.Namespace,
+    pairs: list[tuple[Path, Path]],
+    enhancer: Any,
+    single: bool,
+    results: list[dict[str, Any]],
+    before: dict[str, Any],
+    bids: Any = None,
+    cases: list[dict[str, Any]] | None = None,
+) -> None:
+    """Enhance each (input, output) pair; a failure fails its own entry in a batch.
+    ``before["key"]``: the current output's :func:`_file_key` before its entry started."""
+    from mrenhance import enhance_api
+    from mrenhance.errors import InputError, MrenhanceError
+    from mrenhance.io import load, save
+    from mrenhance.io.atomic import check_output_path
+    from mrenhance.io.nifti import is_nifti_name
+
     for src, dst in pairs:
+        before["key"] = _file_key(dst)
         t0 = time.perf_counter()
         try:
             if bids:  # the derivative's sub-*/ses-*/anat folders
@@ -148,7 +220,8 @@ def run(args: argparse.Namespace) -> int:
             if args.report is not None:
                 from mrenhance.report.build import enhance_case
 
-                cases.append(enhance_case(src, vol, out, model=enhancer.name))
+                if cases is not None:
+                    cases.append(enhance_case(src, vol, out, model=enhancer.name))
             seconds = time.perf_counter() - t0
             results.append(
                 {
@@ -159,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
                 }
             )
             if not args.quiet:
-                print(f"{src} -> {dst} ({seconds:.1f} s)")
+                print(printable(f"{src} -> {dst} ({seconds:.1f} s)"))
         except Exception as exc:
             if single:
                 raise
@@ -171,21 +244,4 @@ def run(args: argparse.Namespace) -> int:
             results.append(
                 {"input": str(src), "output": str(dst), "status": "failed", "error": msg}
             )
-            print(f"mrenhance: error: {msg}", file=sys.stderr)
-    finish_bids(args, bids)
-    failed = [r for r in results if r["status"] != "ok"]
-    if args.summary:
-        write_text_atomic(
-            args.summary,
-            json.dumps({"model": args.model, "results": results, "failed": len(failed)}, indent=2),
-            overwrite=True,
-        )
-    if report is not None:
-        from mrenhance.report.build import write_enhance_report
-
-        write_enhance_report(report, cases, results, model=enhancer.name, overwrite=True)
-        if not args.quiet:
-            print(f"report: {report}")
-    if not single:
-        print(f"{len(results) - len(failed)} succeeded, {len(failed)} failed")
-    return 1 if failed else 0
+            print(printable(f"mrenhance: error: {msg}"), file=sys.stderr)

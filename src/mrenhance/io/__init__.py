@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
 from mrenhance.errors import InputError
+from mrenhance.io.atomic import check_file_name
 from mrenhance.io.dicom import load_dicom
 from mrenhance.io.nifti import is_nifti_name, load_nifti, save_nifti, sniff_nifti
 from mrenhance.io.validate import check_nan_policy, one_line_error
@@ -45,16 +48,56 @@ def load(path: str | os.PathLike, *, nan_policy: str = "error", max_voxels: int 
         return _load(Path(path).expanduser(), nan_policy, max_voxels)
     except InputError as e:
         raise one_line_error(e) from e.__cause__
+    except (OSError, UnicodeError) as e:  # a reader's own: still the user's file
+        raise InputError(f"{path}: cannot read file ({_reason(e)})") from e
+
+
+def check_input_file(path: str | os.PathLike) -> os.stat_result:
+    """The ``stat`` of an input that is a regular file or a folder, checked before it is
+    opened; else a one-line InputError.
+
+    A FIFO, socket or device is refused without being opened (reading one blocks for
+    ever or never ends); so is a name the file system cannot hold (too long), rather than
+    an ``OSError`` from deep inside a reader.
+    """
+    p = check_file_name(path)
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        raise InputError(f"{p}: no such file or folder") from None
+    except NotADirectoryError:
+        raise InputError(f"{p}: no such file or folder (a parent is not a folder)") from None
+    except PermissionError:
+        raise InputError(f"{p}: cannot read file (permission denied)") from None
+    except OSError as e:
+        reason = "file name too long" if e.errno == errno.ENAMETOOLONG else e.strerror or e
+        raise InputError(f"{p}: cannot read file ({reason})") from None
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        kind = _SPECIAL_KINDS.get(stat.S_IFMT(st.st_mode), "special file")
+        raise InputError(f"{p}: is a {kind}, not a regular file (not read)")
+    return st
+
+
+_SPECIAL_KINDS = {
+    stat.S_IFIFO: "FIFO (named pipe)",
+    stat.S_IFSOCK: "socket",
+    stat.S_IFCHR: "character device",
+    stat.S_IFBLK: "block device",
+}
 
 
 def _load(p: Path, nan_policy: str, max_voxels: int) -> Volume:
     check_nan_policy(nan_policy, p)
-    if not p.exists():
-        raise InputError(f"{p}: no such file or folder")
-    if p.is_dir():
+    st = check_input_file(p)
+    if stat.S_ISDIR(st.st_mode):
         return load_dicom(p, nan_policy=nan_policy, max_voxels=max_voxels)
     try:
-        with open(p, "rb") as fh:
+        # O_NONBLOCK: should the file be swapped for a FIFO after the check, the open
+        # does not wait for a writer; fstat below then refuses it
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise InputError(f"{p}: not a regular file (not read)")
             head = fh.read(352)
     except PermissionError as e:
         raise InputError(f"{p}: cannot read file (permission denied)") from e
@@ -78,3 +121,13 @@ def save(
         return save_nifti(volume, path, overwrite=overwrite, dtype=dtype)
     except InputError as e:
         raise one_line_error(e) from e.__cause__
+    except (OSError, UnicodeError) as e:  # disk full, read-only file system, ...
+        raise InputError(f"{path}: cannot write file ({_reason(e)})") from e
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.errno == errno.ENAMETOOLONG:
+        return "file name too long"
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mrenhance.errors import InputError, OutputExistsError
+from mrenhance.signals import deferred
 
 try:  # POSIX: a writer holds an advisory lock on its temp file until it is done
     import fcntl
@@ -23,7 +24,7 @@ except ImportError:  # pragma: no cover - Windows: stale temps are left for the 
 
 def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Validate an output path before any work is done; raise a one-line error if unusable."""
-    p = Path(path)
+    p = check_file_name(path, temp_suffix=True)
     if p.exists() and p.is_dir():
         raise InputError(f"{p}: output path is a directory")
     if p.exists() and not overwrite:
@@ -35,6 +36,53 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
     if not os.access(p.parent, os.W_OK):
         raise InputError(f"{p}: output folder {p.parent} is not writable")
     return p
+
+
+def check_file_name(path: str | os.PathLike, *, temp_suffix: bool = False) -> Path:
+    """``path`` as a Path if the file system can hold its name, else a one-line InputError.
+
+    Refused: a component longer than the folder's ``NAME_MAX`` bytes (255 on most file
+    systems; with ``temp_suffix``, the last one also leaves room for our temp name
+    ``.<name>.XXXXXXXX.tmp.nii.gz``), a path over ``PATH_MAX``, a NUL byte, and text that
+    cannot be encoded as a file name. A name that is not valid UTF-8 is fine (on POSIX it
+    arrives as surrogate escapes and is written back byte for byte).
+    """
+    p = Path(path)
+    shown = str(p)
+    try:
+        raw = os.fsencode(p)
+    except UnicodeEncodeError:
+        raise InputError(f"{shown}: not a valid file name on this system") from None
+    if b"\0" in raw:
+        raise InputError(f"{shown}: a file name cannot hold a NUL byte")
+    if len(raw) >= _PATH_MAX:
+        raise InputError(f"{shown}: path too long for the file system ({len(raw)} bytes)")
+    parts = p.parts
+    for i, part in enumerate(parts):
+        n = len(os.fsencode(part))
+        extra = _TEMP_EXTRA if temp_suffix and i == len(parts) - 1 else 0
+        limit = _name_max(p.parent if i == len(parts) - 1 else Path(*parts[: i + 1]).parent)
+        if n + extra > limit:
+            room = f" with room for the temp name ({extra} more)" if extra else ""
+            raise InputError(
+                f"{shown}: file name too long for the file system ({n} bytes{room}; limit {limit})"
+            )
+    return p
+
+
+_PATH_MAX = 4096
+_TEMP_EXTRA = len(".") + len(".XXXXXXXX.tmp") + len(".nii.gz")
+
+
+def _name_max(folder: Path) -> int:
+    """NAME_MAX of the file system of ``folder`` (or its nearest existing ancestor)."""
+    q = Path(os.path.abspath(folder))
+    for cand in (q, *q.parents):
+        try:
+            return int(os.pathconf(cand, "PC_NAME_MAX"))
+        except (OSError, ValueError, AttributeError):
+            continue
+    return 255
 
 
 def _umask() -> int:
@@ -67,30 +115,38 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
     final = check_output_path(path, overwrite)
     suffix = "".join(final.suffixes[-2:]) if final.name.endswith(".gz") else final.suffix
     started = time.time()
+    fd, tmp_path = -1, None
     try:
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{final.name}.", suffix=f".tmp{suffix}", dir=final.parent
-        )
-    except OSError as e:
-        raise InputError(f"{final}: cannot create a file in {final.parent} ({e.strerror})") from e
-    if fcntl is not None:
-        # held until this write ends (or the process dies, even by SIGKILL): tells
-        # _remove_stale_temps of a later write that this temp file is still in use
-        with contextlib.suppress(OSError):
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    else:  # pragma: no cover - an open handle would block the rename on Windows
-        os.close(fd)
-        fd = -1
-    tmp_path = Path(tmp)
-    try:
+        # SIGINT/SIGTERM (mrenhance.signals) are held while the temp file is created and
+        # while it is published or removed, so a signal never leaves it behind; during the
+        # write itself they interrupt at once and the finally below removes it
+        with deferred():
+            try:
+                fd, tmp = tempfile.mkstemp(
+                    prefix=f".{final.name}.", suffix=f".tmp{suffix}", dir=final.parent
+                )
+            except OSError as e:
+                raise InputError(
+                    f"{final}: cannot create a file in {final.parent} ({e.strerror})"
+                ) from e
+            tmp_path = Path(tmp)
+            if fcntl is not None:
+                # held until this write ends (or the process dies, even by SIGKILL): tells
+                # _remove_stale_temps of a later write that this temp file is still in use
+                with contextlib.suppress(OSError):
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            else:  # pragma: no cover - an open handle would block the rename on Windows
+                os.close(fd)
+                fd = -1
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
-        os.chmod(tmp_path, 0o666 & ~_umask())
-        if overwrite:
-            os.replace(tmp_path, final)
-        else:
-            _rename_no_replace(tmp_path, final)
+        with deferred():
+            os.chmod(tmp_path, 0o666 & ~_umask())
+            if overwrite:
+                os.replace(tmp_path, final)
+            else:
+                _rename_no_replace(tmp_path, final)
         with contextlib.suppress(OSError):
             dir_fd = os.open(final.parent, os.O_RDONLY)
             try:
@@ -99,10 +155,11 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
                 os.close(dir_fd)
         _remove_stale_temps(final, suffix, started)
     finally:
-        if fd >= 0:
-            os.close(fd)
-        if tmp_path.exists():
-            tmp_path.unlink()
+        with deferred():
+            if fd >= 0:
+                os.close(fd)
+            if tmp_path is not None and tmp_path.exists():
+                tmp_path.unlink()
 
 
 def _remove_stale_temps(final: Path, suffix: str, older_than: float) -> None:

@@ -351,6 +351,22 @@ def _frames_of(path: Path, ds: Any, max_voxels: int) -> list[_Frame]:
 # --------------------------------------------------------------------------- geometry
 
 
+def _check_same_modality(dsets: list[tuple[Path, Any]]) -> None:
+    """All files of one series share their Modality (MR, CT, ...), naming two that differ.
+
+    Matrix, pixel spacing and orientation are compared frame by frame in
+    :func:`_check_same_geometry`."""
+    ref_file, ref = dsets[0]
+    want = str(ref.get("Modality", "") or "")
+    for f, ds in dsets[1:]:
+        got = str(ds.get("Modality", "") or "")
+        if got != want:
+            raise InputError(
+                f"{f}: modality {got or 'missing'!r} differs from {ref_file} "
+                f"({want or 'missing'!r}): files of two kinds of scan in one series"
+            )
+
+
 def _check_same_geometry(frames: list[_Frame]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All frames share orientation, matrix and pixel spacing; return unit r, c, n."""
     ref = frames[0]
@@ -654,6 +670,7 @@ def _load_checked(path: Path, nan_policy: str, max_voxels: int, series_uid: str 
 def _load(path: Path, nan_policy: str, max_voxels: int, series_uid: str | None) -> Volume:
     dsets, notes = _collect(path)
     dsets = _select_series(path, dsets, series_uid)
+    _check_same_modality(dsets)
     seen: dict[str, Path] = {}
     for f, ds in dsets:
         sop = str(ds.get("SOPInstanceUID", ""))

@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from mrenhance.errors import InputError
+from mrenhance.errors import InputError, printable
 from mrenhance.io.atomic import atomic_path, check_output_path
 from mrenhance.io.validate import (
     check_affine,
@@ -426,7 +426,8 @@ def _descrip(provenance: list[str]) -> bytes:
     # choice: "load <path>" steps keep only the file name; the full path would fill the
     # 80 bytes and hide the processing steps that made this image.
     steps = [f"load {Path(s[5:]).name}" if s.startswith("load ") else str(s) for s in provenance]
-    text = "; ".join(steps).encode("utf-8")[:80]
+    # a file name that is not UTF-8 is recorded as "caf\xe9", never as invalid bytes
+    text = printable("; ".join(steps)).encode("utf-8")[:80]
     return text.decode("utf-8", errors="ignore").encode("utf-8")
 
 

@@ -48,7 +48,7 @@ PathLike = str | os.PathLike
 
 def _existing_ancestor(path: Path) -> Path:
     p = Path(os.path.abspath(path))
-    while not p.exists() and p != p.parent:
+    while not os.path.exists(p) and p != p.parent:
         p = p.parent
     return p
 
@@ -108,7 +108,7 @@ def is_inside(path: PathLike, folder: PathLike) -> bool:
     folder = Path(folder).expanduser()
     here = Path(os.path.abspath(p))
     for q in (here, *here.parents):
-        if q.exists() and os.path.exists(folder):
+        if os.path.exists(q) and os.path.exists(folder):
             try:
                 if os.path.samefile(q, folder):
                     return True
@@ -135,7 +135,7 @@ def check_not_input(output: PathLike, inputs: Iterable[PathLike], what: str = "o
                 f"{out}: {what} is the input {inp} (choose another name; an input is never "
                 "overwritten, even with --overwrite)"
             )
-        if inp.is_dir() and is_inside(out, inp):
+        if os.path.isdir(inp) and is_inside(out, inp):
             raise InputError(
                 f"{out}: {what} is inside the input folder {inp} (write it somewhere else)"
             )
@@ -162,13 +162,16 @@ def check_batch_outputs(pairs: Sequence[tuple[PathLike, PathLike]]) -> None:
 def check_run_folder(
     folder: PathLike, inputs: Iterable[PathLike], what: str = "run folder"
 ) -> None:
-    """Refuse an output folder that is an input, holds an input or lies in an input folder."""
-    out = Path(folder)
+    """Refuse an output folder that is an input, holds an input or lies in an input folder
+    (or whose name the file system cannot hold)."""
+    from mrenhance.io.atomic import check_file_name
+
+    out = check_file_name(folder)
     for inp in inputs:
         inp = Path(inp)
         if same_path(out, inp) or is_inside(inp, out):
             raise InputError(f"{out}: {what} holds the input {inp} (choose a folder of its own)")
-        if inp.is_dir() and is_inside(out, inp):
+        if os.path.isdir(inp) and is_inside(out, inp):
             raise InputError(f"{out}: {what} is inside the input folder {inp}")
 
 
@@ -182,7 +185,10 @@ def enhanced_name(src: PathLike) -> str:
 def is_nifti_folder(p: PathLike) -> bool:
     """A folder holding NIfTI files (a batch), as opposed to a DICOM series folder."""
     p = Path(p)
-    return p.is_dir() and any(q.name.endswith((".nii", ".nii.gz")) for q in p.iterdir())
+    try:
+        return os.path.isdir(p) and any(q.name.endswith((".nii", ".nii.gz")) for q in p.iterdir())
+    except OSError:  # unlistable: loading it as a series says why, in its own entry
+        return False
 
 
 def plan_enhance_outputs(inputs: Sequence[PathLike], output: PathLike) -> list[tuple[Path, Path]]:
@@ -204,15 +210,15 @@ def plan_enhance_outputs(inputs: Sequence[PathLike], output: PathLike) -> list[t
     out = Path(output)
     batch = len(inputs) > 1 or is_nifti_folder(inputs[0])
     if not batch:
-        dst = out / enhanced_name(files[0]) if out.is_dir() else out
+        dst = out / enhanced_name(files[0]) if os.path.isdir(out) else out
         pairs = [(files[0], dst)]
     else:
-        if not out.is_dir():
+        if not os.path.isdir(out):
             raise InputError(f"{out}: with several inputs, -o must be an existing folder")
         if not files:
             raise InputError(f"{inputs[0]}: no NIfTI files found")
         pairs = [(f, out / enhanced_name(f)) for f in files]
-    folders = [Path(t) for t in inputs if Path(t).is_dir()]
+    folders = [Path(t) for t in inputs if os.path.isdir(t)]
     for _, dst in pairs:
         check_not_input(dst, folders)
     check_batch_outputs(pairs)

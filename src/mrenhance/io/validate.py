@@ -91,9 +91,12 @@ def one_line(message: str) -> str:
     """``message`` with line breaks and other control characters replaced by ``?``.
 
     Error messages quote file names and header strings, which a damaged or hostile file
-    can fill with newlines; the CLI promises one line per error.
+    can fill with newlines; the CLI promises one line per error. The bytes of a file name
+    that is not UTF-8 are spelled out (``caf\\xe9.nii.gz``), not replaced.
     """
-    return "".join(ch if ch.isprintable() else "?" for ch in message)
+    from mrenhance.errors import printable
+
+    return "".join(ch if ch.isprintable() else "?" for ch in printable(message))
 
 
 def one_line_error(error: InputError) -> InputError:

@@ -139,8 +139,7 @@ def read_card(path: str | os.PathLike) -> ModelCard:
     absurdly deep, or fails :func:`mrenhance.models.card.card_from_dict`'s checks.
     """
     _, card_path = _paths(path)
-    if not card_path.is_file():
-        raise WeightsError(f"{card_path}: model card not found (every weights file needs one)")
+    _check_regular(card_path, "model card", " (every weights file needs one)")
     if card_path.stat().st_size > _MAX_CARD_BYTES:
         raise WeightsError(f"{card_path}: model card is larger than {_MAX_CARD_BYTES} bytes")
     try:
@@ -177,8 +176,7 @@ def load_weights(
     """
     weights_path, _ = _paths(path)
     card = read_card(weights_path)
-    if not weights_path.is_file():
-        raise WeightsError(f"{weights_path}: weights file not found")
+    _check_regular(weights_path, "weights file")
     blob = weights_path.read_bytes()
     if verify:
         expected = card.sha256
@@ -242,6 +240,15 @@ def list_shipped_weights(directory: str | os.PathLike | None = None) -> list[Mod
     return cards
 
 
+def _check_regular(path: Path, what: str, hint: str = "") -> None:
+    """A one-line WeightsError unless ``path`` is a regular file (never opens a FIFO)."""
+    if os.path.isfile(path):
+        return
+    if os.path.exists(path):
+        raise WeightsError(f"{path}: not a regular file (a folder, FIFO or device); not read")
+    raise WeightsError(f"{path}: {what} not found{hint}")
+
+
 def resolve_weights(
     model: str | os.PathLike, *, directory: str | os.PathLike | None = None
 ) -> Path:
@@ -251,15 +258,16 @@ def resolve_weights(
     :func:`load_pretrained` all go through it. ``directory`` defaults to the shipped
     weights. Raises WeightsError listing the available names for an unknown one.
     """
+    from mrenhance.io.atomic import check_file_name
+
     text = str(model)
     if text.endswith(_SUFFIX):
-        path = Path(text)
-        if not path.is_file():
-            raise WeightsError(f"{path}: weights file not found")
+        path = check_file_name(text)
+        _check_regular(path, "weights file")
         return path
     folder = Path(directory) if directory is not None else shipped_weights_dir()
-    path = folder / f"{text}{_SUFFIX}"
-    if not path.is_file():
+    path = check_file_name(folder / f"{text}{_SUFFIX}")
+    if not os.path.isfile(path):
         available = sorted(p.name[: -len(_SUFFIX)] for p in folder.glob(f"*{_SUFFIX}"))
         listing = ", ".join(available) if available else "none shipped"
         raise WeightsError(f"{text}: no shipped weights of that name (available: {listing})")
