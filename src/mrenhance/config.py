@@ -124,6 +124,8 @@ class TrainConfig:
     the validation metric deciding ``best.pt`` and whether higher (``max``) is better.
     seed: of everything random in training. num_workers: DataLoader workers.
     amp: bfloat16 autocast. deterministic: ``torch.use_deterministic_algorithms``.
+    init_weights: a weights file (``.safetensors`` path or shipped name) the supervised
+    stage starts from instead of random weights (fine-tuning); recorded in the card.
     """
 
     steps: int = 1000
@@ -147,6 +149,7 @@ class TrainConfig:
     num_workers: int = 0
     amp: bool = False
     deterministic: bool = True
+    init_weights: str | None = None
 
 
 @dataclass
