@@ -67,6 +67,8 @@ class Enhancer:
         self.progress = progress
         self.amp_dtype = amp_dtype
         self.scale = scale
+        # set by engine.adapt.adapt_enhancer: what the self-supervised fine-tuning did
+        self.adaptation: dict[str, Any] | None = None
         check_tiling(
             _as_tiling(self.inference["patch_size"]),
             _as_tiling(self.inference["overlap"]),
@@ -125,7 +127,15 @@ class Enhancer:
             f"blend={self.plan.blend} placement={self.plan.placement} "
             f"scale={ctx.get('scale', 1.0):.6g}"
         )
+        if self.adaptation is not None:
+            a = self.adaptation
+            step += (
+                f" adapted(steps={a['steps']} seconds={a['seconds']} seed={a['seed']} "
+                f"loss={a['loss_before']:.4g}->{a['loss_after']:.4g})"
+            )
         result = result.with_data(result.data, step=step)
+        if self.adaptation is not None:
+            result.meta["adaptation"] = dict(self.adaptation)
         if card is not None:
             result.meta["model_card"] = {
                 "name": card.name,
@@ -166,6 +176,8 @@ def enhance(
     progress: bool = False,
     upsample: tuple[float, ...] | None = None,
     upsample_method: str = "sinc",
+    adapt_steps: int = 0,
+    adapt_seed: int = 0,
 ) -> Volume:
     """Enhance ``volume`` with a shipped model name, a weights path or an :class:`Enhancer`.
 
@@ -178,6 +190,11 @@ def enhance(
     upsample : optional zoom factors per axis, e.g. (2, 2, 1): first resample a low-matrix
         acquisition onto the finer grid (``upsample_method`` "sinc" = zero-filled k-space,
         or "cubic"), as the SR networks expect their input on the target grid.
+    adapt_steps : self-supervised fine-tuning steps on this input before enhancing it
+        (:func:`mrenhance.engine.adapt.adapt_enhancer`; a copy of the network is tuned, the
+        input is untouched); 0 = none. The seconds taken are in
+        ``result.meta["adaptation"]``.
+    adapt_seed : the seed of the adaptation's pairs and patches.
 
     Returns
     -------
@@ -198,6 +215,10 @@ def enhance(
         from mrenhance.baselines.interpolate import interpolate_volume
 
         volume = interpolate_volume(volume, zoom=tuple(upsample), method=upsample_method)
+    if adapt_steps:
+        from mrenhance.engine.adapt import adapt_enhancer
+
+        enhancer = adapt_enhancer(enhancer, volume, steps=int(adapt_steps), seed=adapt_seed)
     return enhancer(volume)
 
 
