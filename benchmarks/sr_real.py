@@ -127,8 +127,13 @@ def main() -> int:
     p.add_argument("--adapt-patch", type=int, default=16)
     p.add_argument(
         "--adapt-scans",
-        default="nibabel anatomical.nii,nibabel example4d+orig.BRIK.gz[0]",
+        default="nibabel anatomical.nii",
         help="comma-separated scans that get the adapted row ('all' for every scan; CPU time)",
+    )
+    p.add_argument(
+        "--adapt-degradations",
+        default="(a)",
+        help="comma-separated degradation labels, e.g. '(a),(b)', or 'all' (CPU time)",
     )
     p.add_argument("--name", default="sr_real")
     p.add_argument(
@@ -170,8 +175,13 @@ def main() -> int:
                 tc = interpolation_baseline(hr, drawn["kspace_factors"], "cubic")
                 outputs["tricubic"] = (tc, time.perf_counter() - t0, {})
             runs = [(model, 0) for model in models]
-            if args.adapt_steps > 0 and (
-                args.adapt_scans == "all" or scan in args.adapt_scans.split(",")
+            if (
+                args.adapt_steps > 0
+                and (args.adapt_scans == "all" or scan in args.adapt_scans.split(","))
+                and (
+                    args.adapt_degradations == "all"
+                    or degradation.split(" ")[0] in args.adapt_degradations.split(",")
+                )
             ):
                 runs.append((args.adapt_model, args.adapt_steps))
             for model, steps in runs:
@@ -228,6 +238,7 @@ def main() -> int:
         adapt_steps=args.adapt_steps,
         adapt_patch=args.adapt_patch,
         adapt_scans=args.adapt_scans,
+        adapt_degradations=args.adapt_degradations,
         crop=args.crop,
         scans={k: v[0] for k, v in scans.items()},
     )
@@ -304,7 +315,9 @@ def picture(pictures: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = list(pictures)
-    columns = list(next(iter(pictures.values()))[0])
+    columns: list[str] = []
+    for panels, _ in pictures.values():
+        columns += [c for c in panels if c not in columns]
     fig, axes = plt.subplots(
         len(names), len(columns), figsize=(1.9 * len(columns), 1.9 * len(names)), squeeze=False
     )
@@ -313,6 +326,11 @@ def picture(pictures: dict, path: Path) -> None:
         z = panels["reference"].shape[2] // 2
         for j, col in enumerate(columns):
             ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col not in panels:
+                ax.axis("off")
+                continue
             ax.imshow(np.rot90(panels[col][:, :, z] / ref), cmap="gray", vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])

@@ -22,6 +22,8 @@ these members, so adding a method means writing one module in ``mrenhance/tasks/
 ``evaluate``           the paper's evaluation protocol -> rows of metrics
 ``example_input``      a small valid input Volume (used by the conformance test)
 ``cli_commands``       optional extra CLI command modules (e.g. ``perfusion``)
+``adaptation_pairs``   optional: self-supervised pairs from one input for ``enhance --adapt``
+                       (:class:`mrenhance.engine.adapt.AdaptationPairs`)
 =====================  ==================================================================
 """
 
