@@ -20,7 +20,7 @@ data_range 1; gain = PSNR - PSNR of the input. Scans larger than ``--crop`` voxe
 axis are cropped around the head's centre (CPU time; choice).
 
     python benchmarks/sr_real.py                          # the committed table
-    python benchmarks/sr_real.py --adapt-steps 50 --models mdcsrn-b4u4-mni,runs/x.safetensors
+    python benchmarks/sr_real.py --adapt-steps 50 --models mdcsrn-b4u4,runs/x.safetensors
 
 Writes ``benchmarks/results/sr_real.{json,md,csv}`` and ``sr_real.png``.
 """
@@ -119,8 +119,10 @@ def crop_to_head(data: np.ndarray, mask: np.ndarray, width: int) -> tuple[slice,
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", default="mdcsrn-b4u4-mni,mdcsrn-b4u4")
-    p.add_argument("--adapt-model", default="mdcsrn-b4u4")
+    p.add_argument("--models", default="mdcsrn-b4u4,runs/synth/mdcsrn-b4u4.safetensors")
+    p.add_argument("--labels", default="mdcsrn-b4u4 (MNI only),synthetic (runs/synth)")
+    p.add_argument("--adapt-model", default="runs/synth/mdcsrn-b4u4.safetensors")
+    p.add_argument("--adapt-label", default="synthetic + adapt")
     p.add_argument("--adapt-steps", type=int, default=10)
     p.add_argument("--crop", type=int, default=48)
     p.add_argument("--scans", default=None, help="comma-separated subset of the scan names")
@@ -153,6 +155,7 @@ def main() -> int:
     from mrenhance.tasks.sr_t1 import interpolation_baseline
 
     models = [m for m in args.models.split(",") if m]
+    labels = dict(zip(models, [x for x in args.labels.split(",") if x], strict=False))
     scans = SCANS if not args.scans else {k: SCANS[k] for k in args.scans.split(",")}
     rows, pictures = [], {}
     for scan, (what, load) in scans.items():
@@ -185,7 +188,10 @@ def main() -> int:
             ):
                 runs.append((args.adapt_model, args.adapt_steps))
             for model, steps in runs:
-                name = Path(model).stem + (f" + adapt {steps}" if steps else "")
+                if steps:
+                    name = f"{args.adapt_label} {steps}"
+                else:
+                    name = labels.get(model, Path(model).stem)
                 key = f"{scan}|{degradation}|{_sha(model)}|{steps}|{args.adapt_patch}|{args.crop}"
                 cached = _cache_get(args.cache, key)
                 if cached is None:

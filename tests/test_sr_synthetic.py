@@ -105,4 +105,4 @@ def test_shipped_recipe_validates():
     cfg = get_task("sr_t1").data_config(recipe.data)
     assert cfg["synthetic"]["mix_mni"] == 0.2
     assert [2.0, 2.0, 1.0] in cfg["degradation"]["kspace_factors"]  # Sec. 2.6
-    assert recipe.train.init_weights == "mdcsrn-b4u4-mni"
+    assert recipe.train.init_weights == "mdcsrn-b4u4"
