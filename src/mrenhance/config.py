@@ -128,6 +128,8 @@ class TrainConfig:
     amp: bfloat16 autocast. deterministic: ``torch.use_deterministic_algorithms``.
     minutes: a time budget: stop cleanly (checkpoint written, resumable) after the first
     step that ends past it; None = run all ``steps``.
+    init_weights: a weights file (``.safetensors`` path or shipped name) the supervised
+    stage starts from instead of random weights (fine-tuning); recorded in the card.
     """
 
     steps: int = 1000
@@ -152,6 +154,7 @@ class TrainConfig:
     amp: bool = False
     minutes: float | None = None
     deterministic: bool = True
+    init_weights: str | None = None
 
 
 @dataclass

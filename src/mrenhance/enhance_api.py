@@ -113,6 +113,8 @@ class Enhancer:
             raise InputError(f"--max-memory {max_memory}: must be a positive size")
         self.scale = scale
         self._bytes_per_voxel: float | None = None
+        # set by engine.adapt.adapt_enhancer: what the self-supervised fine-tuning did
+        self.adaptation: dict[str, Any] | None = None
         check_tiling(
             _as_tiling(self.inference["patch_size"]),
             _as_tiling(self.inference["overlap"]),
@@ -207,7 +209,15 @@ class Enhancer:
             f"overlap={list(plan.overlap)} blend={plan.blend} precision={self.precision} "
             f"scale={ctx.get('scale', 1.0):.6g}"
         )
+        if self.adaptation is not None:
+            a = self.adaptation
+            step += (
+                f" adapted(steps={a['steps']} seconds={a['seconds']} seed={a['seed']} "
+                f"loss={a['loss_before']:.4g}->{a['loss_after']:.4g})"
+            )
         result = result.with_data(result.data, step=step)
+        if self.adaptation is not None:
+            result.meta["adaptation"] = dict(self.adaptation)
         if card is not None:
             result.meta["model_card"] = {
                 "name": card.name,
@@ -331,6 +341,8 @@ def enhance(
     upsample: tuple[float, ...] | None = None,
     upsample_method: str = "sinc",
     mask: Volume | None = None,
+    adapt_steps: int = 0,
+    adapt_seed: int = 0,
 ) -> Volume:
     """Enhance ``volume`` with a shipped model name, a weights path or an :class:`Enhancer`.
 
@@ -361,6 +373,11 @@ def enhance(
         or "cubic"), as the SR networks expect their input on the target grid.
     mask : optional Volume on the input's grid for tasks that restrict the network to it
         (``pvs``: run over the mask's bounding box, 0 outside the mask).
+    adapt_steps : self-supervised fine-tuning steps on this input before enhancing it
+        (:func:`mrenhance.engine.adapt.adapt_enhancer`; a copy of the network is tuned, the
+        input is untouched); 0 = none. The seconds taken are in
+        ``result.meta["adaptation"]``.
+    adapt_seed : the seed of the adaptation's pairs and patches.
 
     Returns
     -------
@@ -385,6 +402,10 @@ def enhance(
         from mrenhance.baselines.interpolate import interpolate_volume
 
         volume = interpolate_volume(volume, zoom=tuple(upsample), method=upsample_method)
+    if adapt_steps:
+        from mrenhance.engine.adapt import adapt_enhancer
+
+        enhancer = adapt_enhancer(enhancer, volume, steps=int(adapt_steps), seed=adapt_seed)
     result = enhancer(volume) if mask is None else enhancer(volume, mask=mask)
     return _as_kind(kind, result, output)
 

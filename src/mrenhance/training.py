@@ -163,6 +163,17 @@ def train_recipe(
     # recipe start from different networks (and a resumed run cannot match a whole one)
     torch.manual_seed(tc.seed)
     model = _model_from_section(r.model)
+    if tc.init_weights and stage in ("supervised", "all"):
+        from mrenhance.models.weights import load_weights, resolve_weights
+
+        state, _ = load_weights(resolve_weights(tc.init_weights))
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as err:
+            raise ConfigError(
+                f"{path}: train.init_weights {tc.init_weights}: does not fit model "
+                f"{r.model['name']} ({str(err).splitlines()[0]})"
+            ) from err
     trainer = None
     if stage in ("supervised", "all"):  # before the run folder: it checks the train values
         try:
@@ -214,6 +225,8 @@ def train_recipe(
         trainer.load_best()
         if dist.is_main:
             extra = {"stage": f"supervised ({tc.loss.upper()})", "steps": tc.steps}
+            if tc.init_weights:
+                extra["initialised_from"] = str(tc.init_weights)
             w = _save_stage(
                 trainer.model_for_saving(),
                 run / f"{base_name}.safetensors",

@@ -24,6 +24,8 @@ these members, so adding a method means writing one module in ``mrenhance/tasks/
 ``cli_commands``       optional extra CLI command modules (e.g. ``perfusion``)
 ``run_network``        optional ``(model, array, plan, **infer_options) -> array``: how the
                        network meets the prepared array (default: one tiled ``infer``)
+``adaptation_pairs``   optional: self-supervised pairs from one input for ``enhance --adapt``
+                       (:class:`mrenhance.engine.adapt.AdaptationPairs`)
 =====================  ==================================================================
 """
 

@@ -54,6 +54,10 @@ DATA_DEFAULTS: dict[str, Any] = {
     "held_out": {"axis": 2, "validation": [64, 76], "test": [96, 128], "gap": 4},
     "augment": {"flip": True},
     "seed": 0,
+    # SR that transfers (issue 8): synthetic scans and a randomised acquisition per scan,
+    # see tasks/sr_synthetic.py; null keeps the paper's fixed pairs from data.files
+    "synthetic": None,
+    "degradation": None,
 }
 
 # How many voxels of context to keep around a held-out slab when running a model on it:
@@ -368,6 +372,10 @@ class SRT1Task(Task):
         except InputError as err:
             raise ConfigError(f"{source}: {str(err).replace('preprocessing.', '')}") from err
         cfg["normalise"] = rule.to_dict()
+        from mrenhance.tasks.sr_synthetic import check_degradation, check_synthetic
+
+        cfg["synthetic"] = check_synthetic(cfg["synthetic"], source)
+        cfg["degradation"] = check_degradation(cfg["degradation"], source)
         return cfg
 
     def preprocessing(self, cfg: dict[str, Any], subjects: Sequence[SRSubject]) -> dict[str, Any]:
@@ -395,6 +403,8 @@ class SRT1Task(Task):
         subjects = load_subjects(cfg)
         regions = [training_regions(s.hr.shape, cfg["held_out"], patch_size) for s in subjects]
         augment = build_augment(cfg["augment"]) if cfg["augment"] else None
+        if cfg["synthetic"] is not None or cfg["degradation"] is not None:
+            return self._synthetic_training_data(cfg, subjects, regions, patch_size, seed, augment)
         dataset = PatchDataset(
             [s.inputs for s in subjects],
             [s.targets for s in subjects],
@@ -437,6 +447,126 @@ class SRT1Task(Task):
 
         return TrainingData(dataset, validate, subjects)
 
+    def _synthetic_training_data(
+        self,
+        cfg: dict[str, Any],
+        subjects: list[SRSubject],
+        regions: list[list[tuple[slice, ...]]],
+        patch_size: Sequence[int],
+        seed: int,
+        augment: Any,
+    ) -> TrainingData:
+        """Scans drawn on the fly (tasks/sr_synthetic.py); validation on the MNI slab and
+        on fixed synthetic scans (their own seed: never a training scan)."""
+        from mrenhance.tasks.sr_synthetic import (
+            SYNTHETIC_DEFAULTS,
+            SyntheticSRDataset,
+            check_degradation,
+        )
+
+        rule = Normalisation.from_dict(cfg["normalise"], "data.normalise")
+        synthetic = cfg["synthetic"] or {**SYNTHETIC_DEFAULTS, "mix_mni": 1.0}
+        degradation = cfg["degradation"] or check_degradation(
+            {
+                "kspace_factors": [list(cfg["factors"])],
+                "kspace_p": 1.0,
+                "permute_axes": False,
+                "thick_p": 0.0,
+                "noise_p": 1.0 if cfg["noise_snr"] else 0.0,
+                "noise_snr": [cfg["noise_snr"]] * 2 if cfg["noise_snr"] else [10.0, 40.0],
+            }
+        )
+        dataset = SyntheticSRDataset(
+            synthetic,
+            degradation,
+            patch_size,
+            rule=rule,
+            seed=seed,
+            mni=subjects[0] if synthetic["mix_mni"] > 0 else None,
+            mni_regions=regions[0],
+            held_out=cfg["held_out"],
+            min_mask_fraction=float(cfg["min_mask_fraction"]),
+            augment=augment,
+        )
+        held_out = cfg["held_out"]
+        val_subject = _central_columns(subjects[0], int(held_out["axis"]), 96) if held_out else None
+        # choice: two fixed validation scans, the paper's k-space 2x2 and a 4 mm thick-slice
+        # acquisition of synthetic T1 subjects, drawn from a seed no training scan uses
+        val_data = SyntheticSRDataset(
+            {**synthetic, "mix_mni": 0.0, "contrast": {"t1": 1.0}, "voxel_mm": [1.0, 1.0]},
+            {
+                **degradation,
+                "kspace_p": 1.0,
+                "thick_p": 0.0,
+                "noise_p": 0.0,
+                "kspace_factors": [[2.0, 2.0, 1.0]],
+                "permute_axes": False,
+            },
+            (48, 48, 48),
+            rule=rule,
+            seed=seed + 7919,
+            held_out=None,
+        )
+        val_scans = [val_data.scan(0)]
+        thick = SyntheticSRDataset(
+            {**synthetic, "mix_mni": 0.0, "contrast": {"t1": 1.0}, "voxel_mm": [1.0, 1.0]},
+            {
+                **degradation,
+                "kspace_p": 0.0,
+                "thick_p": 1.0,
+                "noise_p": 0.0,
+                "thick_slice_mm": [4.0, 4.0],
+                "gap_mm": [0.0, 0.0],
+            },
+            (48, 48, 48),
+            rule=rule,
+            seed=seed + 7920,
+            held_out=None,
+        )
+        val_scans.append(thick.scan(0))
+
+        def validate(model) -> dict[str, float]:
+            from mrenhance.enhance_api import Enhancer
+            from mrenhance.metrics import compute_metrics
+
+            out: dict[str, float] = {}
+            inference = {"patch_size": list(patch_size), "overlap": 6, "blend": "crop"}
+            if held_out and held_out.get("validation"):
+                enhancer = Enhancer(
+                    model,
+                    self,
+                    normalisation=rule,
+                    inference=inference,
+                    scale=subjects[0].input_scale,
+                )
+                rows = evaluate_region(
+                    {"model": network_method(enhancer)},
+                    val_subject,
+                    held_out,
+                    "validation",
+                    metrics=("psnr", "ssim"),
+                )
+                out["psnr_mni"] = rows[0]["psnr"]
+                out["ssim_mni"] = rows[0]["ssim"]
+            for k, scan in enumerate(val_scans):
+                enhancer = Enhancer(
+                    model, self, normalisation=rule, inference=inference, scale=scan.scale
+                )
+                box = _centre_box(scan.hr.shape, 64)
+                sr = enhancer.run_region(Volume(scan.lr, np.eye(4), {}), box)
+                hr = scan.hr[box]
+                mask = hr > 0.1 * float(np.percentile(hr, 99))
+                ref = np.float32(np.percentile(hr[mask], REFERENCE_PERCENTILE))
+                values = compute_metrics(
+                    sr / ref, hr / ref, names=("psnr",), data_range=1.0, mask=mask
+                )
+                out[f"psnr_synth{k}"] = values["psnr"]
+            keys = [k for k in out if k.startswith("psnr_")]
+            out["psnr"] = float(np.mean([out[k] for k in keys])) if keys else 0.0
+            return out
+
+        return TrainingData(dataset, validate, subjects)
+
     # -- one input ------------------------------------------------------------------------
     def check_input(self, volume: Volume) -> None:
         source = volume.meta.get("source", "input")
@@ -463,6 +593,46 @@ class SRT1Task(Task):
             scale = intensity_scale(volume.data, rule)
         array = (volume.data / np.float32(scale)).astype(np.float32)
         return array, {"scale": float(scale), "normalisation": rule.to_dict()}
+
+    def adaptation_pairs(self, volume: Volume, card: Any, rng: np.random.Generator) -> Any:
+        """Self-supervised pairs from the input alone (SMORE / ZSSR style; ``--adapt``).
+
+        The prepared input is degraded once more along its high-resolution axes
+        (:func:`high_resolution_axes`): k-space truncated 2x and, separately, a 2-voxel
+        Gaussian slice profile with 2-voxel spacing along each such axis; the network learns
+        to map each degraded copy back to the input. Random axis permutations and flips of
+        each patch pair present that degradation along every axis, including the input's
+        low-resolution ones. Patches are centred in the head mask.
+        """
+        from mrenhance.engine.adapt import AdaptationPairs
+        from mrenhance.preprocess import head_mask
+        from mrenhance.simulate.kspace import thick_slice, truncate_kspace
+
+        x, _ = self.prepare(volume, card)
+        axes, energy = high_resolution_axes(x)
+        inputs, what = [], []
+        for axis in axes:
+            factors = [1.0, 1.0, 1.0]
+            factors[axis] = 2.0
+            inputs.append(truncate_kspace(x, tuple(factors), output="same_grid"))
+            what.append(f"kspace 2x axis {axis}")
+            if x.shape[axis] >= 8:
+                inputs.append(thick_slice(x, 2, axis=axis, profile="gaussian", fwhm_vox=2.0))
+                what.append(f"thick 2 vox axis {axis}")
+        inputs = [np.clip(a, 0, None).astype(np.float32) for a in inputs]
+        mask = head_mask(x)
+        return AdaptationPairs(
+            inputs=inputs,
+            targets=[x] * len(inputs),
+            masks=[mask] * len(inputs),
+            augment=_permute_and_flip,
+            loss="l1",
+            info={
+                "high_resolution_axes": list(axes),
+                "outer_band_energy": [round(e, 5) for e in energy],
+                "pairs": what,
+            },
+        )
 
     def restore(self, array: np.ndarray, context: dict[str, Any], volume: Volume) -> Volume:
         """Undo :meth:`prepare`'s scaling on the input's grid; negative ringing is clipped."""
@@ -619,6 +789,60 @@ class SRT1Task(Task):
             "files": files,
             "tables": tables,
         }
+
+
+def high_resolution_axes(image: np.ndarray, *, ratio: float = 0.5) -> tuple[list[int], list[float]]:
+    """The axes along which ``image`` keeps its high spatial frequencies.
+
+    image : (x, y, z). For each axis, the fraction of the (non-DC) spectral energy along it
+    that lies in the outer half of its frequencies (|k| > 1/4 cycle per voxel). An axis
+    whose fraction is at least ``ratio`` times the largest is high-resolution (choice);
+    when every axis is (isotropic data, or equally degraded) all three are returned.
+    Returns (axes, fractions).
+    """
+    data = np.asarray(image, dtype=np.float32)
+    data = data - data.mean()
+    fractions = []
+    for axis in range(3):
+        spectrum = np.abs(np.fft.rfft(data, axis=axis)) ** 2
+        power = spectrum.sum(axis=tuple(a for a in range(3) if a != axis))[1:]
+        freqs = np.fft.rfftfreq(data.shape[axis])[1:]
+        total = float(power.sum())
+        fractions.append(float(power[freqs > 0.25].sum() / total) if total > 0 else 0.0)
+    top = max(fractions)
+    axes = [a for a, f in enumerate(fractions) if top > 0 and f >= ratio * top]
+    return (axes or [0, 1, 2]), fractions
+
+
+def _permute_and_flip(
+    x: np.ndarray, y: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """The same random spatial axis permutation and flips of (1, x, y, z) ``x`` and ``y``."""
+    order = [0, *(1 + rng.permutation(3))]
+    x, y = np.transpose(x, order), np.transpose(y, order)
+    for axis in (1, 2, 3):
+        if rng.random() < 0.5:
+            x, y = np.flip(x, axis), np.flip(y, axis)
+    return x, y
+
+
+def _centre_box(shape: Sequence[int], width: int) -> tuple[slice, ...]:
+    return tuple(
+        slice(max(0, n // 2 - width // 2), max(0, n // 2 - width // 2) + min(n, width))
+        for n in shape
+    )
+
+
+def _boxed(subject: SRSubject, box: tuple[slice, ...]) -> SRSubject:
+    return SRSubject(
+        subject.name,
+        subject.hr[box],
+        subject.lr[box],
+        subject.mask[box],
+        subject.input_scale,
+        subject.reference_scale,
+        subject.affine,
+    )
 
 
 def _shift(held: dict[str, Any], box: tuple[slice, ...]) -> dict[str, Any]:

@@ -1,0 +1,88 @@
+"""Self-supervised adaptation (``enhance --adapt``): a tuned copy, the input untouched."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from mrenhance import Volume
+from mrenhance.cli import main
+from mrenhance.engine.adapt import adapt_enhancer, self_supervised_loss
+from mrenhance.enhance_api import Enhancer, enhance
+from mrenhance.io import load, save
+from mrenhance.models import create_model
+from mrenhance.models.card import Normalisation
+from mrenhance.models.weights import save_weights
+from mrenhance.tasks.sr_t1 import high_resolution_axes
+
+INFERENCE = {"patch_size": 16, "overlap": 4, "blend": "crop"}
+
+
+@pytest.fixture
+def tiny_enhancer():
+    import torch
+
+    torch.manual_seed(0)
+    model = create_model("mdcsrn-b2u4", growth=4, global_residual=True).eval()
+    return Enhancer(model, "sr_t1", normalisation=Normalisation(), inference=INFERENCE)
+
+
+@pytest.fixture
+def scan(small_brain):
+    from mrenhance.simulate.kspace import truncate_kspace
+
+    return Volume(truncate_kspace(small_brain * 100, (2, 2, 1)), np.diag([2.0, 2.0, 2.0, 1.0]))
+
+
+def test_a_few_steps_reduce_the_self_supervised_loss(tiny_enhancer, scan):
+    adapted = adapt_enhancer(tiny_enhancer, scan, steps=15, lr=1e-3, patch_size=12)
+    info = adapted.adaptation
+    assert info["steps"] == 15 and info["seconds"] > 0
+    assert info["loss_after"] < info["loss_before"]
+    assert info["high_resolution_axes"] == [2]  # k-space truncated along x and y
+    # the original network is untouched: its loss is still the "before" value
+    pairs = tiny_enhancer.task.adaptation_pairs(
+        scan, tiny_enhancer.normalisation, np.random.default_rng([0, 0])
+    )
+    assert self_supervised_loss(tiny_enhancer.model, pairs, patch_size=12) == pytest.approx(
+        info["loss_before"], rel=1e-5
+    )
+
+
+def test_zero_steps_equal_no_adaptation(tiny_enhancer, scan):
+    plain = enhance(scan, tiny_enhancer)
+    zero = adapt_enhancer(tiny_enhancer, scan, steps=0)(scan)
+    np.testing.assert_array_equal(plain.data, zero.data)
+    assert "adapted(steps=0" in zero.meta["provenance"][-1]
+
+
+def test_high_resolution_axes_finds_the_thick_slice_axis(small_brain):
+    from mrenhance.simulate.kspace import thick_slice
+
+    axes, _ = high_resolution_axes(thick_slice(small_brain, 3, axis=1, fwhm_vox=3.0))
+    assert 1 not in axes
+
+
+def test_cli_adapt_leaves_the_input_file_byte_identical(tmp_path, scan):
+    model = create_model("mdcsrn-b2u4", growth=4, global_residual=True)
+    weights = save_weights(
+        model, tmp_path / "tiny.safetensors", {"task": "sr_t1", "inference": INFERENCE}
+    )
+    src = tmp_path / "in.nii.gz"
+    save(scan, src)
+    before = hashlib.sha256(src.read_bytes()).hexdigest()
+    out = tmp_path / "out.nii.gz"
+    summary = tmp_path / "s.json"
+    argv = ["enhance", str(src), "-o", str(out), "--model", str(weights), "-q"]
+    assert main([*argv, "--adapt", "--adapt-steps", "2", "--summary", str(summary)]) == 0
+    assert hashlib.sha256(src.read_bytes()).hexdigest() == before
+    result = load(out)
+    assert result.shape == scan.shape
+    np.testing.assert_allclose(result.affine, scan.affine)
+    import json
+
+    row = json.loads(summary.read_text())["results"][0]
+    assert row["adaptation"]["steps"] == 2
+    assert main([*argv, "--overwrite", "--adapt-steps", "-1"]) == 2
