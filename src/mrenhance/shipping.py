@@ -81,11 +81,12 @@ def ship_weights(
     methods[card.name] = task.network_method(enhancer)
     rows = task.evaluate(methods, data=data)
     by = {r["method"]: r for r in rows}
+    keys = tuple(getattr(task, "metric_keys", _METRIC_KEYS))  # a task may name its own
     card.metrics = {
         **card.metrics,
-        "test": {k: by[card.name][k] for k in _METRIC_KEYS if k in by[card.name]},
+        "test": {k: by[card.name][k] for k in keys if k in by[card.name]},
         "test_baselines": {
-            m: {k: by[m][k] for k in _METRIC_KEYS if k in by[m]} for m in by if m != card.name
+            m: {k: by[m][k] for k in keys if k in by[m]} for m in by if m != card.name
         },
         "test_protocol": task.protocol(data),
     }
