@@ -26,6 +26,10 @@ EXACT_PARAMETERS = {
     # conv0 1,792 + blocks 110,784 + 221,568 + 442,752 + 885,504 + 1,770,240 + 3,540,480
     # + 7,079,424 (conv + GroupNorm affine) + dense 525,312 + 1,025
     "wgan-critic3d": 14_578_881,
+    # ASL (tests/test_asl_models.py): see the class docstrings
+    "dwan": 592_011,
+    "unet2d-asl": 1_925_025,
+    "dilatednet-asl": 222_785,
 }
 
 
