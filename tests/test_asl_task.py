@@ -179,7 +179,7 @@ def test_baselines_denoise_a_noisy_map():
     rng = np.random.default_rng(7)
     case = _case(rng)
     methods = T.baseline_methods(4.0, bm3d=False)
-    assert {"mean of 10 pairs (input)", "non-local means"} <= set(methods)
+    assert {"mean of 10 pairs (input)", "non-local means (h x1)"} <= set(methods)
     rows = {r["method"]: r for r in T.evaluate_cases(methods, [case])}
     assert rows["gaussian FWHM 4 mm"]["psnr_truth"] > rows["mean of 10 pairs (input)"]["psnr_truth"]
 

@@ -62,18 +62,19 @@ def nlm_denoise(
     image: np.ndarray,
     *,
     h_factor: float = 0.8,
+    strength: float = 1.0,
     patch_size: int = 5,
     patch_distance: int = 6,
 ) -> np.ndarray:
     """Non-local means (Buades et al. 2005; scikit-image), per slice.
 
-    ``h = h_factor * sigma`` with sigma estimated per slice (:func:`noise_sigma`);
-    # choice: skimage's suggested h ~ 0.8 sigma with ``fast_mode`` and sigma given.
+    ``h = h_factor * sigma`` with ``sigma = strength *`` the per-slice estimate
+    (:func:`noise_sigma`); # choice: skimage's suggested h ~ 0.8 sigma with ``fast_mode``.
     """
     from skimage.restoration import denoise_nl_means
 
     def one(s: np.ndarray) -> np.ndarray:
-        sigma = noise_sigma(s)
+        sigma = strength * noise_sigma(s)
         if sigma <= 0:
             return s
         return denoise_nl_means(
@@ -97,10 +98,13 @@ def has_bm3d() -> bool:
     return True
 
 
-def bm3d_denoise(image: np.ndarray, *, sigma: float | None = None) -> np.ndarray:
+def bm3d_denoise(
+    image: np.ndarray, *, sigma: float | None = None, strength: float = 1.0
+) -> np.ndarray:
     """BM3D (Dabov et al. 2007; the ``bm3d`` package of Tampere University), per slice.
 
-    ``sigma``: the noise std in the image's units (default: estimated per slice). The
+    ``sigma``: the noise std in the image's units (default: ``strength`` x the per-slice
+    estimate of :func:`noise_sigma`). The
     package's licence allows non-commercial use only; it is an optional extra.
     """
     if not has_bm3d():
@@ -108,7 +112,7 @@ def bm3d_denoise(image: np.ndarray, *, sigma: float | None = None) -> np.ndarray
     import bm3d
 
     def one(s: np.ndarray) -> np.ndarray:
-        sd = noise_sigma(s) if sigma is None else float(sigma)
+        sd = strength * noise_sigma(s) if sigma is None else float(sigma)
         if sd <= 0:
             return s
         return np.asarray(bm3d.bm3d(s.astype(np.float64), sigma_psd=sd), dtype=np.float32)
