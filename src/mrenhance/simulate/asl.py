@@ -344,7 +344,7 @@ def acquire_pairs(
     perfusion_fluctuation: float = 0.05,
     motion_mm: float = 0.5,
     outlier_fraction: float = 0.1,
-    outlier_shift_mm: tuple[float, float] = (2.0, 5.0),
+    outlier_shift_mm: tuple[float, float] = (1.0, 3.0),
 ) -> AslSeries:
     """Simulate the label/control series on the native 64 x 64 x 20 grid.
 
@@ -371,7 +371,7 @@ def acquire_pairs(
       choice).
     * outliers: each pair with probability ``outlier_fraction`` has a motion spike: 1-4
       contiguous slices of its label image acquired with an extra in-plane shift of
-      ``outlier_shift_mm`` and up to 3 deg of rotation (planted_outliers marks them).
+      ``outlier_shift_mm`` and up to 2 deg of rotation (planted_outliers marks them).
     """
     from scipy.ndimage import gaussian_filter, map_coordinates
 
@@ -431,7 +431,7 @@ def acquire_pairs(
             direction /= np.linalg.norm(direction)
             extra = np.zeros(3)
             extra[:2] = direction * rng.uniform(*outlier_shift_mm)
-            spin = angles + np.array([0.0, 0.0, rng.uniform(-3.0, 3.0)])
+            spin = angles + np.array([0.0, 0.0, rng.uniform(-2.0, 2.0)])
             m0_s, cm_s = sample((m0_b, cbf_m0_b), spin, shift + extra, sl)
             label_m0[:, :, sl] = m0_s
             label_dm[:, :, sl] = difference_from_cbf(cm_s, 1.0, p, pld[None, None, sl])
