@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
         )
         truth = out / "derivatives" / "truth" / f"sub-{label}"
+        truth.mkdir(parents=True, exist_ok=True)
         for name, arr in (
             ("cbf_truth", s.truth),
             ("cbf_mean10", s.input_10),
