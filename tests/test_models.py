@@ -37,6 +37,10 @@ EXACT_PARAMETERS = {
     # DTI SRGAN (docs/dti.md): head 5,249 + 16 blocks x 74,113 + 37,056 + 2 x 147,713 + 5,185
     "srresnet-dwi-x4": 1_528_724,
     "srgan-discriminator2d": 5_214_273,
+    # ASL (tests/test_asl_models.py): see the class docstrings
+    "dwan": 592_011,
+    "unet2d-asl": 1_925_025,
+    "dilatednet-asl": 222_785,
 }
 # built only from a weights file the user supplies (nothing is downloaded)
 NEEDS_WEIGHTS_FILE = {"vgg19-features"}

@@ -81,6 +81,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="adaptation budget in optimizer steps (default 50 with --adapt; implies --adapt)",
     )
     p.add_argument("--adapt-seed", type=int, default=0, help="seed of the adaptation")
+    p.add_argument(
+        "--asl-order",
+        default=None,
+        help="ASL models, 4D input: volume order, e.g. control,label (default: the BIDS "
+        "aslcontext.tsv beside the file, else a series of per-pair CBF maps)",
+    )
     p.add_argument("--nan-policy", choices=("error", "zero"), default="error")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--summary", default=None, help="write a JSON summary of the batch")
@@ -229,6 +235,8 @@ def _run_batch(
             if not is_nifti_name(dst):  # before the work, not after it
                 raise InputError(f"{dst}: can only save NIfTI (.nii or .nii.gz)")
             vol = load(src, nan_policy=args.nan_policy)
+            if getattr(args, "asl_order", None):  # a task-specific option, read by the task
+                vol.meta["asl_order"] = args.asl_order
             out = enhance_api.enhance(
                 vol,
                 enhancer,

@@ -104,7 +104,10 @@ def _load(p: Path, nan_policy: str, max_voxels: int) -> Volume:
     except OSError as e:
         raise InputError(f"{p}: cannot read file ({e.strerror or e})") from e
     if is_nifti_name(p) or sniff_nifti(head):
-        return load_nifti(p, nan_policy=nan_policy, max_voxels=max_voxels)
+        from mrenhance.io.bids_asl import attach_asl_context
+
+        # a BIDS *_asl.nii.gz: its aslcontext.tsv / asl.json beside it go into meta
+        return attach_asl_context(load_nifti(p, nan_policy=nan_policy, max_voxels=max_voxels), p)
     if head[128:132] == b"DICM" or p.suffix.lower() in _DICOM_SUFFIXES:
         return load_dicom(p, nan_policy=nan_policy, max_voxels=max_voxels)
     raise InputError(

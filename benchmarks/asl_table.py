@@ -1,0 +1,149 @@
+"""The ASL table: {U-Net, DilatedNet, DWAN} x {ASLDN, LFN}, L1 vs L2 with/without outliers.
+
+Every network is trained through the recipe ``asl_dwan`` (``training.train_recipe``, the
+code path of ``mrenhance train``) with the CPU budget below, then all of them, the
+classical baselines and (if present) the shipped ``dwan-asl-lfn`` are evaluated by the
+task's protocol (``Task.evaluate``: per test subject, mean and std; against the pseudo
+gold standard and against the true CBF) through the Enhancer. Writes
+``benchmarks/results/asl_table.{json,md,csv}`` and correlation maps (NIfTI + PNG) into
+``benchmarks/results/asl_correlation/``.
+
+    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/asl_table.py --steps 100
+    PYTHONPATH=src python benchmarks/asl_table.py --eval-only   # reuse trained weights
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import RESULTS, provenance, tune_allocator, write_results  # noqa: E402
+
+#: (row name, overrides): the paper's Table 1 grid, then its Fig. 5 loss comparison.
+RUNS = [
+    ("U-Net ASLDN", ["model.name=unet2d-asl", "data.target=asldn"]),
+    ("DilatedNet ASLDN", ["model.name=dilatednet-asl", "data.target=asldn"]),
+    ("DWAN ASLDN", ["model.name=dwan", "data.target=asldn"]),
+    ("U-Net LFN", ["model.name=unet2d-asl", "data.target=lfn"]),
+    ("DilatedNet LFN", ["model.name=dilatednet-asl", "data.target=lfn"]),
+    ("DWAN LFN (L1)", ["model.name=dwan", "data.target=lfn"]),
+    ("DWAN LFN L2", ["model.name=dwan", "data.target=lfn", "train.loss=l2"]),
+    ("DWAN LFN L1, no outliers", ["model.name=dwan", "data.outlier_fraction=0.0"]),
+    ("DWAN LFN L2, no outliers", ["model.name=dwan", "data.outlier_fraction=0.0", "train.loss=l2"]),
+]
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--patch", type=int, default=48)
+    ap.add_argument("--train-subjects", type=int, default=24)
+    ap.add_argument("--validation-subjects", type=int, default=2)
+    ap.add_argument("--test-subjects", type=int, default=8)
+    ap.add_argument("--runs-dir", default="/tmp/asl_runs/table")
+    ap.add_argument("--eval-only", action="store_true", help="evaluate weights already trained")
+    ap.add_argument("--only", default=None, help="row names to (re)train, separated by ;")
+    args = ap.parse_args()
+    tune_allocator()
+    import torch
+
+    from mrenhance.enhance_api import Enhancer
+    from mrenhance.models.weights import load_model, read_card, resolve_weights
+    from mrenhance.tasks import asl as T
+    from mrenhance.tasks import get_task
+    from mrenhance.training import train_recipe
+
+    torch.set_num_threads(1)
+    task = get_task("asl")
+    runs_dir = Path(args.runs_dir)
+    subjects = (
+        f"data.subjects={{train: {args.train_subjects}, validation: {args.validation_subjects}, "
+        f"test: {args.test_subjects}}}"
+    )
+    budget = [
+        f"train.steps={args.steps}",
+        f"train.batch_size={args.batch_size}",
+        f"train.patch_size=[{args.patch},{args.patch}]",
+        f"train.val_every={args.steps}",
+        f"train.checkpoint_every={args.steps}",
+        subjects,
+    ]
+    only = set(args.only.split(";")) if args.only else None
+    trained: dict[str, Path] = {}
+    seconds: dict[str, float] = {}
+    for name, overrides in RUNS:
+        run = runs_dir / _slug(name)
+        weights = run / f"{_slug(name)}.safetensors"
+        if not args.eval_only and (only is None or name in only):
+            t0 = time.time()
+            train_recipe(
+                "asl_dwan",
+                [*overrides, *budget],
+                run_dir=run,
+                weights_name=_slug(name),
+                progress=False,
+            )
+            seconds[name] = round(time.time() - t0, 1)
+            print(f"trained {name} in {seconds[name]:.0f} s", flush=True)
+        if weights.is_file():
+            trained[name] = weights
+            seconds.setdefault(name, read_card(weights).training.get("seconds"))
+
+    data = {
+        "subjects": {
+            "train": args.train_subjects,
+            "validation": args.validation_subjects,
+            "test": args.test_subjects,
+        }
+    }
+    cfg = task.data_config(data)
+    rows = []
+    for clean in (False, True):
+        cfg_k = {**cfg, "outlier_fraction": 0.0} if clean else cfg
+        cases = T.load_cases(cfg_k, "test")
+        methods = {}
+        if not clean:
+            methods.update(T.tuned_baselines(T.load_cases(cfg_k, "validation")))
+            try:
+                shipped = resolve_weights("dwan-asl-lfn")
+                card = read_card(shipped)
+                net = Enhancer(load_model(shipped), task, card=card)
+                methods[f"dwan-asl-lfn (shipped, {card.training.get('steps')} steps)"] = (
+                    T.network_method(net)
+                )
+            except Exception as err:  # not shipped yet
+                print(f"no shipped dwan-asl-lfn: {err}")
+        else:
+            methods["mean of 10 pairs (input)"] = lambda c: c.input_10
+        for name, weights in trained.items():
+            if ("no outliers" in name) != clean:
+                continue
+            card = read_card(weights)
+            methods[name] = T.network_method(Enhancer(load_model(weights), task, card=card))
+        out = RESULTS / ("asl_correlation_clean" if clean else "asl_correlation")
+        for row in task.evaluate(methods, cases=cases, correlation_out=out):
+            row["test_data"] = "no outliers" if clean else "outliers (10 % of pairs)"
+            row["train_seconds"] = seconds.get(row["method"])
+            rows.append(row)
+            print({k: row[k] for k in ("method", "psnr", "ssim", "psnr_truth", "snr")}, flush=True)
+    meta = provenance("python benchmarks/asl_table.py " + " ".join(sys.argv[1:]))
+    meta["protocol"] = task.protocol(data)
+    meta["budget"] = (
+        f"each table network: {args.steps} steps, batch {args.batch_size}, "
+        f"{args.patch}x{args.patch} patches, {args.train_subjects} training subjects "
+        "(paper: 200 subjects, batch 64, whole slices); one torch thread"
+    )
+    write_results("asl_table", rows, meta)
+
+
+if __name__ == "__main__":
+    main()

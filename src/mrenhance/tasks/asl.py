@@ -1,0 +1,901 @@
+"""ASL CBF denoising, learning from noise: the protocol of Xie et al. 2020 (DWAN), as a Task.
+
+What an input and a target are
+    input: the mean CBF map of 10 label/control pairs (Sec. 2.3, segment 1 of 4), an axial
+    2D slice of the 2 mm MNI grid (109 x 91 pixels). target: ``ASLDN`` (Xie et al. 2018
+    [17]) the pseudo gold standard (40-pair mean after outlier cleaning, Gaussian FWHM 3
+    mm); ``LFN`` (the paper's method) the mean of another noisy segment, re-drawn per sample
+    among segment 1 -> 2 and 3 -> 4 (and, # choice, their reverses 2 -> 1, 4 -> 3: the
+    Noise2Noise roles are symmetric). Subjects are simulated (:mod:`mrenhance.simulate.asl`),
+    so every map also has the true CBF.
+
+Inputs ``enhance`` takes (told apart by dimensionality and metadata)
+    * a 3D CBF map (x, y, z), any grid: ``ndim == 3``;
+    * a 4D series (x, y, z, t): label/control images when the Volume's meta holds
+      ``aslcontext`` (a list of BIDS volume types, read by ``io.load`` from the
+      ``*_aslcontext.tsv`` beside a ``*_asl.nii.gz``) or ``asl_order`` (``mrenhance enhance
+      --asl-order control,label``); otherwise a series of per-pair CBF maps. The task
+      computes per-pair CBF (white-paper formula, control image as M0 unless an M0 scan is
+      in the series; PLD and label duration from ``meta["asl"]``, the BIDS sidecar, else
+      the paper's 1.5 s / 1.5 s) and their plain mean, the network's training input.
+
+Normalisation (one rule, in the card)
+    CBF is quantitative: both input and target are divided by a fixed 100 ml/100 g/min
+    (``preprocessing.cbf_scale``), never clipped, so high CBF passes through. ``prepare``
+    reorients the volume to RAS (axial slices along the last axis), resamples each slice
+    to the training pixel size (2 x 2 mm, ``preprocessing.voxel_size_mm``; linear, with a
+    Gaussian anti-alias filter when shrinking) and ``restore`` undoes both, so the output
+    is on the input's grid with its affine.
+
+Evaluation (Sec. 2.4), per test subject, then mean and std over subjects
+    PSNR and SSIM (2D, per slice) inside the brain on the paper's slices (36-60, every
+    third), against the pseudo gold standard (the paper's) and against the true CBF,
+    data range 100 ml/100 g/min (# choice: the paper does not state it); SNR = mean of a
+    GM ROI / std of a WM ROI in slice 50; GM/WM contrast = mean GM / mean WM over the
+    paper's slices (ROIs: GM fraction > 0.7, WM > 0.95, outside any hypo-perfused
+    territory). Networks run through :class:`mrenhance.enhance_api.Enhancer`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mrenhance.errors import ConfigError, InputError
+from mrenhance.tasks.base import InputKind, Task, TrainingData, register_task
+from mrenhance.volume import Volume
+
+#: The one intensity rule: CBF / this many ml/100 g/min (no clipping).
+CBF_SCALE = 100.0
+#: Training pixel size (the 2 mm MNI grid), mm.
+TRAINING_PIXEL_MM = (2.0, 2.0)
+#: PSNR/SSIM data range, ml/100 g/min.
+DATA_RANGE = 100.0
+#: Smallest in-plane field of view (mm) an ASL map can have here.
+MIN_FOV_MM = 40.0
+
+DATA_DEFAULTS: dict[str, Any] = {
+    "target": "lfn",  # "lfn" (learning from noise) or "asldn" (pseudo gold standard)
+    "lfn_pairs": [[0, 1], [2, 3]],  # Sec. 2.3: segment 1 -> 2 and 3 -> 4 (0-based)
+    "lfn_symmetric": True,  # choice: also 2 -> 1 and 4 -> 3
+    "subjects": {"train": 24, "validation": 4, "test": 8},  # paper: 200 / 20 / 60
+    "seed": 0,
+    "outlier_fraction": 0.1,  # choice: 1 pair in 10 has a motion spike
+    "thermal_noise": 0.005,  # calibrated: pseudo gold SNR near the paper's 5.87
+    "augment": {"flip": True},
+    "min_brain_fraction": 0.3,
+}
+
+Method = Callable[["AslCase"], np.ndarray]
+
+#: Axial slices kept per simulated subject: the paper's and the SNR slice.
+from mrenhance.simulate.asl import PAPER_SLICES, SNR_SLICE  # noqa: E402
+
+STORED_SLICES = tuple(sorted(set(PAPER_SLICES) | {SNR_SLICE}))
+_PAPER_IDX = [STORED_SLICES.index(z) for z in PAPER_SLICES]
+_SNR_IDX = STORED_SLICES.index(SNR_SLICE)
+
+
+# ---------------------------------------------------------------------------- data
+@dataclass
+class AslCase:
+    """One simulated subject, axial slices :data:`STORED_SLICES` only (x, y, 10).
+
+    segments : (4, x, y, 10) segment means; pseudo_gold, truth : (x, y, 10); gm, wm :
+    fractions; brain, territory : bool. All CBF in ml/100 g/min. affine : the MNI grid's.
+    """
+
+    name: str
+    segments: np.ndarray
+    pseudo_gold: np.ndarray
+    truth: np.ndarray
+    gm: np.ndarray
+    wm: np.ndarray
+    brain: np.ndarray
+    territory: np.ndarray
+    affine: np.ndarray
+
+    @property
+    def input_10(self) -> np.ndarray:
+        return self.segments[0]
+
+    def volume(self, data: np.ndarray | None = None) -> Volume:
+        """The 10-pair mean (or ``data``) as a Volume of 2 mm axial slices."""
+        arr = self.input_10 if data is None else data
+        return Volume(arr, self.affine, {"source": f"{self.name} (10-pair mean)"})
+
+    def rois(self) -> tuple[np.ndarray, np.ndarray]:
+        outside = ~self.territory
+        return (self.gm > 0.7) & outside, (self.wm > 0.95) & outside
+
+
+def _case(subject: Any) -> AslCase:
+    z = list(STORED_SLICES)
+    return AslCase(
+        name=subject.name,
+        segments=np.ascontiguousarray(subject.segments[:, :, :, z]),
+        pseudo_gold=np.ascontiguousarray(subject.pseudo_gold[:, :, z]),
+        truth=np.ascontiguousarray(subject.truth[:, :, z]),
+        gm=np.ascontiguousarray(subject.gm[:, :, z]),
+        wm=np.ascontiguousarray(subject.wm[:, :, z]),
+        brain=np.ascontiguousarray(subject.brain_mask[:, :, z]),
+        territory=np.ascontiguousarray(subject.territory_mask[:, :, z]),
+        affine=subject.affine,
+    )
+
+
+def subject_seed(seed: int, split: str, index: int) -> list[int]:
+    """The simulation seed of subject ``index`` of a split (splits never share subjects)."""
+    return [int(seed), {"train": 0, "validation": 1, "test": 2}[split], int(index)]
+
+
+@functools.lru_cache(maxsize=8)
+def _cases_cached(key: str) -> tuple[AslCase, ...]:
+    from mrenhance.simulate.asl import simulate_asl_subject
+
+    cfg = json.loads(key)
+    out = []
+    for i in range(cfg["n"]):
+        s = simulate_asl_subject(
+            subject_seed(cfg["seed"], cfg["split"], i),
+            name=f"{cfg['split']}-{i:03d}",
+            outlier_fraction=cfg["outlier_fraction"],
+            thermal_noise=cfg["thermal_noise"],
+        )
+        out.append(_case(s))
+    return tuple(out)
+
+
+def load_cases(cfg: dict[str, Any], split: str) -> list[AslCase]:
+    """Simulate (once per process and config) the subjects of a split of a data config."""
+    key = json.dumps(
+        {
+            "n": int(cfg["subjects"][split]),
+            "seed": int(cfg["seed"]),
+            "split": split,
+            "outlier_fraction": float(cfg["outlier_fraction"]),
+            "thermal_noise": float(cfg["thermal_noise"]),
+        },
+        sort_keys=True,
+    )
+    return list(_cases_cached(key))
+
+
+class AslSliceDataset:
+    """Training pairs of 2D patches from the paper's axial slices, deterministic in (seed, i).
+
+    Sample ``i``: ``rng = default_rng([seed, i])`` draws a subject, one of the paper's
+    slices, (LFN) an input/target segment pair among ``pairs``, a patch corner with at
+    least ``min_brain_fraction`` brain pixels (up to 20 tries) and flips. Items are
+    ``{"inputs": (1, a, b), "target": (1, a, b)}`` float32, CBF / :data:`CBF_SCALE`.
+    ``target="asldn"`` uses the pseudo gold standard as the target.
+    """
+
+    def __init__(
+        self,
+        cases: Sequence[AslCase],
+        patch_size: Sequence[int],
+        *,
+        target: str = "lfn",
+        pairs: Sequence[Sequence[int]] = ((0, 1), (2, 3)),
+        symmetric: bool = True,
+        flip: bool = True,
+        min_brain_fraction: float = 0.3,
+        seed: int = 0,
+        length: int = 10**9,
+    ) -> None:
+        if not cases:
+            raise ConfigError("asl: no training subjects")
+        self.cases = list(cases)
+        self.patch = tuple(int(p) for p in patch_size)
+        if len(self.patch) != 2:
+            raise ConfigError(f"asl: train.patch_size must have 2 entries, got {patch_size}")
+        shape = self.cases[0].input_10.shape[:2]
+        if any(p > n for p, n in zip(self.patch, shape, strict=True)):
+            raise ConfigError(f"asl: patch {self.patch} is larger than the slices {shape}")
+        self.target = target
+        pairs = [tuple(int(v) for v in p) for p in pairs]
+        if symmetric:
+            pairs = pairs + [(b, a) for a, b in pairs]
+        self.pairs = pairs
+        self.flip = flip
+        self.min_brain_fraction = float(min_brain_fraction)
+        self.seed = int(seed)
+        self.length = int(length)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng([self.seed, int(i) % self.length])
+        case = self.cases[int(rng.integers(len(self.cases)))]
+        z = _PAPER_IDX[int(rng.integers(len(_PAPER_IDX)))]
+        if self.target == "lfn":
+            a, b = self.pairs[int(rng.integers(len(self.pairs)))]
+            x_img, y_img = case.segments[a, :, :, z], case.segments[b, :, :, z]
+        else:
+            x_img, y_img = case.segments[0, :, :, z], case.pseudo_gold[:, :, z]
+        brain = case.brain[:, :, z]
+        (px, py), (nx, ny) = self.patch, brain.shape
+        best = None
+        for _ in range(20):
+            cx, cy = int(rng.integers(nx - px + 1)), int(rng.integers(ny - py + 1))
+            frac = float(brain[cx : cx + px, cy : cy + py].mean())
+            if best is None or frac > best[0]:
+                best = (frac, cx, cy)
+            if frac >= self.min_brain_fraction:
+                break
+        assert best is not None
+        _, cx, cy = best
+        x = x_img[cx : cx + px, cy : cy + py] / np.float32(CBF_SCALE)
+        y = y_img[cx : cx + px, cy : cy + py] / np.float32(CBF_SCALE)
+        if self.flip:
+            for axis in (0, 1):
+                if rng.random() < 0.5:
+                    x, y = np.flip(x, axis), np.flip(y, axis)
+        return {
+            "inputs": np.ascontiguousarray(x, dtype=np.float32)[None],
+            "target": np.ascontiguousarray(y, dtype=np.float32)[None],
+        }
+
+
+# ---------------------------------------------------------------------------- metrics
+def case_metrics(case: AslCase, output: np.ndarray) -> dict[str, float]:
+    """The paper's numbers (Sec. 2.4) for one subject's output (x, y, 10) in CBF units."""
+    from mrenhance.metrics import contrast_ratio, psnr, snr, ssim
+
+    out = np.asarray(output, dtype=np.float32)
+    p = _PAPER_IDX
+    brain = case.brain[:, :, p]
+    gm, wm = case.rois()
+    row: dict[str, float] = {}
+    for suffix, ref in (("", case.pseudo_gold), ("_truth", case.truth)):
+        row[f"psnr{suffix}"] = psnr(out[:, :, p], ref[:, :, p], DATA_RANGE, brain)
+        row[f"ssim{suffix}"] = float(
+            ssim(out[:, :, p], ref[:, :, p], DATA_RANGE, brain, spatial_dims=2)
+        )
+    s = _SNR_IDX
+    row["snr"] = snr(out[:, :, s], gm[:, :, s], wm[:, :, s])
+    row["gm_wm_contrast"] = contrast_ratio(out[:, :, p], gm[:, :, p], wm[:, :, p])
+    return row
+
+
+METRIC_KEYS = ("psnr", "ssim", "psnr_truth", "ssim_truth", "snr", "gm_wm_contrast")
+
+
+def evaluate_cases(
+    methods: dict[str, Method],
+    cases: Sequence[AslCase],
+    *,
+    correlation_out: Any = None,
+) -> list[dict[str, Any]]:
+    """Every method on every case; one row per method: mean and std over subjects.
+
+    With ``correlation_out`` (a folder), writes each method's voxel-wise correlation map
+    with the pseudo gold standard across subjects (Sec. 2.4, Fig. 4) as
+    ``<method>_corr.nii.gz`` and a PNG thresholded at r > 0.3, and adds ``corr_mean``
+    (mean r in the brain) and ``corr_above_0.3`` (its fraction with r > 0.3) to the rows.
+    """
+    rows = []
+    for name, method in methods.items():
+        t0 = time.perf_counter()
+        per, outputs = [], []
+        for case in cases:
+            out = np.asarray(method(case), dtype=np.float32)
+            outputs.append(out)
+            per.append(case_metrics(case, out))
+        seconds = time.perf_counter() - t0
+        row: dict[str, Any] = {"method": name}
+        for k in METRIC_KEYS:
+            values = np.array([r[k] for r in per], dtype=np.float64)
+            row[k] = float(values.mean())
+            row[f"{k}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        if len(cases) >= 3:
+            from mrenhance.metrics import voxelwise_correlation
+
+            p = _PAPER_IDX
+            brain = np.all([c.brain[:, :, p] for c in cases], axis=0)
+            r = voxelwise_correlation(
+                np.stack([o[:, :, p] for o in outputs]),
+                np.stack([c.pseudo_gold[:, :, p] for c in cases]),
+                brain,
+            )
+            valid = np.isfinite(r) & brain
+            row["corr_mean"] = float(np.mean(r[valid])) if valid.any() else float("nan")
+            row["corr_above_0.3"] = float(np.mean(r[valid] > 0.3)) if valid.any() else 0.0
+            if correlation_out is not None:
+                _write_correlation(correlation_out, name, r, cases[0].affine)
+        row["n_subjects"] = len(cases)
+        row["seconds"] = round(seconds, 2)
+        rows.append(row)
+    return rows
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
+
+def _write_correlation(folder: Any, name: str, r: np.ndarray, affine: np.ndarray) -> None:
+    from pathlib import Path
+
+    from matplotlib.figure import Figure
+
+    from mrenhance.io import save
+    from mrenhance.report.figures import save_figure
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    data = np.nan_to_num(r, nan=0.0).astype(np.float32)
+    save(Volume(data, affine, {"source": f"corr {name}"}), folder / f"{_safe(name)}_corr.nii.gz",
+         overwrite=True)  # fmt: skip
+    shown = np.where(data > 0.3, data, 0.0)
+    fig = Figure(figsize=(2.0 * min(5, shown.shape[2]), 2.6))
+    picks = np.linspace(0, shown.shape[2] - 1, min(5, shown.shape[2])).round().astype(int)
+    for k, z in enumerate(picks):
+        ax = fig.add_subplot(1, len(picks), k + 1)
+        im = ax.imshow(np.rot90(shown[:, :, z]), vmin=0, vmax=1, cmap="hot")
+        ax.set_axis_off()
+        ax.set_title(f"slice {PAPER_SLICES[z]}", fontsize=8)
+    fig.colorbar(im, ax=fig.axes, shrink=0.7)
+    fig.suptitle(f"r with pseudo gold (r > 0.3): {name}", fontsize=9)
+    save_figure(fig, folder / f"{_safe(name)}_corr.png")
+
+
+# ---------------------------------------------------------------------------- baselines
+def best_gaussian_fwhm(cases: Sequence[AslCase], grid: Sequence[float] = (2, 3, 4, 5, 6, 8)):
+    """The in-plane FWHM (mm) maximising mean PSNR against the pseudo gold standard."""
+    from mrenhance.baselines.denoise import gaussian_denoise
+
+    scores = {}
+    for fwhm in grid:
+        scores[float(fwhm)] = float(
+            np.mean([case_metrics(c, gaussian_denoise(c.input_10, fwhm))["psnr"] for c in cases])
+        )
+    return max(scores, key=scores.get), scores
+
+
+def best_strength(
+    cases: Sequence[AslCase], denoise: Callable[..., np.ndarray], grid=(1.0, 2.0, 4.0, 8.0)
+) -> float:
+    """The noise-level multiplier of NLM / BM3D maximising mean PSNR vs the pseudo gold.
+
+    The wavelet estimate of sigma sees only the finest scale, where resampled CBF maps
+    (3.4 x 3.4 x 6 mm acquired, 2 mm shown) carry little of their spatially correlated
+    noise; so, as the Gaussian's FWHM, the strength is tuned on the validation subjects.
+    """
+    scores = {
+        float(k): float(np.mean([case_metrics(c, denoise(c.input_10, k))["psnr"] for c in cases]))
+        for k in grid
+    }
+    return max(scores, key=scores.get)
+
+
+def baseline_methods(
+    fwhm_mm: float = 4.0,
+    *,
+    bm3d: bool | None = None,
+    nlm_strength: float = 1.0,
+    bm3d_strength: float = 1.0,
+) -> dict[str, Method]:
+    """The classical rows: 10-pair mean, Gaussian, NLM, and BM3D when it is installed.
+
+    ``*_strength`` multiplies the estimated noise sigma (see :func:`best_strength`).
+    """
+    from mrenhance.baselines import denoise as D
+
+    methods: dict[str, Method] = {
+        "mean of 10 pairs (input)": lambda c: c.input_10,
+        f"gaussian FWHM {fwhm_mm:g} mm": lambda c: D.gaussian_denoise(c.input_10, fwhm_mm),
+        f"non-local means (h x{nlm_strength:g})": lambda c: D.nlm_denoise(
+            c.input_10, strength=nlm_strength
+        ),
+    }
+    if bm3d if bm3d is not None else D.has_bm3d():
+        methods[f"BM3D (sigma x{bm3d_strength:g})"] = lambda c: D.bm3d_denoise(
+            c.input_10, strength=bm3d_strength
+        )
+    return methods
+
+
+def tuned_baselines(validation: Sequence[AslCase], *, bm3d: bool | None = None):
+    """:func:`baseline_methods` with each parameter chosen on ``validation`` subjects."""
+    from mrenhance.baselines import denoise as D
+
+    fwhm, _ = best_gaussian_fwhm(validation)
+    nlm = best_strength(validation, lambda x, k: D.nlm_denoise(x, strength=k))
+    use_bm3d = D.has_bm3d() if bm3d is None else bm3d
+    b3 = best_strength(validation, lambda x, k: D.bm3d_denoise(x, strength=k)) if use_bm3d else 1
+    return baseline_methods(fwhm, bm3d=use_bm3d, nlm_strength=nlm, bm3d_strength=b3)
+
+
+def network_method(enhancer: Any) -> Method:
+    """A network as an evaluation method: the Enhancer on the case's 10-pair mean."""
+    return lambda case: enhancer(case.volume()).data
+
+
+# ---------------------------------------------------------------------------- input handling
+_SERIES_TYPES = {"control", "label", "m0scan", "cbf", "deltam", "noise"}
+
+
+def asl_context(volume: Volume) -> list[str] | None:
+    """The volume types of a 4D ASL series, from ``meta["aslcontext"]`` or ``"asl_order"``.
+
+    ``asl_order`` is a comma-separated pattern repeated over the series, e.g.
+    ``"control,label"`` or ``"label,control"`` (``"cbf"``: a per-pair CBF series).
+    """
+    n = volume.data.shape[3]
+    source = volume.meta.get("source", "input")
+    ctx = volume.meta.get("aslcontext")
+    order = volume.meta.get("asl_order")
+    if ctx is None and order:
+        pattern = [t.strip().lower() for t in str(order).split(",") if t.strip()]
+        bad = sorted(set(pattern) - _SERIES_TYPES)
+        if not pattern or bad:
+            raise InputError(f"{source}: --asl-order {order!r}: use e.g. control,label")
+        if n % len(pattern):
+            raise InputError(
+                f"{source}: --asl-order {order!r} does not tile the {n} volumes of the series"
+            )
+        ctx = pattern * (n // len(pattern))
+    if ctx is None:
+        return None
+    ctx = [str(t).strip().lower() for t in ctx]
+    if len(ctx) != n:
+        raise InputError(f"{source}: aslcontext lists {len(ctx)} volumes, the series has {n}")
+    bad = sorted(set(ctx) - _SERIES_TYPES)
+    if bad:
+        raise InputError(f"{source}: aslcontext: unknown volume type {bad[0]!r}")
+    if ctx.count("control") != ctx.count("label"):
+        how = f"--asl-order {order!r}" if volume.meta.get("aslcontext") is None else "aslcontext"
+        raise InputError(
+            f"{source}: {how}: {ctx.count('control')} control and {ctx.count('label')} label "
+            "volumes; they must pair up"
+        )
+    return ctx
+
+
+def _protocol_from_meta(volume: Volume, nz: int):
+    from mrenhance.simulate.asl import AslProtocol
+
+    sidecar = volume.meta.get("asl") or {}
+    p = AslProtocol()
+    pld = sidecar.get("PostLabelingDelay", p.pld_s)
+    tau = sidecar.get("LabelingDuration", p.label_duration_s)
+    pld = float(np.mean(pld)) if isinstance(pld, (list, tuple)) else float(pld)
+    tau = float(np.mean(tau)) if isinstance(tau, (list, tuple)) else float(tau)
+    timing = sidecar.get("SliceTiming")
+    eff = sidecar.get("LabelingEfficiency", p.labelling_efficiency)
+    from dataclasses import replace
+
+    p = replace(p, label_duration_s=tau, pld_s=pld, labelling_efficiency=float(eff))
+    if isinstance(timing, (list, tuple)) and len(timing) == nz:
+        plds = pld + np.asarray(timing, dtype=np.float64) - float(np.min(timing))
+    else:
+        plds = np.full(nz, pld)  # choice: no slice timing known -> one PLD (3D readout)
+    return p, plds
+
+
+def per_pair_cbf(volume: Volume) -> np.ndarray:
+    """Per-pair CBF (x, y, z, n) of a 4D series (label/control or already CBF)."""
+    from mrenhance.simulate.asl import cbf_from_difference, quantify_pairs
+
+    data = np.asarray(volume.data, dtype=np.float32)
+    ctx = asl_context(volume)
+    source = volume.meta.get("source", "input")
+    if ctx is None or set(ctx) <= {"cbf"}:
+        return data
+    if "deltam" in ctx:
+        raise InputError(f"{source}: deltam series need an M0: give label/control images")
+    controls = [i for i, t in enumerate(ctx) if t == "control"]
+    labels = [i for i, t in enumerate(ctx) if t == "label"]
+    if not controls or len(controls) != len(labels):
+        raise InputError(
+            f"{source}: expected as many control as label volumes, got {len(controls)} "
+            f"and {len(labels)}"
+        )
+    protocol, plds = _protocol_from_meta(volume, data.shape[2])
+    control, label = data[..., controls], data[..., labels]
+    m0_idx = [i for i, t in enumerate(ctx) if t == "m0scan"]
+    if m0_idx:
+        m0 = data[..., m0_idx].mean(axis=-1)
+        mean_c = control.mean(axis=-1)
+        level = float(np.percentile(mean_c[mean_c > 0], 99)) if (mean_c > 0).any() else 0.0
+        cbf = cbf_from_difference(
+            control - label, m0[..., None], protocol, plds[None, None, :, None]
+        )
+        cbf[mean_c <= 0.2 * level] = 0.0
+        return cbf
+    return quantify_pairs(control, label, protocol, pld_s=plds)
+
+
+def _orientation(affine: np.ndarray):
+    import nibabel as nib
+
+    return nib.orientations.io_orientation(affine)
+
+
+def _to_ras_order(values: Sequence[float], ornt: np.ndarray) -> np.ndarray:
+    """Per-axis values of the input's axes in the order of the RAS-reoriented axes."""
+    out = np.empty(3)
+    out[np.asarray(ornt[:, 0], dtype=int)] = np.asarray(values, dtype=np.float64)[:3]
+    return out
+
+
+def _ras_extent_mm(shape: Sequence[int], affine: np.ndarray) -> np.ndarray:
+    """Field of view (mm) along R, A, S of an (x, y, z) grid."""
+    from mrenhance.volume import voxel_sizes
+
+    ornt = _orientation(affine)
+    return _to_ras_order(np.asarray(shape[:3]) * np.asarray(voxel_sizes(affine)), ornt)
+
+
+def _resize(array: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Resample (x, y, z) in-plane to (shape[0], shape[1], z): linear, edges aligned.
+
+    A Gaussian anti-alias filter precedes shrinking (sigma = sqrt(f^2 - 1) / 2 pixels for
+    a factor f > 1; choice).
+    """
+    from scipy.ndimage import gaussian_filter, zoom
+
+    arr = np.asarray(array, dtype=np.float32)
+    factors = [shape[0] / arr.shape[0], shape[1] / arr.shape[1], 1.0]
+    if all(abs(f - 1) < 1e-6 for f in factors):
+        return arr.copy()
+    sigma = [np.sqrt(max(1.0 / f**2 - 1.0, 0.0)) / 2.0 if f < 1 else 0.0 for f in factors]
+    if any(s > 0 for s in sigma):
+        arr = gaussian_filter(arr, sigma, mode="nearest")
+    out = zoom(arr, factors, order=1, mode="nearest", grid_mode=True)
+    return out[: shape[0], : shape[1]].astype(np.float32)
+
+
+def _card_scale(card: Any) -> tuple[float, tuple[float, float]]:
+    pre = None
+    if card is not None and hasattr(card, "preprocessing"):
+        pre = card.preprocessing
+    elif isinstance(card, dict):
+        pre = card.get("preprocessing", card)
+    pre = pre or {}
+    scale = float(pre.get("cbf_scale", CBF_SCALE))
+    voxel = pre.get("voxel_size_mm") or TRAINING_PIXEL_MM
+    return scale, (float(voxel[0]), float(voxel[1]))
+
+
+# ---------------------------------------------------------------------------- the task
+@register_task
+class AslTask(Task):
+    """ASL CBF denoising (Xie et al. 2020): 10-pair mean CBF -> denoised CBF, 2D axial."""
+
+    name = "asl"
+    description = "ASL CBF denoising, learning from noise (10-pair mean -> denoised CBF)"
+    paper = "Xie et al. 2020, MLMI (ASLDN-LFN, DWAN), Sec. 2"
+    spatial_dims = 2
+    input_kind = InputKind.ASL_PAIRS
+    data_defaults = DATA_DEFAULTS
+    cli_commands = ("mrenhance.tasks._asl_cli",)
+    metric_keys = METRIC_KEYS
+
+    def data_config(self, data: dict[str, Any], source: str = "recipe") -> dict[str, Any]:
+        cfg = super().data_config(data, source)
+        if cfg["target"] not in ("lfn", "asldn"):
+            raise ConfigError(f"{source}: data.target: use lfn or asldn, got {cfg['target']!r}")
+        subjects = cfg["subjects"]
+        if not isinstance(subjects, dict) or set(subjects) != {"train", "validation", "test"}:
+            raise ConfigError(f"{source}: data.subjects: give train, validation and test counts")
+        if any(not isinstance(v, int) or v < 0 for v in subjects.values()):
+            raise ConfigError(f"{source}: data.subjects: counts must be integers >= 0")
+        pairs = cfg["lfn_pairs"]
+        if not isinstance(pairs, list) or not all(
+            isinstance(p, (list, tuple)) and len(p) == 2 and all(v in (0, 1, 2, 3) for v in p)
+            for p in pairs
+        ):
+            raise ConfigError(f"{source}: data.lfn_pairs: pairs of segment indices 0..3")
+        if not 0 <= float(cfg["outlier_fraction"]) <= 1:
+            raise ConfigError(f"{source}: data.outlier_fraction must be in [0, 1]")
+        return cfg
+
+    def preprocessing(self, data: dict[str, Any], subjects: Sequence[Any]) -> dict[str, Any]:
+        return {
+            "normalisation": {"method": "none", "percentile": 99.5, "mask": "all"},
+            "cbf_scale": CBF_SCALE,
+            "rule": f"CBF / {CBF_SCALE:g} ml/100 g/min, no clipping",
+            "voxel_size_mm": list(TRAINING_PIXEL_MM),
+            "slices": "axial, RAS; 2D per slice",
+        }
+
+    def training_data(
+        self,
+        data: dict[str, Any],
+        patch_size: Sequence[int],
+        *,
+        seed: int = 0,
+        source: str = "recipe",
+    ) -> TrainingData:
+        """2D patch pairs (LFN or ASLDN targets) and a validation on held-out subjects.
+
+        Validation (checkpoint choice) is PSNR against the training *target kind*: the
+        pseudo gold for ASLDN, the other noisy segment for LFN (no clean data at all).
+        """
+        cfg = self.data_config(data, source)
+        if len(tuple(patch_size)) != 2:
+            raise ConfigError(f"{source}: train.patch_size: the asl task needs 2 entries")
+        train = load_cases(cfg, "train")
+        val = load_cases(cfg, "validation") if cfg["subjects"]["validation"] else []
+        dataset = AslSliceDataset(
+            train,
+            patch_size,
+            target=cfg["target"],
+            pairs=cfg["lfn_pairs"],
+            symmetric=bool(cfg["lfn_symmetric"]),
+            flip=bool((cfg["augment"] or {}).get("flip", False)),
+            min_brain_fraction=float(cfg["min_brain_fraction"]),
+            seed=seed,
+        )
+        lfn = cfg["target"] == "lfn"
+
+        def validate(model) -> dict[str, float]:
+            if not val:
+                return {}
+            from mrenhance.enhance_api import Enhancer
+            from mrenhance.metrics import psnr
+
+            enhancer = Enhancer(model, self, inference=INFERENCE)
+            scores = []
+            for case in val:
+                out = enhancer(case.volume()).data[:, :, _PAPER_IDX]
+                ref = (case.segments[1] if lfn else case.pseudo_gold)[:, :, _PAPER_IDX]
+                scores.append(psnr(out, ref, DATA_RANGE, case.brain[:, :, _PAPER_IDX]))
+            return {"psnr": float(np.mean(scores))}
+
+        return TrainingData(dataset, validate, train)
+
+    # -- one input ------------------------------------------------------------------------
+    def check_input(self, volume: Volume) -> None:
+        source = volume.meta.get("source", "input")
+        data = volume.data
+        if data.ndim not in (3, 4):
+            raise InputError(
+                f"{source}: expected a 3D CBF map or a 4D ASL series, got {data.shape}"
+            )
+        if not np.all(np.isfinite(data)):
+            bad = int(data.size - np.count_nonzero(np.isfinite(data)))
+            raise InputError(f"{source}: {bad} NaN/Inf voxels")
+        fov = _ras_extent_mm(data.shape[:3], volume.affine)[:2]
+        if min(fov) < MIN_FOV_MM:
+            raise InputError(
+                f"{source}: in-plane field of view {fov[0]:.0f} x {fov[1]:.0f} mm is too small "
+                f"for an ASL CBF map (>= {MIN_FOV_MM:g} mm; shape {tuple(data.shape)})"
+            )
+        if data.ndim == 4:
+            asl_context(volume)  # refuses a bad context or --asl-order
+
+    def cbf_map(self, volume: Volume) -> np.ndarray:
+        """The mean CBF map (x, y, z) of any accepted input (3D as is; 4D: mean of pairs)."""
+        if volume.data.ndim == 3:
+            return np.asarray(volume.data, dtype=np.float32)
+        return per_pair_cbf(volume).mean(axis=-1).astype(np.float32)
+
+    def prepare(
+        self, volume: Volume, card: Any = None, *, scale: float | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """CBF map -> RAS axial slices at the training pixel size / the CBF scale.
+
+        Returns (x', y', z) float32 and the context :meth:`restore` needs.
+        """
+        self.check_input(volume)
+        cbf_scale, pixel = _card_scale(card)
+        if scale is not None:
+            cbf_scale = float(scale)
+        return self._prepare_map(self.cbf_map(volume), volume.affine, cbf_scale, pixel)
+
+    def _prepare_map(
+        self, cbf: np.ndarray, affine: np.ndarray, cbf_scale: float, pixel: Sequence[float]
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        import nibabel as nib
+
+        from mrenhance.volume import voxel_sizes
+
+        ornt = _orientation(affine)
+        ras = nib.orientations.apply_orientation(cbf, ornt)
+        vox = _to_ras_order(voxel_sizes(affine), ornt)
+        shape = [max(1, int(round(ras.shape[a] * vox[a] / pixel[a]))) for a in (0, 1)]
+        array = _resize(ras, shape) / np.float32(cbf_scale)
+        ctx = {
+            "scale": float(cbf_scale),
+            "ornt": ornt.tolist(),
+            "ras_shape": list(ras.shape),
+            "pixel_mm": list(pixel),
+        }
+        return np.ascontiguousarray(array, dtype=np.float32), ctx
+
+    def restore(self, array: np.ndarray, context: dict[str, Any], volume: Volume) -> Volume:
+        """Undo :meth:`prepare`: the input's grid and affine, CBF units, never clipped.
+
+        A 4D input gives a 3D CBF map on its spatial grid.
+        """
+        import nibabel as nib
+
+        ornt = np.asarray(context["ornt"])
+        ras_shape = context["ras_shape"]
+        out = _resize(np.asarray(array, dtype=np.float32), ras_shape[:2])
+        out = out * np.float32(context["scale"])
+        inverse = nib.orientations.ornt_transform(
+            nib.orientations.axcodes2ornt("RAS"), ornt
+        )  # RAS back to the input's axes
+        native = nib.orientations.apply_orientation(out, inverse)
+        base = volume if volume.data.ndim == 3 else Volume(volume.data[..., 0], volume.affine,
+                                                          dict(volume.meta))  # fmt: skip
+        return base.with_data(np.ascontiguousarray(native, dtype=np.float32))
+
+    # -- self-supervised adaptation hook (for the generic ``enhance --adapt``) ------------
+    def adaptation_pairs(
+        self,
+        volume: Volume,
+        card: Any = None,
+        rng: np.random.Generator | None = None,
+        *,
+        n_splits: int = 4,
+    ) -> list[dict[str, np.ndarray]]:
+        """Noisy input/target pairs from a user's own repeats, learning-from-noise style.
+
+        From a 4D label/control (or per-pair CBF) series: for each of ``n_splits`` random
+        splits of the pairs into two disjoint halves, the mean CBF of one half is the input
+        and the other's the target (both prepared exactly as :meth:`prepare` prepares an
+        input: RAS, training pixel size, / CBF scale). Returns dicts ``{"inputs": (x', y',
+        z), "target": (x', y', z), "pairs_in", "pairs_target"}``; slices along the last
+        axis are the 2D training samples. No clean data is needed (Sec. 2.1).
+        """
+        self.check_input(volume)
+        source = volume.meta.get("source", "input")
+        if volume.data.ndim != 4:
+            raise InputError(f"{source}: adaptation needs a 4D series of repeated pairs")
+        rng = rng if rng is not None else np.random.default_rng(0)
+        cbf = per_pair_cbf(volume)
+        n = cbf.shape[-1]
+        if n < 2:
+            raise InputError(f"{source}: adaptation needs at least 2 pairs, got {n}")
+        cbf_scale, pixel = _card_scale(card)
+        out = []
+        for _ in range(int(n_splits)):
+            order = rng.permutation(n)
+            a, b = np.sort(order[: n // 2]), np.sort(order[n // 2 : 2 * (n // 2)])
+            x, _ = self._prepare_map(cbf[..., a].mean(-1), volume.affine, cbf_scale, pixel)
+            y, _ = self._prepare_map(cbf[..., b].mean(-1), volume.affine, cbf_scale, pixel)
+            out.append({"inputs": x, "target": y, "pairs_in": a, "pairs_target": b})
+        return out
+
+    # -- protocol -------------------------------------------------------------------------
+    def baselines(self, data: dict[str, Any] | None = None) -> dict[str, Method]:
+        """Classical rows; the Gaussian's FWHM is the best on the validation subjects.
+
+        The FWHM search (simulating the validation subjects) runs at the first call of
+        the Gaussian method, not here.
+        """
+        cfg = self.data_config(data or {})
+        methods = baseline_methods(4.0, bm3d=False)
+        del methods["gaussian FWHM 4 mm"]
+        chosen: dict[str, float] = {}
+
+        def gaussian(case: AslCase) -> np.ndarray:
+            from mrenhance.baselines.denoise import gaussian_denoise
+
+            if "fwhm" not in chosen:
+                val = load_cases(cfg, "validation") if cfg["subjects"]["validation"] else []
+                chosen["fwhm"] = best_gaussian_fwhm(val)[0] if val else 4.0
+            return gaussian_denoise(case.input_10, chosen["fwhm"])
+
+        return {
+            "mean of 10 pairs (input)": methods.pop("mean of 10 pairs (input)"),
+            "gaussian (best FWHM on validation)": gaussian,
+            **methods,
+        }
+
+    def network_method(self, enhancer: Any) -> Method:
+        return network_method(enhancer)
+
+    def evaluate(
+        self,
+        methods: dict[str, Method],
+        *,
+        data: dict[str, Any] | None = None,
+        which: str = "test",
+        cases: Sequence[AslCase] | None = None,
+        correlation_out: Any = None,
+    ) -> list[dict[str, Any]]:
+        """The protocol: every method on the ``which`` subjects; mean and std per method."""
+        cfg = self.data_config(data or {})
+        cases = list(cases) if cases is not None else load_cases(cfg, which)
+        return evaluate_cases(methods, cases, correlation_out=correlation_out)
+
+    def protocol(self, data: dict[str, Any] | None = None) -> str:
+        cfg = self.data_config(data or {})
+        n = cfg["subjects"]["test"]
+        return (
+            f"{n} simulated test subjects (seed {cfg['seed']}, outlier fraction "
+            f"{cfg['outlier_fraction']:g}); 10-pair mean input; axial slices 36-60 every third, "
+            f"brain mask; PSNR/SSIM data range {DATA_RANGE:g} ml/100 g/min vs pseudo gold "
+            "(and _truth: the true CBF); SNR GM/WM ROI slice 50; mean and std over subjects"
+        )
+
+    def example_input(self, rng: np.random.Generator) -> Volume:
+        data = np.zeros((32, 36, 6), np.float32)
+        data[6:26, 6:30] = 40 + 20 * rng.random((20, 24, 6), dtype=np.float32)
+        return Volume(data, np.diag([3.0, 3.0, 5.0, 1.0]), {"source": "example"})
+
+    # -- demo -----------------------------------------------------------------------------
+    def demo(
+        self,
+        out: Any,
+        enhancers: dict[str, Any],
+        *,
+        full: bool = False,
+        say: Callable[[str], None] = print,
+    ) -> dict[str, Any]:
+        """One simulated subject: 10-pair input, baselines, each network, pseudo gold, truth.
+
+        Writes ``asl/`` NIfTIs (the stored axial slices), ``asl/metrics.*`` and
+        ``asl/figure.png``; ``full`` is ignored (the maps are small).
+        """
+        from pathlib import Path
+
+        from mrenhance.io import save
+        from mrenhance.report.tables import write_table
+        from mrenhance.simulate.asl import simulate_asl_subject
+
+        folder = Path(out) / "asl"
+        folder.mkdir(parents=True, exist_ok=True)
+        say("simulating one ASL subject (40 label/control pairs, Xie et al. 2020 protocol)")
+        case = _case(simulate_asl_subject(subject_seed(0, "test", 0), name="demo-subject"))
+        methods: dict[str, Method] = {
+            "mean of 10 pairs (input)": lambda c: c.input_10,
+            **{k: v for k, v in baseline_methods(4.0, bm3d=False).items() if "gaussian" in k},
+        }
+        for name in sorted(enhancers):
+            methods[name] = network_method(enhancers[name])
+        results = {name: np.asarray(m(case), np.float32) for name, m in methods.items()}
+        rows = []
+        for name, arr in results.items():
+            rows.append({"method": name, **case_metrics(case, arr)})
+        tables = write_table(rows, folder / "metrics", title="ASL demo subject")
+        panels = {**results, "pseudo gold (40 pairs)": case.pseudo_gold, "truth": case.truth}
+        files = {}
+        for name, arr in panels.items():
+            path = folder / f"{_safe(name.split(' (')[0])}.nii.gz"
+            files[name] = save(case.volume(arr).with_data(arr, step=f"demo: {name}"), path,
+                               overwrite=True)  # fmt: skip
+        figure = _demo_figure(panels, folder / "figure.png")
+        return {
+            "heading": "ASL CBF denoising, learning from noise (Xie et al. 2020)",
+            "text": "One simulated subject, axial slice 50 and the paper's metrics: "
+            + self.protocol({"subjects": {"train": 0, "validation": 0, "test": 1}}),
+            "table_rows": rows,
+            "images": [figure],
+            "files": files,
+            "tables": tables,
+        }
+
+
+def _demo_figure(panels: dict[str, np.ndarray], path: Any):
+    from matplotlib.figure import Figure
+
+    from mrenhance.report.figures import save_figure
+
+    fig = Figure(figsize=(2.2 * len(panels), 2.9))
+    for k, (name, arr) in enumerate(panels.items()):
+        ax = fig.add_subplot(1, len(panels), k + 1)
+        ax.imshow(np.rot90(arr[:, :, _SNR_IDX]), vmin=0, vmax=100, cmap="viridis")
+        ax.set_title(name, fontsize=7)
+        ax.set_axis_off()
+    fig.suptitle("CBF (ml/100 g/min), MNI slice 50", fontsize=9)
+    return save_figure(fig, path)
+
+
+#: The tiling of the shipped card and of validation: one 96 x 112 tile per 2 mm MNI slice.
+INFERENCE = {"patch_size": [96, 112], "overlap": 32, "blend": "crop", "slice_axis": 2}
+
+TASK = AslTask()
