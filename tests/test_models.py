@@ -26,6 +26,11 @@ EXACT_PARAMETERS = {
     # conv0 1,792 + blocks 110,784 + 221,568 + 442,752 + 885,504 + 1,770,240 + 3,540,480
     # + 7,079,424 (conv + GroupNorm affine) + dense 525,312 + 1,025
     "wgan-critic3d": 14_578_881,
+    # encoder 512 + 4,040 | down 2,064 | 2 x 16,144 | down 8,224 | 2 x 64,544; decoder up
+    # 2,064 + 12,816 + 6,416 | up 520 + 3,208 + 1,608 | head 9
+    "stunet": 202_857,
+    # temporal 128 + 2 x 1,808; spatial 4,640 + 3 x 9,248; head 33
+    "hess-perfusion": 36_161,
     # PVS (Jung et al. 2019): conv0 224 + 6 blocks x 36,336 + bottleneck 4,752 + prediction 433
     "dcnn6-sc-b": 223_425,
     "dcnn6-sc": 226_233,

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from mrenhance.engine.augment import random_flip
-from mrenhance.engine.patches import PatchDataset, _box_sums, collate, patch_corners
+from mrenhance.engine.patches import PatchDataset, _box_sums, patch_corners
+from mrenhance.engine.training import collate_items
 from mrenhance.errors import InputError
 
 
@@ -179,18 +180,18 @@ def test_flip_augmentation_keeps_pair_aligned():
 def test_collate_and_dataloader_stack_batches():
     vol = _coords((12, 12, 12))
     ds = PatchDataset([vol], [vol], (4, 4, 4), length=6)
-    batch = collate([ds[0], ds[1], ds[2]])
+    batch = collate_items([ds[0], ds[1], ds[2]])
     assert set(batch) == {"inputs", "target"}
     xb = batch["inputs"]
     assert (
         isinstance(xb, torch.Tensor) and xb.shape == (3, 1, 4, 4, 4) and xb.dtype == torch.float32
     )
-    loader = torch.utils.data.DataLoader(ds, batch_size=3, collate_fn=collate)
+    loader = torch.utils.data.DataLoader(ds, batch_size=3, collate_fn=collate_items)
     batches = list(loader)
     assert len(batches) == 2
     np.testing.assert_array_equal(batches[1]["inputs"][0].numpy(), ds[3]["inputs"])
     # (input, target) pairs, the older item form, collate to the same dict
-    pairs = collate([_pair(ds[0]), _pair(ds[1])])
+    pairs = collate_items([_pair(ds[0]), _pair(ds[1])])
     np.testing.assert_array_equal(pairs["target"].numpy(), batch["target"][:2].numpy())
 
 
@@ -273,4 +274,4 @@ def test_mask_patch_in_items():
     cx, cy, cz = _corner_of(item["inputs"][0])
     assert item["mask"].dtype == np.float32 and item["mask"].shape == (1, 4, 4, 4)
     np.testing.assert_array_equal(item["mask"][0], mask[cx : cx + 4, cy : cy + 4, cz : cz + 4])
-    assert set(collate([ds[0], ds[1]])) == {"inputs", "target", "mask"}
+    assert set(collate_items([ds[0], ds[1]])) == {"inputs", "target", "mask"}

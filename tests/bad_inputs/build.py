@@ -44,6 +44,8 @@ from typing import Any
 
 import numpy as np
 
+from mrenhance.io.sidecar import sidecar_path
+
 _TESTS = Path(__file__).resolve().parent.parent
 if str(_TESTS) not in sys.path:  # dicom_factory lives in tests/
     sys.path.insert(0, str(_TESTS))
@@ -127,6 +129,12 @@ def check_promise(
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
     allowed = set(c.may_change)
     allowed |= {str(Path(p).relative_to(folder)) for p in [*c.written, c.summary] if p}
+    # every written image has its JSON provenance sidecar (mrenhance.io.sidecar)
+    allowed |= {
+        str(sidecar_path(Path(p)).relative_to(folder))
+        for p in c.written
+        if str(p).endswith((".nii", ".nii.gz"))
+    }
     if [k for k in changed if k not in allowed]:
         problems.append(f"files changed: {[k for k in changed if k not in allowed]}")
     for p in c.outputs:

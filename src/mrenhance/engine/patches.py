@@ -35,7 +35,7 @@ Box = tuple[slice, ...]
 #: ``box`` is the target-grid region (3 slices over x, y, z) of the sample.
 TargetProvider = Callable[[int, Box, np.random.Generator], np.ndarray]
 
-__all__ = ["PatchDataset", "TargetProvider", "axis_starts", "collate", "patch_corners"]
+__all__ = ["PatchDataset", "TargetProvider", "axis_starts", "patch_corners"]
 
 
 def axis_starts(length: int, patch: int, stride: int) -> list[int]:
@@ -91,19 +91,6 @@ def patch_corners(
         )
     per_axis = [axis_starts(n, p, s) for n, p, s in zip(shape, patch, strides, strict=True)]
     return list(itertools.product(*per_axis))
-
-
-def collate(batch: Sequence[dict[str, np.ndarray] | tuple[np.ndarray, np.ndarray]]) -> dict:
-    """Stack items into a batch dict of float32 ``(B, C, *patch)`` tensors.
-
-    Items are dicts with the same keys (``inputs``, ``target``, ...) or ``(input, target)``
-    pairs (read as ``{"inputs": input, "target": target}``).
-    """
-    items = [b if isinstance(b, dict) else {"inputs": b[0], "target": b[1]} for b in batch]
-    return {
-        k: torch.from_numpy(np.stack([np.asarray(it[k], dtype=np.float32) for it in items]))
-        for k in items[0]
-    }
 
 
 def _box_sums(mask: np.ndarray, patch: tuple[int, ...]) -> np.ndarray:

@@ -82,9 +82,9 @@ def is_bids_root(path: str | os.PathLike) -> bool:
     """A folder holding ``dataset_description.json`` and at least one ``sub-*`` folder."""
     p = Path(path)
     return (
-        p.is_dir()
-        and (p / "dataset_description.json").is_file()
-        and any(c.is_dir() and c.name.startswith("sub-") for c in p.iterdir())
+        os.path.isdir(p)
+        and os.path.isfile(p / "dataset_description.json")
+        and any(os.path.isdir(c) and c.name.startswith("sub-") for c in p.iterdir())
     )
 
 
@@ -138,7 +138,7 @@ def find_bids_images(
     found: list[BidsImage] = []
     seen_suffixes: set[str] = set()
     for path in sorted(base.glob("sub-*/**/*")):
-        if not path.is_file():
+        if not os.path.isfile(path):
             continue
         parsed = parse_bids_name(path.name)
         if parsed is None:
@@ -199,7 +199,7 @@ def write_dataset_description(
         "Description": "Deep-learning enhancement of MR images",
     }
     doc: dict[str, Any]
-    if path.is_file():
+    if os.path.isfile(path):
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
         except ValueError as err:

@@ -61,21 +61,21 @@ def attach_asl_context(volume: Volume, path: str | os.PathLike) -> Volume:
         return volume
     base = stem[: -len("_asl")]
     tsv = p.with_name(f"{base}_aslcontext.tsv")
-    if tsv.is_file():
+    if os.path.isfile(tsv):
         types = read_aslcontext(tsv)
         n = volume.data.shape[3] if volume.data.ndim == 4 else 1
         if len(types) != n:
             raise InputError(f"{tsv}: lists {len(types)} volumes, {p.name} has {n}")
         volume.meta["aslcontext"] = types
     sidecar = p.with_name(f"{base}_asl.json")
-    if sidecar.is_file():
+    if os.path.isfile(sidecar):
         try:
             volume.meta["asl"] = json.loads(sidecar.read_text())
         except (OSError, ValueError) as err:
             raise InputError(f"{sidecar}: not valid JSON ({err})") from err
     for ext in (".nii.gz", ".nii"):
         m0 = p.with_name(f"{base}_m0scan{ext}")
-        if m0.is_file():
+        if os.path.isfile(m0):
             volume.meta["m0scan_path"] = str(m0)
             break
     return volume

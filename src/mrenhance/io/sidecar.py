@@ -51,16 +51,16 @@ def sidecar_path(image_path: str | os.PathLike) -> Path:
     for ext in (".nii.gz", ".nii"):
         if name.lower().endswith(ext):
             return p.with_name(name[: -len(ext)] + ".json")
-    return p.with_name(name.rstrip("/") + ".json") if p.is_dir() else p.with_suffix(".json")
+    return p.with_name(name.rstrip("/") + ".json") if os.path.isdir(p) else p.with_suffix(".json")
 
 
 def read_sidecar(image_path: str | os.PathLike) -> dict[str, Any] | None:
     """The JSON sidecar beside an input image, or None (missing or not a JSON object)."""
     p = Path(image_path)
-    if p.is_dir():
+    if os.path.isdir(p):
         return None  # choice: a DICOM folder's facts are in its headers
     side = sidecar_path(p)
-    if not side.is_file():
+    if not os.path.isfile(side):
         return None
     try:
         doc = json.loads(side.read_text(encoding="utf-8"))
@@ -158,5 +158,6 @@ def write_sidecar(
 ) -> Path:
     """Write ``doc`` as the JSON sidecar of ``image_path`` (atomically); return its path."""
     path = sidecar_path(image_path)
-    text = json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False, default=str) + "\n"
+    # ASCII escapes: a file name that is not UTF-8 (surrogate-escaped) stays exact and writable
+    text = json.dumps(doc, indent=2, ensure_ascii=True, allow_nan=False, default=str) + "\n"
     return Path(write_text_atomic(path, text, overwrite=overwrite))
