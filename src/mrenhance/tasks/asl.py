@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from mrenhance.errors import ConfigError, InputError
-from mrenhance.tasks.base import InputKind, Task, TrainingData, register_task
+from mrenhance.tasks.base import InputKind, Task, TrainingData, register_task, require_finite
 from mrenhance.volume import Volume
 
 #: The one intensity rule: CBF / this many ml/100 g/min (no clipping).
@@ -662,9 +662,7 @@ class AslTask(Task):
             raise InputError(
                 f"{source}: expected a 3D CBF map or a 4D ASL series, got {data.shape}"
             )
-        if not np.all(np.isfinite(data)):
-            bad = int(data.size - np.count_nonzero(np.isfinite(data)))
-            raise InputError(f"{source}: {bad} NaN/Inf voxels")
+        require_finite(data, source)
         fov = _ras_extent_mm(data.shape[:3], volume.affine)[:2]
         if min(fov) < MIN_FOV_MM:
             raise InputError(

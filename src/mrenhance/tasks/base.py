@@ -38,10 +38,19 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from mrenhance.errors import ConfigError
+from mrenhance.errors import ConfigError, InputError
 from mrenhance.volume import Volume
 
-__all__ = ["InputKind", "Task", "TrainingData", "get_task", "list_tasks", "register_task"]
+__all__ = [
+    "InputKind",
+    "Task",
+    "TrainingData",
+    "get_task",
+    "list_tasks",
+    "register_task",
+    "require_3d",
+    "require_finite",
+]
 
 
 class InputKind(str, Enum):
@@ -141,6 +150,21 @@ class Task:
 
     def example_input(self, rng: np.random.Generator) -> Volume:
         raise NotImplementedError
+
+
+def require_finite(data: np.ndarray, source: str) -> None:
+    """Refuse an input holding NaN/Inf: one line naming the file and the count."""
+    if not np.all(np.isfinite(data)):
+        bad = int(data.size - np.count_nonzero(np.isfinite(data)))
+        raise InputError(f"{source}: {bad} NaN/Inf voxels")
+
+
+def require_3d(volume: Volume, what: str) -> None:
+    """Refuse anything but a finite 3D image; ``what`` names what the task's models need."""
+    source = volume.meta.get("source", "input")
+    if volume.data.ndim != 3:
+        raise InputError(f"{source}: {what}, got shape {tuple(volume.data.shape)}")
+    require_finite(volume.data, source)
 
 
 _TASKS: dict[str, Task] = {}

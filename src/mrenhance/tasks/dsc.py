@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from mrenhance.errors import ConfigError, InputError
-from mrenhance.tasks.base import InputKind, Task, TrainingData, register_task
+from mrenhance.tasks.base import InputKind, Task, TrainingData, register_task, require_finite
 from mrenhance.volume import Volume
 
 DATA_DEFAULTS: dict[str, Any] = {
@@ -577,9 +577,7 @@ class DSCTask(Task):
                 f"{tuple(volume.data.shape)}"
             )
         check_series(volume, "dsc")
-        if not np.all(np.isfinite(volume.data)):
-            bad = int(volume.data.size - np.count_nonzero(np.isfinite(volume.data)))
-            raise InputError(f"{source}: {bad} NaN/Inf voxels")
+        require_finite(volume.data, source)
 
     def prepare(
         self, volume: Volume, card: Any = None, *, scale: float | None = None

@@ -42,7 +42,7 @@ import numpy as np
 
 from mrenhance.errors import ConfigError, InputError
 from mrenhance.models.card import DEFAULT_NORMALISATION, Normalisation
-from mrenhance.tasks.base import InputKind, Task, TrainingData, register_task
+from mrenhance.tasks.base import InputKind, Task, TrainingData, register_task, require_finite
 from mrenhance.volume import Volume
 
 DATA_DEFAULTS: dict[str, Any] = {
@@ -499,9 +499,7 @@ class DTITask(Task):
         check_series(volume, "dwi", source)
         if not (np.asarray(volume.meta["bvals"]) <= 50).any():
             raise InputError(f"{source}: the DWI series has no b = 0 volume (b <= 50 s/mm^2)")
-        if not np.all(np.isfinite(volume.data)):
-            bad = int(volume.data.size - np.count_nonzero(np.isfinite(volume.data)))
-            raise InputError(f"{source}: {bad} NaN/Inf voxels")
+        require_finite(volume.data, source)
 
     def prepare(
         self, volume: Volume, card: Any = None, *, scale: float | None = None

@@ -44,7 +44,7 @@ import numpy as np
 
 from mrenhance.errors import ConfigError, InputError
 from mrenhance.models.card import DEFAULT_NORMALISATION, Normalisation
-from mrenhance.tasks.base import InputKind, Task, TrainingData, register_task
+from mrenhance.tasks.base import InputKind, Task, TrainingData, register_task, require_3d
 from mrenhance.volume import Volume, voxel_sizes
 
 DATA_DEFAULTS: dict[str, Any] = {
@@ -401,14 +401,7 @@ class PVSTask(Task):
 
     # -- one input ------------------------------------------------------------------------
     def check_input(self, volume: Volume) -> None:
-        source = volume.meta.get("source", "input")
-        if volume.data.ndim != 3:
-            raise InputError(
-                f"{source}: pvs models need a 3D T2w image, got shape {tuple(volume.data.shape)}"
-            )
-        if not np.all(np.isfinite(volume.data)):
-            bad = int(volume.data.size - np.count_nonzero(np.isfinite(volume.data)))
-            raise InputError(f"{source}: {bad} NaN/Inf voxels")
+        require_3d(volume, "pvs models need a 3D T2w image")
 
     def prepare(
         self,

@@ -40,7 +40,7 @@ import numpy as np
 
 from mrenhance.errors import ConfigError, InputError
 from mrenhance.models.card import DEFAULT_NORMALISATION, Normalisation
-from mrenhance.tasks.base import InputKind, Task, TrainingData, register_task
+from mrenhance.tasks.base import InputKind, Task, TrainingData, register_task, require_3d
 from mrenhance.volume import Volume
 
 DATA_DEFAULTS: dict[str, Any] = {
@@ -569,14 +569,7 @@ class SRT1Task(Task):
 
     # -- one input ------------------------------------------------------------------------
     def check_input(self, volume: Volume) -> None:
-        source = volume.meta.get("source", "input")
-        if volume.data.ndim != 3:
-            raise InputError(
-                f"{source}: sr_t1 models need a 3D image, got shape {tuple(volume.data.shape)}"
-            )
-        if not np.all(np.isfinite(volume.data)):
-            bad = int(volume.data.size - np.count_nonzero(np.isfinite(volume.data)))
-            raise InputError(f"{source}: {bad} NaN/Inf voxels")
+        require_3d(volume, "sr_t1 models need a 3D image")
 
     def prepare(
         self, volume: Volume, card: Any = None, *, scale: float | None = None
