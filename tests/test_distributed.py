@@ -58,6 +58,11 @@ def test_two_process_ddp_equals_one_process_with_the_whole_batch(tmp_path):
     ]
     (tmp_path / "ddp").mkdir()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0 and "terminate called without an active exception" in proc.stderr:
+        # known flake on a heavily loaded 2-core machine: a gloo worker thread aborts
+        # (SIGABRT) at teardown; seen once in five full runs, never on a quiet machine.
+        # One clean rerun must then pass; a real failure fails twice.
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     ranks = [json.loads((tmp_path / "ddp" / f"rank{r}.json").read_text()) for r in (0, 1)]
