@@ -49,6 +49,7 @@ __all__ = [
     "list_tasks",
     "register_task",
     "require_3d",
+    "require_ndim",
     "require_finite",
 ]
 
@@ -159,12 +160,20 @@ def require_finite(data: np.ndarray, source: str) -> None:
         raise InputError(f"{source}: {bad} NaN/Inf voxels")
 
 
+def require_ndim(volume: Volume, ndim: int, what: str) -> str:
+    """Refuse a Volume of another dimensionality; ``what`` names what the models need.
+
+    Returns the volume's source name (for the caller's further one-line messages).
+    """
+    source = volume.meta.get("source", "input")
+    if volume.data.ndim != ndim:
+        raise InputError(f"{source}: {what}, got shape {tuple(volume.data.shape)}")
+    return source
+
+
 def require_3d(volume: Volume, what: str) -> None:
     """Refuse anything but a finite 3D image; ``what`` names what the task's models need."""
-    source = volume.meta.get("source", "input")
-    if volume.data.ndim != 3:
-        raise InputError(f"{source}: {what}, got shape {tuple(volume.data.shape)}")
-    require_finite(volume.data, source)
+    require_finite(volume.data, require_ndim(volume, 3, what))
 
 
 _TASKS: dict[str, Task] = {}

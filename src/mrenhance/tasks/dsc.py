@@ -41,8 +41,15 @@ from typing import Any
 
 import numpy as np
 
-from mrenhance.errors import ConfigError, InputError
-from mrenhance.tasks.base import InputKind, Task, TrainingData, register_task, require_finite
+from mrenhance.errors import ConfigError
+from mrenhance.tasks.base import (
+    InputKind,
+    Task,
+    TrainingData,
+    register_task,
+    require_finite,
+    require_ndim,
+)
 from mrenhance.volume import Volume
 
 DATA_DEFAULTS: dict[str, Any] = {
@@ -570,12 +577,7 @@ class DSCTask(Task):
     def check_input(self, volume: Volume) -> None:
         from mrenhance.io.validate import check_series
 
-        source = volume.meta.get("source", "input")
-        if volume.data.ndim != 4:
-            raise InputError(
-                f"{source}: dsc models need a 4D DSC series (x, y, z, t), got shape "
-                f"{tuple(volume.data.shape)}"
-            )
+        source = require_ndim(volume, 4, "dsc models need a 4D DSC series (x, y, z, t)")
         check_series(volume, "dsc")
         require_finite(volume.data, source)
 

@@ -42,7 +42,14 @@ import numpy as np
 
 from mrenhance.errors import ConfigError, InputError
 from mrenhance.models.card import DEFAULT_NORMALISATION, Normalisation
-from mrenhance.tasks.base import InputKind, Task, TrainingData, register_task, require_finite
+from mrenhance.tasks.base import (
+    InputKind,
+    Task,
+    TrainingData,
+    register_task,
+    require_finite,
+    require_ndim,
+)
 from mrenhance.volume import Volume
 
 DATA_DEFAULTS: dict[str, Any] = {
@@ -490,12 +497,7 @@ class DTITask(Task):
     def check_input(self, volume: Volume) -> None:
         from mrenhance.io.validate import check_series
 
-        source = volume.meta.get("source", "input")
-        if volume.data.ndim != 4:
-            raise InputError(
-                f"{source}: dti models need a 4D DWI series (x, y, z, n), got shape "
-                f"{tuple(volume.data.shape)}"
-            )
+        source = require_ndim(volume, 4, "dti models need a 4D DWI series (x, y, z, n)")
         check_series(volume, "dwi", source)
         if not (np.asarray(volume.meta["bvals"]) <= 50).any():
             raise InputError(f"{source}: the DWI series has no b = 0 volume (b <= 50 s/mm^2)")
