@@ -24,6 +24,10 @@ def orientation_code(affine: np.ndarray) -> str:
     return "".join(nib.orientations.aff2axcodes(np.asarray(affine, dtype=np.float64)))
 
 
+#: Meta entries passed on by reference, never copied: the input file's headers (read only).
+_SHARED_META = ("nifti_header", "dicom_header")
+
+
 @dataclass
 class Volume:
     """An image with its geometry.
@@ -37,7 +41,9 @@ class Volume:
     meta:
         Small metadata dict: ``voxel_size`` (mm), ``source`` (path or sample name),
         ``provenance`` (list of processing steps), and for 4D data ``bvals``/``bvecs`` or
-        ``times_s``. ``nifti_header`` holds the original header to keep on saving.
+        ``times_s``. ``nifti_header`` (a NIfTI input) and ``dicom_header`` (the first
+        header of a DICOM input, pixel data removed) hold what saving keeps or derives from;
+        ``stored_dtype`` names the input's on-disk data type (``"int16"``, ...).
     """
 
     data: np.ndarray
@@ -74,9 +80,8 @@ class Volume:
 
     def with_data(self, data: np.ndarray, step: str | None = None) -> Volume:
         """A new Volume on the same grid holding ``data``; ``step`` is appended to provenance."""
-        meta = copy.deepcopy({k: v for k, v in self.meta.items() if k != "nifti_header"})
-        if "nifti_header" in self.meta:
-            meta["nifti_header"] = self.meta["nifti_header"]
+        meta = copy.deepcopy({k: v for k, v in self.meta.items() if k not in _SHARED_META})
+        meta.update({k: self.meta[k] for k in _SHARED_META if k in self.meta})
         if step:
             meta["provenance"] = [*meta.get("provenance", []), step]
         return Volume(np.asarray(data, dtype=np.float32), self.affine.copy(), meta)

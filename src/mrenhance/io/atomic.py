@@ -222,3 +222,138 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, overwrite: bool = F
 def write_text_atomic(path: str | os.PathLike, text: str, overwrite: bool = False) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     return write_bytes_atomic(path, text.encode("utf-8"), overwrite)
+
+
+# ------------------------------------------------------------------------------ folders
+def check_output_folder(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Validate an output *folder* (a DICOM series) before any work; one-line errors.
+
+    The folder must not exist, or with ``overwrite`` be one that :func:`atomic_folder` may
+    replace: a folder of regular ``*.dcm`` files only (a series we or a scanner wrote), never
+    a folder holding subfolders or other files. Its parent must be a writable folder.
+    """
+    p = check_file_name(path, temp_suffix=True)
+    if p.exists() or p.is_symlink():
+        if not p.is_dir() or p.is_symlink():
+            raise InputError(f"{p}: output path exists and is not a folder")
+        if not overwrite:
+            raise OutputExistsError(f"{p}: output exists (use --overwrite to replace it)")
+        others = [q.name for q in p.iterdir() if not (q.is_file() and _is_series_file(q))]
+        if others:
+            raise InputError(
+                f"{p}: not replaced, it holds more than a DICOM series ({others[0]}); "
+                "choose another output folder"
+            )
+    parent = p.parent
+    if not parent.exists():
+        raise InputError(f"{p}: output folder {parent} does not exist")
+    if not parent.is_dir():
+        raise InputError(f"{p}: output folder {parent} is not a folder")
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"{p}: output folder {parent} is not writable")
+    return p
+
+
+def _is_series_file(p: Path) -> bool:
+    return p.suffix.lower() == ".dcm" and not p.is_symlink()
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder next to ``path``; on success it is renamed onto ``path``.
+
+    The folder counterpart of :func:`atomic_path` for outputs of several files (a DICOM
+    series): the caller writes every file into the temporary folder; each is fsynced and
+    the folder renamed at the end, so a reader sees no series or the complete one. On any
+    exception the temporary folder is removed and ``path`` is untouched. With
+    ``overwrite`` an existing series folder (see :func:`check_output_folder`) is first moved
+    aside, then deleted once the new one is in place (a crash between the two renames
+    leaves the old series as ``.<name>.XXXXXXXX.old``). A writer killed while writing
+    leaves ``.<name>.XXXXXXXX.tmp`` behind; the next successful write of ``path`` removes
+    it once no live writer holds its lock.
+    """
+    import shutil
+
+    final = check_output_folder(path, overwrite)
+    started = time.time()
+    tmp_path, fd = None, -1
+    try:
+        with deferred():
+            try:
+                tmp_path = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp",
+                                                 dir=final.parent))  # fmt: skip
+            except OSError as e:
+                raise InputError(
+                    f"{final}: cannot create a folder in {final.parent} ({e.strerror})"
+                ) from e
+            if fcntl is not None:
+                fd = os.open(tmp_path, os.O_RDONLY)
+                with contextlib.suppress(OSError):
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield tmp_path
+        for q in tmp_path.iterdir():
+            with open(q, "rb+") as fh:
+                os.fsync(fh.fileno())
+        with deferred():
+            os.chmod(tmp_path, 0o777 & ~_umask())
+            old = None
+            if final.exists():
+                if not overwrite:  # appeared while we were writing
+                    raise OutputExistsError(
+                        f"{final}: output exists (use --overwrite to replace it)"
+                    )
+                check_output_folder(final, overwrite)
+                old = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old",
+                                            dir=final.parent))  # fmt: skip
+                os.replace(final, old)  # onto the empty placeholder
+            os.rename(tmp_path, final)
+            tmp_path = None
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            dir_fd = os.open(final.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        _remove_stale_folders(final, started)
+    finally:
+        with deferred():
+            if fd >= 0:
+                os.close(fd)
+            if tmp_path is not None and tmp_path.exists():
+                shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def _remove_stale_folders(final: Path, older_than: float) -> None:
+    """Delete temp folders of ``final`` left by killed writers (see :func:`atomic_folder`)."""
+    import shutil
+
+    if fcntl is None:
+        return
+    pattern = re.compile(re.escape(f".{final.name}.") + r"[a-z0-9_]{8}\.tmp")
+    try:
+        names = [n for n in os.listdir(final.parent) if pattern.fullmatch(n)]
+    except OSError:
+        return
+    for name in names:
+        stale = final.parent / name
+        try:
+            fd = os.open(stale, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            if not _is_dir_fd(fd) or os.fstat(fd).st_mtime >= older_than:
+                continue
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            shutil.rmtree(stale, ignore_errors=True)
+        except OSError:
+            pass  # locked by a live writer, or already gone
+        finally:
+            os.close(fd)
+
+
+def _is_dir_fd(fd: int) -> bool:
+    import stat
+
+    return stat.S_ISDIR(os.fstat(fd).st_mode)

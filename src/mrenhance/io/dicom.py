@@ -638,7 +638,10 @@ def load_dicom(
     Volume
         ``data``: float32 (columns, rows, slices[, t]) after RescaleSlope/Intercept;
         ``affine``: RAS+ mm; ``meta``: ``source``, ``voxel_size``, ``provenance``,
-        ``modality``, ``series_description``, ``series_uid``, ``tr_s`` (RepetitionTime),
+        ``modality``, ``series_description``, ``series_uid``, ``stored_dtype`` (of the
+        pixel data, e.g. ``"int16"``), ``dicom_header`` (the first file's dataset without
+        its pixel data), ``dicom_grid`` ((x, y, z) shape, affine: the series' own grid),
+        ``tr_s`` (RepetitionTime),
         and for 4D series ``times_s`` (t,) seconds from the first volume (for cardiac
         series ordered by TriggerTime: the trigger delays in s), or ``bvals``
         (t,) s/mm^2 and ``bvecs`` (t, 3) in FSL convention (image frame, x negated when
@@ -728,6 +731,7 @@ def _load(path: Path, nan_policy: str, max_voxels: int, series_uid: str | None) 
     # Pixel data, frame by frame, into a preallocated float32 array.
     data = np.empty((ref.cols, ref.rows, n_z, n_t), dtype=np.float32)
     n_raw_bad = 0
+    stored_dtype = None
     cache: dict[Path, np.ndarray] = {}
     by_file = sorted(
         ((k, t, fr) for k, g in enumerate(groups) for t, fr in enumerate(g)),
@@ -736,6 +740,7 @@ def _load(path: Path, nan_policy: str, max_voxels: int, series_uid: str | None) 
     with np.errstate(over="ignore", invalid="ignore"):
         for k, t, fr in by_file:
             stored = _pixels(fr, cache)
+            stored_dtype = stored_dtype or str(stored.dtype)
             n_raw_bad += count_nonfinite(stored)
             data[:, :, k, t] = (stored.T.astype(np.float64) * fr.slope + fr.inter).astype(
                 np.float32
@@ -764,6 +769,10 @@ def _load(path: Path, nan_policy: str, max_voxels: int, series_uid: str | None) 
         "modality": str(ds0.get("Modality", "")),
         "series_description": str(ds0.get("SeriesDescription", "")),
         "series_uid": str(ds0.get("SeriesInstanceUID", "")),
+        "stored_dtype": stored_dtype,
+        # what a derived DICOM series copies (patient, study, acquisition): io.dicom_write
+        "dicom_header": ds0,
+        "dicom_grid": (tuple(int(n) for n in shape[:3]), affine.copy()),
     }
     tr_ms = _float(_get([ds0], None, "RepetitionTime"))
     if tr_ms is None:
