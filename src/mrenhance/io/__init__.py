@@ -8,6 +8,8 @@ import stat
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mrenhance.errors import InputError
 from mrenhance.io.atomic import check_file_name
 from mrenhance.io.dicom import load_dicom
@@ -15,7 +17,7 @@ from mrenhance.io.nifti import is_nifti_name, load_nifti, save_nifti, sniff_nift
 from mrenhance.io.validate import check_nan_policy, one_line_error
 from mrenhance.volume import Volume
 
-__all__ = ["load", "save", "load_nifti", "save_nifti", "load_dicom"]
+__all__ = ["input_dtype", "load", "save", "load_nifti", "save_nifti", "load_dicom"]
 
 _DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 
@@ -117,15 +119,45 @@ def _load(p: Path, nan_policy: str, max_voxels: int) -> Volume:
 
 
 def save(
-    volume: Volume, path: str | os.PathLike, *, overwrite: bool = False, dtype: Any = None
+    volume: Volume,
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    dtype: Any = None,
+    format: str = "nifti",  # the name of the CLI option (--format)
 ) -> Path:
-    """Save ``volume`` as NIfTI (.nii or .nii.gz), atomically; see :func:`save_nifti`."""
+    """Save ``volume`` atomically: NIfTI (.nii or .nii.gz, :func:`save_nifti`; ``dtype``
+    the on-disk type, or ``"input"`` for :func:`input_dtype`) or, with ``format="dicom"``,
+    a DICOM series folder (:func:`mrenhance.io.dicom_write.save_dicom`: 16-bit pixels with
+    a rescale, whatever ``dtype``)."""
     try:
+        if format == "dicom":
+            from mrenhance.io.dicom_write import save_dicom
+
+            return save_dicom(volume, path, overwrite=overwrite)
+        if format != "nifti":
+            raise InputError(f"{path}: unknown output format {format!r} (use nifti or dicom)")
+        if isinstance(dtype, str) and dtype == "input":
+            dtype = input_dtype(volume)
         return save_nifti(volume, path, overwrite=overwrite, dtype=dtype)
     except InputError as e:
         raise one_line_error(e) from e.__cause__
     except (OSError, UnicodeError) as e:  # disk full, read-only file system, ...
         raise InputError(f"{path}: cannot write file ({_reason(e)})") from e
+
+
+def input_dtype(volume: Volume) -> np.dtype:
+    """The on-disk type ``--dtype input`` writes: the input's integer type
+    (``meta["stored_dtype"]``: int16, uint8, ...), float32 for a float or unknown one.
+
+    An integer type gets scl_slope/scl_inter chosen to fit the output's range (nothing is
+    clipped; each value is within half a step of the float result); see :func:`save_nifti`.
+    """
+    try:
+        dt = np.dtype(volume.meta.get("stored_dtype") or "float32")
+    except TypeError:
+        return np.dtype(np.float32)
+    return dt if dt.kind in "iu" and dt.itemsize <= 4 else np.dtype(np.float32)
 
 
 def _reason(e: BaseException) -> str:

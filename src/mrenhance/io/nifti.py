@@ -410,6 +410,7 @@ def _load_open(
         "voxel_size": voxel_sizes(affine),
         "provenance": provenance,
         "nifti_header": hdr,
+        "stored_dtype": str(hdr.get_data_dtype()),
     }
     if len(shape) == 4:
         tr = float(hdr["pixdim"][4])
@@ -466,6 +467,13 @@ def _output_array(volume: Volume, dtype: Any, path: Path) -> np.ndarray:
             raise InputError(f"{path}: cannot save NaN/Inf voxels as {dt}")
         return data  # nibabel picks scl_slope/scl_inter to fit the integer range
     raise InputError(f"{path}: unsupported output dtype {dt} (use a float or integer type)")
+
+
+def display_range(data: np.ndarray) -> tuple[float, float]:
+    """(min, max) of ``data`` (float32-rounded), the written image's ``cal_min/cal_max``."""
+    if not data.size:
+        return 0.0, 0.0
+    return float(np.float32(np.min(data))), float(np.float32(np.max(data)))
 
 
 def _check_finite_output(data: np.ndarray, path: Path) -> None:
@@ -546,8 +554,9 @@ def save_nifti(
         # NIfTI-1 stores dims as int16; nibabel would write a FreeSurfer-only hack instead.
         hdr = nib.Nifti2Header.from_header(hdr)
         klass = nib.Nifti2Image
-    # choice: the display window was computed for the old data
-    hdr["cal_min"], hdr["cal_max"] = 0.0, 0.0
+    # the display range of the data written (the input's described the old data);
+    # choice: min/max, as the image is not clipped on disk either
+    hdr["cal_min"], hdr["cal_max"] = display_range(volume.data)
     try:
         hdr.set_data_dtype(data.dtype if dtype is None else np.dtype(dtype))
     except Exception as e:  # noqa: BLE001 - nibabel's HeaderDataError for e.g. float16
