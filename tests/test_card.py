@@ -68,7 +68,9 @@ def test_shipped_cards_follow_the_schema():
     for card in cards:
         assert card.provenance.get("git_commit")
         assert card.metrics["test"] and card.metrics["test_protocol"]
+        assert card.voxel_size_mm, f"{card.name}: no training voxel size"
         if card.task == "sr_t1":
+            assert card.voxel_size_mm == (1.0, 1.0, 1.0)  # the MNI152 1 mm template
             assert card.preprocessing["normalisation"]["mask"] == "head"
             tricubic = card.metrics["test_baselines"]["tricubic"]["psnr"]
             assert card.metrics["test"]["psnr"] > tricubic

@@ -54,3 +54,14 @@ def test_our_own_log_warnings_follow_the_same_rule(capsys: pytest.CaptureFixture
     with cli_logging(1):
         logging.getLogger("mrenhance.train").warning("shown\nin one line")
     assert capsys.readouterr().err == "mrenhance: warning: shown in one line\n"
+
+
+def test_a_warning_about_the_users_data_is_shown_without_verbose(capsys):
+    import logging
+
+    from mrenhance.logs import cli_logging, warn_user
+
+    with cli_logging(0):
+        warn_user("t1.nii.gz: voxel size 1x1x3 mm differs")
+        logging.getLogger("mrenhance.train").warning("a library remark stays hidden")
+    assert capsys.readouterr().err == "mrenhance: warning: t1.nii.gz: voxel size 1x1x3 mm differs\n"

@@ -343,6 +343,8 @@ def enhance(
     mask: Volume | None = None,
     adapt_steps: int = 0,
     adapt_seed: int = 0,
+    per_volume: bool = False,
+    resample: bool = False,
 ) -> Volume:
     """Enhance ``volume`` with a shipped model name, a weights path or an :class:`Enhancer`.
 
@@ -378,6 +380,15 @@ def enhance(
         input is untouched); 0 = none. The seconds taken are in
         ``result.meta["adaptation"]``.
     adapt_seed : the seed of the adaptation's pairs and patches.
+    per_volume : a 4D series given to a model of 3D images (sr_t1, pvs): enhance each
+        volume on its own (its own intensity scale) and stack the results into a 4D
+        output; without it such an input is refused. ``--adapt`` then tunes once, on the
+        first volume.
+    resample : first resample the input (after ``upsample``) to the card's training voxel
+        size (:func:`mrenhance.resample.resample_to_voxel_size`); the result stays on that
+        grid. Without it, an input whose voxel size is beyond 1.5x of the training one on
+        an axis gets one warning (:func:`mrenhance.logs.warn_user`). Tasks whose
+        ``prepare`` resamples by itself (pvs, asl, dsc) are left alone.
 
     Returns
     -------
@@ -397,17 +408,86 @@ def enhance(
             precision=precision,
             max_memory=parse_size(max_memory),
         )
-    enhancer.task.check_input(volume)
+    each = _check_dimensions(enhancer, volume, per_volume)
     if upsample is not None:
         from mrenhance.baselines.interpolate import interpolate_volume
 
         volume = interpolate_volume(volume, zoom=tuple(upsample), method=upsample_method)
+    volume = _training_voxel_size(enhancer, volume, resample)
     if adapt_steps:
         from mrenhance.engine.adapt import adapt_enhancer
 
-        enhancer = adapt_enhancer(enhancer, volume, steps=int(adapt_steps), seed=adapt_seed)
-    result = enhancer(volume) if mask is None else enhancer(volume, mask=mask)
+        first = volume.with_data(volume.data[..., 0]) if each else volume
+        enhancer = adapt_enhancer(enhancer, first, steps=int(adapt_steps), seed=adapt_seed)
+    if each:
+        result = _enhance_each_volume(enhancer, volume, mask)
+    else:
+        result = enhancer(volume) if mask is None else enhancer(volume, mask=mask)
     return _as_kind(kind, result, output)
+
+
+def _check_dimensions(enhancer: Enhancer, volume: Volume, per_volume: bool) -> bool:
+    """Refuse what the task cannot take; True when a 4D series goes volume by volume."""
+    from mrenhance.tasks.base import InputKind
+
+    task = enhancer.task
+    if volume.ndim == 4 and task.input_kind is InputKind.IMAGE_3D:
+        if not per_volume:
+            source = volume.meta.get("source", "input")
+            raise InputError(
+                f"{source}: {task.name} models need a 3D image, got a 4D series of shape "
+                f"{tuple(volume.shape)}; use --per-volume to enhance each volume on its own"
+            )
+        for t in range(volume.shape[3]):
+            task.check_input(volume.with_data(volume.data[..., t]))
+        return True
+    task.check_input(volume)
+    return False
+
+
+def _training_voxel_size(enhancer: Enhancer, volume: Volume, resample: bool) -> Volume:
+    """The card's training voxel size: warn when the input is far from it, or resample."""
+    from mrenhance.resample import VOXEL_SIZE_FACTOR, resample_to_voxel_size, voxel_size_mismatch
+
+    training = enhancer.card.voxel_size_mm if enhancer.card is not None else None
+    if not training or getattr(enhancer.task, "adapts_voxel_size", False):
+        return volume
+    if resample:
+        return resample_to_voxel_size(volume, training)
+    if voxel_size_mismatch(volume.voxel_size, training):
+        from mrenhance.logs import warn_user
+
+        have = "x".join(f"{v:.3g}" for v in volume.voxel_size)
+        want = "x".join(f"{v:.3g}" for v in training)
+        source = volume.meta.get("source", "input")
+        warn_user(
+            f"{source}: voxel size {have} mm differs from the {enhancer.name} training voxel "
+            f"size {want} mm by more than {VOXEL_SIZE_FACTOR:g}x; results may suffer "
+            "(--resample resamples the input to the training voxel size first)"
+        )
+    return volume
+
+
+def _enhance_each_volume(enhancer: Enhancer, volume: Volume, mask: Volume | None) -> Volume:
+    """A 4D series through a 3D model, one volume at a time (``per_volume``)."""
+    import sys
+
+    from mrenhance.errors import printable
+
+    n = volume.shape[3]
+    source = volume.meta.get("source", "input")
+    outputs = []
+    for t in range(n):
+        if enhancer.progress:
+            print(printable(f"{source}: volume {t + 1}/{n}"), file=sys.stderr, flush=True)
+        frame = volume.with_data(volume.data[..., t])
+        outputs.append(enhancer(frame) if mask is None else enhancer(frame, mask=mask))
+    first = outputs[0]
+    step = f"per-volume: the model applied to each of {n} volumes on its own"
+    result = first.with_data(np.stack([o.data for o in outputs], axis=-1), step=step)
+    result.affine = first.affine.copy()
+    result.meta["per_volume"] = n
+    return result
 
 
 def _as_volume(value: Any, affine: Any) -> tuple[Any, Volume]:

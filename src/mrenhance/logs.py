@@ -7,6 +7,10 @@ warning is logged to ``mrenhance.warnings`` instead, together with our own log r
 (``mrenhance.train``, ``mrenhance.distributed``): hidden by default, shown on stderr as
 ``mrenhance: warning: ...`` with ``-v`` (``-vv`` adds debug records). Python users get
 the usual :mod:`warnings` and configure :mod:`logging` as they like.
+
+A warning meant for the user of a command (:func:`warn_user`, e.g. an input whose voxel
+size is far from the model's training voxel size) is shown even without ``-v``: it is one
+``mrenhance: warning: ...`` line about their data, not a library's remark.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LOGGER", "cli_logging"]
+__all__ = ["LOGGER", "cli_logging", "warn_user"]
 
 LOGGER = logging.getLogger("mrenhance")
 
@@ -32,6 +36,21 @@ class _Format(logging.Formatter):
         return printable(f"mrenhance: {record.levelname.lower()}: {text}")
 
 
+def warn_user(message: str) -> None:
+    """Log a warning about the user's data or options, shown by the CLI without ``-v``."""
+    LOGGER.warning("%s", message, extra={_SHOWN: True})
+
+
+_SHOWN = "mrenhance_shown"
+
+
+class _Visible(logging.Filter):
+    """At verbosity 0: errors, and the warnings of :func:`warn_user`; nothing else."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or bool(getattr(record, _SHOWN, False))
+
+
 def _to_log(message: Any, category: type, filename: str, lineno: int, *_: Any) -> None:
     LOGGER.getChild("warnings").warning(
         "%s: %s (%s:%d)", category.__name__, message, Path(filename).name, lineno
@@ -41,10 +60,14 @@ def _to_log(message: Any, category: type, filename: str, lineno: int, *_: Any) -
 @contextlib.contextmanager
 def cli_logging(verbosity: int = 0) -> Iterator[None]:
     """Route warnings to the ``mrenhance`` logger and show it on stderr at ``verbosity``:
-    0 errors only, 1 warnings and info, 2 debug. Restores everything on exit."""
+    0 errors and :func:`warn_user` warnings, 1 all warnings and info, 2 debug. Restores
+    everything on exit."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Format())
-    handler.setLevel((logging.ERROR, logging.INFO, logging.DEBUG)[max(0, min(verbosity, 2))])
+    level = max(0, min(verbosity, 2))
+    handler.setLevel((logging.WARNING, logging.INFO, logging.DEBUG)[level])
+    if level == 0:
+        handler.addFilter(_Visible())
     old_level = LOGGER.level
     LOGGER.addHandler(handler)
     LOGGER.setLevel(min(handler.level, LOGGER.getEffectiveLevel()))

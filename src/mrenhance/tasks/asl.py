@@ -576,6 +576,7 @@ class AslTask(Task):
     paper = "Xie et al. 2020, MLMI (ASLDN-LFN, DWAN), Sec. 2"
     spatial_dims = 2
     input_kind = InputKind.ASL_PAIRS
+    adapts_voxel_size = True  # prepare: each slice is resampled to the training pixel size
     data_defaults = DATA_DEFAULTS
     cli_commands = ("mrenhance.tasks._asl_cli",)
     metric_keys = METRIC_KEYS

@@ -16,6 +16,8 @@ these members, so adding a method means writing one module in ``mrenhance/tasks/
                        (``inputs``, ``target``, optional ``mask``; targets may be re-drawn
                        per sample), a validation function and the subjects
 ``check_input``        refuse a Volume this task cannot take (one-line InputError)
+``adapts_voxel_size``  True when ``prepare`` itself brings any voxel size to the card's
+                       (``enhance`` then neither warns about it nor ``--resample`` s)
 ``prepare``            Volume -> (network input array, context) using the card's rules
 ``restore``            network output -> Volume, possibly on another grid
 ``baselines``          classical methods of the paper, by name
@@ -91,6 +93,7 @@ class Task:
     input_kind: ClassVar[InputKind] = InputKind.IMAGE_3D
     data_defaults: ClassVar[dict[str, Any]] = {}
     cli_commands: ClassVar[tuple[str, ...]] = ()
+    adapts_voxel_size: ClassVar[bool] = False
 
     # -- recipes --------------------------------------------------------------------------
     def data_config(self, data: dict[str, Any], source: str = "recipe") -> dict[str, Any]:

@@ -464,6 +464,7 @@ class DSCTask(Task):
     paper = "Veron Vialard et al. 2021, stU-Net (hal-03128610)"
     spatial_dims = 2
     input_kind = InputKind.SERIES_4D
+    adapts_voxel_size = True  # prepare: each slice is resampled to the training matrix
     data_defaults = DATA_DEFAULTS
     cli_commands = ("mrenhance.tasks.dsc_cli",)
     metric_keys = METRICS

@@ -307,6 +307,7 @@ class PVSTask(Task):
     paper = "Jung et al. 2019, MICCAI workshops (PVS enhancement, very deep 3D dense network)"
     spatial_dims = 3
     input_kind = InputKind.IMAGE_3D
+    adapts_voxel_size = True  # prepare: the input is resampled to the training voxel size
     data_defaults = DATA_DEFAULTS
     cli_commands = ("mrenhance.tasks.pvs_cli",)
     card_metric_keys = CARD_METRIC_KEYS
