@@ -52,12 +52,87 @@ def add_bids_options(p: argparse.ArgumentParser) -> None:
                    "and digits only)")  # fmt: skip
 
 
+def add_output_options(p: argparse.ArgumentParser) -> None:
+    """``--format``, ``--dtype``, ``--per-volume`` and ``--resample`` (docs/io.md)."""
+    g = p.add_argument_group("output")
+    g.add_argument(
+        "--format",
+        choices=("nifti", "dicom"),
+        default=None,
+        help="nifti (default, or as the output's suffix says) or dicom: -o is then a "
+        "series folder (one file per slice; a derived series of a DICOM input)",
+    )
+    g.add_argument(
+        "--dtype",
+        choices=("float32", "input"),
+        default=None,
+        help="NIfTI data type: float32 (default) or input (the input's integer type, with "
+        "scl_slope/scl_inter chosen to fit the output)",
+    )
+    g.add_argument(
+        "--per-volume",
+        action="store_true",
+        help="a 4D series and a model of 3D images: enhance each volume, write a 4D output",
+    )
+    g.add_argument(
+        "--resample",
+        action="store_true",
+        help="resample the input to the model's training voxel size first; the output "
+        "stays on that grid",
+    )
+
+
+def output_format(args: argparse.Namespace) -> str:
+    """``nifti`` or ``dicom`` from ``--format`` and ``-o``; refuses a contradiction."""
+    from mrenhance.errors import InputError
+    from mrenhance.io.nifti import is_nifti_name
+
+    fmt = getattr(args, "format", None) or "nifti"
+    if fmt == "dicom":
+        if is_nifti_name(args.output):
+            raise InputError(f"{args.output}: --format dicom writes a series folder, not a NIfTI")
+        if getattr(args, "dtype", None) == "float32":
+            raise InputError(
+                "--dtype float32: DICOM pixel data are 16-bit integers with RescaleSlope; "
+                "drop --dtype or write NIfTI"
+            )
+    return fmt
+
+
+def write_image(args: argparse.Namespace, result: Any, dst: Path) -> Path:
+    """Write one output in the chosen format (atomically, NaN/Inf refused)."""
+    from mrenhance.io import save
+
+    fmt = output_format(args)
+    dtype = "input" if getattr(args, "dtype", None) == "input" else None
+    return save(result, dst, overwrite=args.overwrite, dtype=dtype, format=fmt)
+
+
+def check_output(args: argparse.Namespace, dst: Path) -> None:
+    """The checks of one output before its input is read (file or series folder)."""
+    from mrenhance.errors import InputError
+    from mrenhance.io.atomic import check_output_folder, check_output_path
+    from mrenhance.io.nifti import is_nifti_name
+
+    if output_format(args) == "dicom":
+        check_output_folder(dst, args.overwrite)
+        return
+    check_output_path(dst, args.overwrite)
+    if not is_nifti_name(dst):  # before the work, not after it
+        raise InputError(f"{dst}: can only save NIfTI (.nii or .nii.gz)")
+
+
 def plan_outputs(args: argparse.Namespace, model_name: str) -> tuple[list, dict[Any, Any]]:
     """``(pairs, bids)``: (input, output) pairs, and for a BIDS input each output's image."""
     from mrenhance.io.bids import bids_label, derivative_root, find_bids_images, is_bids_root
     from mrenhance.io.paths import check_not_input, plan_enhance_outputs
 
+    fmt = output_format(args)
     if len(args.inputs) == 1 and is_bids_root(args.inputs[0]):
+        if fmt != "nifti":
+            from mrenhance.errors import InputError
+
+            raise InputError(f"{args.inputs[0]}: BIDS derivatives are NIfTI; drop --format {fmt}")
         images = find_bids_images(
             args.inputs[0],
             subjects=args.subject,
@@ -80,7 +155,7 @@ def plan_outputs(args: argparse.Namespace, model_name: str) -> tuple[list, dict[
             f"{args.inputs[0]}: --subject/--session/--suffix/--datatype need a BIDS dataset "
             "root as the only input (a folder with dataset_description.json)"
         )
-    return plan_enhance_outputs(args.inputs, args.output), {}
+    return plan_enhance_outputs(args.inputs, args.output, fmt), {}
 
 
 def write_output_sidecar(
@@ -100,6 +175,10 @@ def write_output_sidecar(
         "upsample_method": args.upsample_method if args.upsample else None,
         "nan_policy": args.nan_policy,
         "device": args.device,
+        "format": output_format(args),
+        "dtype": getattr(args, "dtype", None) or "float32",
+        "per_volume": bool(getattr(args, "per_volume", False)),
+        "resample": bool(getattr(args, "resample", False)),
     }
     doc = output_sidecar(
         result,

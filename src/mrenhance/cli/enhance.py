@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from mrenhance.cli._options import floats, ints
-from mrenhance.cli._outputs import add_bids_options, finish_bids, plan_outputs, write_output_sidecar
+from mrenhance.cli._outputs import (
+    add_bids_options,
+    add_output_options,
+    check_output,
+    finish_bids,
+    plan_outputs,
+    write_image,
+    write_output_sidecar,
+)
 from mrenhance.errors import printable
 
 ORDER = 30
@@ -100,6 +108,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "<output>_report.html, or report.html in an output folder)",
     )
     p.add_argument("-q", "--quiet", action="store_true")
+    add_output_options(p)
     add_bids_options(p)
     return p
 
@@ -220,10 +229,8 @@ def _run_batch(
     """Enhance each (input, output) pair; a failure fails its own entry in a batch.
     ``before["key"]``: the current output's :func:`_file_key` before its entry started."""
     from mrenhance import enhance_api
-    from mrenhance.errors import InputError, MrenhanceError
-    from mrenhance.io import load, save
-    from mrenhance.io.atomic import check_output_path
-    from mrenhance.io.nifti import is_nifti_name
+    from mrenhance.errors import MrenhanceError
+    from mrenhance.io import load
 
     for src, dst in pairs:
         before["key"] = _file_key(dst)
@@ -231,9 +238,7 @@ def _run_batch(
         try:
             if bids:  # the derivative's sub-*/ses-*/anat folders
                 Path(dst).parent.mkdir(parents=True, exist_ok=True)
-            check_output_path(dst, args.overwrite)
-            if not is_nifti_name(dst):  # before the work, not after it
-                raise InputError(f"{dst}: can only save NIfTI (.nii or .nii.gz)")
+            check_output(args, dst)  # before the work, not after it
             vol = load(src, nan_policy=args.nan_policy)
             if getattr(args, "asl_order", None):  # a task-specific option, read by the task
                 vol.meta["asl_order"] = args.asl_order
@@ -245,8 +250,10 @@ def _run_batch(
                 mask=load(args.mask) if args.mask else None,
                 adapt_steps=args.adapt_steps,
                 adapt_seed=args.adapt_seed,
+                per_volume=args.per_volume,
+                resample=args.resample,
             )
-            save(out, dst, overwrite=args.overwrite)  # refuses NaN/Inf results
+            write_image(args, out, Path(dst))  # refuses NaN/Inf results
             write_output_sidecar(args, src, Path(dst), vol, out, enhancer, bids)  # provenance
             if args.report is not None:
                 from mrenhance.report.build import enhance_case

@@ -176,10 +176,12 @@ def check_run_folder(
 
 
 # ---------------------------------------------------------------------------- enhance batches
-def enhanced_name(src: PathLike) -> str:
-    """``<stem>_enhanced.nii.gz`` for an input file or DICOM series folder."""
+def enhanced_name(src: PathLike, fmt: str = "nifti") -> str:
+    """``<stem>_enhanced.nii.gz`` for an input file or DICOM series folder; with
+    ``fmt="dicom"`` the series folder ``<stem>_enhanced``."""
     name = Path(src).name
-    return f"{name.removesuffix('.gz').removesuffix('.nii')}_enhanced.nii.gz"
+    stem = f"{name.removesuffix('.gz').removesuffix('.nii')}_enhanced"
+    return stem if fmt == "dicom" else f"{stem}.nii.gz"
 
 
 def is_nifti_folder(p: PathLike) -> bool:
@@ -191,12 +193,16 @@ def is_nifti_folder(p: PathLike) -> bool:
         return False
 
 
-def plan_enhance_outputs(inputs: Sequence[PathLike], output: PathLike) -> list[tuple[Path, Path]]:
+def plan_enhance_outputs(
+    inputs: Sequence[PathLike], output: PathLike, fmt: str = "nifti"
+) -> list[tuple[Path, Path]]:
     """Pair each input of ``mrenhance enhance`` with its output path, then check them all.
 
     One input (a file or a DICOM series folder) and ``output`` not a folder: written to
     ``output``. Several inputs, a folder of NIfTIs, or ``output`` an existing folder: each
-    input ``x.nii.gz`` is written to ``output/x_enhanced.nii.gz``. The pairs pass
+    input ``x.nii.gz`` is written to ``output/x_enhanced.nii.gz``. With ``fmt="dicom"`` the
+    outputs are series folders (``output`` itself when it does not exist yet, else
+    ``output/x_enhanced/``), which must not hold an input either. The pairs pass
     :func:`check_batch_outputs` (no output is an input, none inside an input folder, no two
     inputs share an output) before any image is read.
     """
@@ -210,16 +216,18 @@ def plan_enhance_outputs(inputs: Sequence[PathLike], output: PathLike) -> list[t
     out = Path(output)
     batch = len(inputs) > 1 or is_nifti_folder(inputs[0])
     if not batch:
-        dst = out / enhanced_name(files[0]) if os.path.isdir(out) else out
+        dst = out / enhanced_name(files[0], fmt) if os.path.isdir(out) else out
         pairs = [(files[0], dst)]
     else:
         if not os.path.isdir(out):
             raise InputError(f"{out}: with several inputs, -o must be an existing folder")
         if not files:
             raise InputError(f"{inputs[0]}: no NIfTI files found")
-        pairs = [(f, out / enhanced_name(f)) for f in files]
+        pairs = [(f, out / enhanced_name(f, fmt)) for f in files]
     folders = [Path(t) for t in inputs if os.path.isdir(t)]
     for _, dst in pairs:
         check_not_input(dst, folders)
+        if fmt == "dicom":  # a series folder (replaced with --overwrite) holds no input
+            check_run_folder(dst, [*files, *folders], what="output series folder")
     check_batch_outputs(pairs)
     return pairs
