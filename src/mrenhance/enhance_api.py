@@ -431,15 +431,15 @@ def _check_dimensions(enhancer: Enhancer, volume: Volume, per_volume: bool) -> b
     from mrenhance.tasks.base import InputKind
 
     task = enhancer.task
+    source = volume.meta.get("source", "input")
     if volume.ndim == 4 and task.input_kind is InputKind.IMAGE_3D:
         if not per_volume:
-            source = volume.meta.get("source", "input")
             raise InputError(
                 f"{source}: {task.name} models need a 3D image, got a 4D series of shape "
                 f"{tuple(volume.shape)}; use --per-volume to enhance each volume on its own"
             )
-        for t in range(volume.shape[3]):
-            task.check_input(volume.with_data(volume.data[..., t]))
+        for t in range(volume.shape[3]):  # a view of each volume, no copy of the series
+            task.check_input(Volume(volume.data[..., t], volume.affine, {"source": source}))
         return True
     task.check_input(volume)
     return False

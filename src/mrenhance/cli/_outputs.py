@@ -59,8 +59,8 @@ def add_output_options(p: argparse.ArgumentParser) -> None:
         "--format",
         choices=("nifti", "dicom"),
         default=None,
-        help="nifti (default, or as the output's suffix says) or dicom: -o is then a "
-        "series folder (one file per slice; a derived series of a DICOM input)",
+        help="nifti (default: .nii or .nii.gz) or dicom: -o is then a series folder (one "
+        "file per slice; a derived series of a DICOM input)",
     )
     g.add_argument(
         "--dtype",
