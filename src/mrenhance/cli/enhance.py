@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mrenhance.cli._options import floats, ints
+from mrenhance.cli._options import DEVICE_HELP, add_threads_option, floats, ints
 from mrenhance.cli._outputs import add_bids_options, finish_bids, plan_outputs, write_output_sidecar
 from mrenhance.errors import printable
 
@@ -34,15 +34,38 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "inputs", nargs="+", help="NIfTI files, DICOM series folders, or a folder of NIfTIs"
+        "inputs",
+        nargs="+",
+        help="NIfTI files, DICOM series folders, or a folder of NIfTIs",
     )
-    p.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output file (one input) or folder",
+    )
     p.add_argument("--model", required=True, help="shipped model name or path to .safetensors")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
-    p.add_argument("--patch-size", type=ints, default=None, help="tile size, e.g. 64 or 64,64,48")
-    p.add_argument("--overlap", type=ints, default=None, help="tile overlap in voxels")
-    p.add_argument("--blend", choices=("crop", "average", "gaussian"), default=None)
-    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument(
+        "--patch-size",
+        type=ints,
+        default=None,
+        help="tile size, e.g. 64 or 64,64,48 (default: the model card's; see "
+        "'mrenhance models NAME')",
+    )
+    p.add_argument(
+        "--overlap",
+        type=ints,
+        default=None,
+        help="tile overlap in voxels (default: the model card's)",
+    )
+    p.add_argument(
+        "--blend",
+        choices=("crop", "average", "gaussian"),
+        default=None,
+        help="how overlapping tiles are joined (default: the model card's)",
+    )
+    p.add_argument("--batch-size", type=int, default=1, help="tiles per forward pass (default 1)")
     p.add_argument(
         "--precision",
         choices=("fp32", "bf16", "fp16", "auto"),
@@ -60,13 +83,19 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--upsample",
         type=floats,
         default=None,
-        help="resample a low-matrix image first, e.g. 2,2,1",
+        help="resample a low-matrix image first, e.g. 2,2,1 (default: no resampling)",
     )
-    p.add_argument("--upsample-method", choices=("sinc", "cubic", "linear"), default="sinc")
+    p.add_argument(
+        "--upsample-method",
+        choices=("sinc", "cubic", "linear"),
+        default="sinc",
+        help="resampling of --upsample (default sinc: zero-filled k-space)",
+    )
     p.add_argument(
         "--mask",
         default=None,
-        help="mask on the input's grid (one input; tasks that use it, e.g. pvs)",
+        help="mask on the input's grid (one input; tasks that use it, e.g. pvs; default: "
+        "none, the task's automatic mask)",
     )
     p.add_argument(
         "--adapt",
@@ -80,16 +109,25 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default=None,
         help="adaptation budget in optimizer steps (default 50 with --adapt; implies --adapt)",
     )
-    p.add_argument("--adapt-seed", type=int, default=0, help="seed of the adaptation")
+    p.add_argument("--adapt-seed", type=int, default=0, help="seed of the adaptation (default 0)")
     p.add_argument(
         "--asl-order",
         default=None,
         help="ASL models, 4D input: volume order, e.g. control,label (default: the BIDS "
         "aslcontext.tsv beside the file, else a series of per-pair CBF maps)",
     )
-    p.add_argument("--nan-policy", choices=("error", "zero"), default="error")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--summary", default=None, help="write a JSON summary of the batch")
+    p.add_argument(
+        "--nan-policy",
+        choices=("error", "zero"),
+        default="error",
+        help="an input holding NaN/Inf: refuse it, or read those voxels as 0 (default error)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument(
+        "--summary",
+        default=None,
+        help="write a JSON summary of the batch to this file (default: none)",
+    )
     p.add_argument(
         "--report",
         nargs="?",
@@ -99,7 +137,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="also write an interactive HTML report of inputs and outputs (default file: "
         "<output>_report.html, or report.html in an output folder)",
     )
-    p.add_argument("-q", "--quiet", action="store_true")
+    add_threads_option(p)
     add_bids_options(p)
     return p
 
@@ -183,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
         write_enhance_report(report, cases, results, model=enhancer.name, overwrite=True)
         if not args.quiet:
             print(printable(f"report: {report}"))
-    if not single:
+    if not single and not args.quiet:  # -q: each failure had its line, the exit code is 1
         print(printable(f"{len(results) - len(failed)} succeeded, {len(failed)} failed"))
     return 1 if failed else 0
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mrenhance.cli._options import DEVICE_HELP, add_threads_option
+
 ORDER = 60
 
 
@@ -16,21 +18,43 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "  mrenhance evaluate --prediction sr.nii.gz --reference hr.nii.gz",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("task", nargs="?", help="sr_t1")
+    p.add_argument("task", nargs="?", help="a task whose protocol to run, e.g. sr_t1")
     p.add_argument("--models", default="all", help="comma-separated methods (default all)")
-    p.add_argument("-o", "--output", default=None, help="folder for the table and figures")
+    p.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        help="folder for the table and figures (default: print only)",
+    )
     p.add_argument(
         "--weights",
         nargs="*",
         default=None,
-        help="extra .safetensors files or folders to evaluate (your own runs)",
+        help="extra .safetensors files or folders to evaluate (your own runs; default: "
+        "the shipped models only)",
     )
-    p.add_argument("--prediction", default=None)
-    p.add_argument("--reference", default=None)
-    p.add_argument("--mask", default=None)
-    p.add_argument("--data-range", type=float, default=None)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument(
+        "--prediction",
+        default=None,
+        help="image to score (with --reference; default: run a task instead)",
+    )
+    p.add_argument(
+        "--reference", default=None, help="ground truth on the prediction's grid (default: none)"
+    )
+    p.add_argument(
+        "--mask",
+        default=None,
+        help="only voxels > 0 of this image count (default: the whole image)",
+    )
+    p.add_argument(
+        "--data-range",
+        type=float,
+        default=None,
+        help="PSNR/SSIM peak L (default: the reference's max - min over the voxels compared)",
+    )
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    add_threads_option(p)
+    p.add_argument("--overwrite", action="store_true", help="replace existing result files")
     return p
 
 
