@@ -1,4 +1,9 @@
-"""``mrenhance enhance``: apply a model to one image, several, or a folder.
+"""``mrenhance enhance``: apply a model to one image, several, or a folder tree.
+
+A folder is searched recursively for NIfTI files and DICOM series (a folder holding DICOM
+files is one series), and the outputs mirror its subfolders below ``-o`` (created):
+``in/sub-01/anat/t1.nii.gz`` -> ``out/sub-01/anat/t1_enhanced.nii.gz`` (see
+:func:`mrenhance.io.paths.find_images`). A BIDS dataset root goes to a derivatives tree.
 
 Every output path is planned and checked before any image is read
 (:func:`mrenhance.io.paths.plan_enhance_outputs`): an output is never an input, never
@@ -36,13 +41,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "inputs",
         nargs="+",
-        help="NIfTI files, DICOM series folders, or a folder of NIfTIs",
+        help="NIfTI files, DICOM series folders, or folders searched recursively for both",
     )
     p.add_argument(
         "-o",
         "--output",
         required=True,
-        help="output file (one input) or folder",
+        help="output file (one input) or folder (created; a folder input's subfolders mirrored)",
     )
     p.add_argument("--model", required=True, help="shipped model name or path to .safetensors")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
@@ -146,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     from mrenhance import enhance_api
     from mrenhance.errors import InputError
     from mrenhance.io.atomic import check_output_path
-    from mrenhance.io.paths import check_not_input
+    from mrenhance.io.paths import check_not_input, is_batch
 
     if args.adapt_steps is not None and args.adapt_steps < 0:
         raise InputError(f"--adapt-steps {args.adapt_steps}: must be >= 0")
@@ -167,9 +172,7 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision,
         max_memory=enhance_api.parse_size(args.max_memory),
     )
-    if args.summary:
-        check_output_path(args.summary, overwrite=True)
-    pairs, bids = plan_outputs(args, enhancer.name)  # files, folders or a BIDS dataset
+    pairs, bids = plan_outputs(args, enhancer.name)  # files, folder trees or a BIDS dataset
     model_files = [Path(weights), Path(weights).with_suffix(".json")]
     for _, dst in pairs:
         check_not_input(dst, model_files)
@@ -179,7 +182,12 @@ def run(args: argparse.Namespace) -> int:
             [*args.inputs, *(s for s, _ in pairs), *(d for _, d in pairs), *model_files],
             what="summary",
         )
-    single = len(pairs) == 1 and not os.path.isdir(args.output) and not bids
+    single = (
+        len(pairs) == 1
+        and not os.path.isdir(args.output)
+        and not bids
+        and not is_batch(args.inputs)
+    )
     report = None
     if args.report is not None:  # checked before any work, like every output
         report = args.report or (
@@ -190,6 +198,17 @@ def run(args: argparse.Namespace) -> int:
         check_not_input(report, [*args.inputs, *(d for _, d in pairs), *model_files], "report")
     if args.mask and not single:
         raise InputError("--mask: only with a single input")
+    made = None  # a batch's output folder, made once every check above passed
+    if not single and not bids and not os.path.isdir(args.output):
+        made = Path(args.output)
+        made.mkdir(parents=True)
+    if args.summary:
+        try:
+            check_output_path(args.summary, overwrite=True)
+        except InputError:
+            if made is not None:
+                made.rmdir()  # nothing is left behind by a refusal
+            raise
     results: list[dict[str, Any]] = []
     cases: list[dict[str, Any]] = []  # viewer payloads for --report (compressed, small)
     before: dict[str, Any] = {}
@@ -267,7 +286,7 @@ def _run_batch(
         before["key"] = _file_key(dst)
         t0 = time.perf_counter()
         try:
-            if bids:  # the derivative's sub-*/ses-*/anat folders
+            if not single:  # a tree's subfolders, the derivative's sub-*/ses-*/anat
                 Path(dst).parent.mkdir(parents=True, exist_ok=True)
             check_output_path(dst, args.overwrite)
             if not is_nifti_name(dst):  # before the work, not after it
