@@ -112,7 +112,7 @@ def test_an_all_good_batch_exits_0(
         write_nifti(scans / f"s{i}.nii", smooth_image(seed=i))
     summary = tmp_path / "s.json"
 
-    rc = main(["enhance", str(scans), "-o", str(out_dir), "--model", str(tiny_weights), "-q",
+    rc = main(["enhance", str(scans), "-o", str(out_dir), "--model", str(tiny_weights),
                "--summary", str(summary)])  # fmt: skip
 
     assert rc == 0

@@ -277,3 +277,27 @@ def test_shipped_recipes_load(name):
     r = load_recipe(name)
     assert r.name and r.task and r.model["name"]
     json.dumps(r.to_dict())
+
+
+@pytest.mark.parametrize("name", list_recipes())
+def test_a_shipped_recipes_steps_name_their_source(name):
+    """train.steps is the paper's count (or says why not), and the YAML says where from."""
+    from mrenhance.config import recipe_path
+
+    lines = Path(recipe_path(name)).read_text().splitlines()
+    i = next(k for k, ln in enumerate(lines) if ln.strip().startswith("steps:"))
+    comment = lines[i].partition("#")[2]
+    assert "Sec." in comment or "choice" in comment, lines[i]
+
+
+@pytest.mark.parametrize("name", ["dsc_stunet", "dsc_hess"])
+def test_dsc_steps_are_the_papers_200_epochs_of_this_data(name):
+    r = load_recipe(name)
+    d, strip = r.data, r.train.patch_size[0]
+    strips = (
+        d["subjects"]["train"]
+        * d["slices"]
+        * ((d["slice_size"] - strip) // d["strip_stride"] + 1)
+        * len(d["doses"])
+    )
+    assert r.train.steps == 200 * strips // r.train.batch_size  # Sec. 3: 200 epochs

@@ -25,6 +25,20 @@ def evaluate_files(
     data_range: float | None = None,
 ) -> list[dict[str, Any]]:
     """PSNR, SSIM, NRMSE, MAE of ``prediction`` against ``reference`` (optionally in a mask)."""
+    rows, _ = evaluate_files_with_basis(prediction, reference, mask=mask, data_range=data_range)
+    return rows
+
+
+def evaluate_files_with_basis(
+    prediction: str | os.PathLike,
+    reference: str | os.PathLike,
+    *,
+    mask: str | os.PathLike | None = None,
+    data_range: float | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """:func:`evaluate_files` and the basis of its numbers: ``{"reference", "mask",
+    "region", "voxels", "data_range", "data_range_source", "nrmse"}`` (what was compared
+    with what, over which voxels, with which PSNR/SSIM peak)."""
     from mrenhance.io import load
     from mrenhance.metrics import compute_metrics
 
@@ -42,7 +56,21 @@ def evaluate_files(
     values = compute_metrics(
         pred.data, ref.data, names=("psnr", "ssim", "nrmse", "mae"), data_range=data_range, mask=m
     )
-    return [{"prediction": str(prediction), **values}]
+    used = ref.data[m] if m is not None else ref.data
+    basis = {
+        "reference": str(reference),
+        "mask": None if mask is None else str(mask),
+        "region": "inside the mask" if m is not None else "the whole image",
+        "voxels": int(used.size),
+        "data_range": float(data_range)
+        if data_range is not None
+        else float(used.max() - used.min()),
+        "data_range_source": "given"
+        if data_range is not None
+        else "reference max - min over the voxels compared",
+        "nrmse": "||prediction - reference|| / ||reference|| over the voxels compared",
+    }
+    return [{"prediction": str(prediction), **values}], basis
 
 
 def weights_method(path: str | os.PathLike, device: str = "cpu") -> tuple[Any, Any]:

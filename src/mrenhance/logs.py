@@ -5,8 +5,11 @@ nibabel, pydicom and PyTorch warn through :mod:`warnings` (``pixdim[0] (qfac) sh
 line beside our one-line message. Under :func:`cli_logging` (the CLI installs it) every
 warning is logged to ``mrenhance.warnings`` instead, together with our own log records
 (``mrenhance.train``, ``mrenhance.distributed``): hidden by default, shown on stderr as
-``mrenhance: warning: ...`` with ``-v`` (``-vv`` adds debug records). Python users get
-the usual :mod:`warnings` and configure :mod:`logging` as they like.
+``mrenhance: warning: ...`` with ``-v`` (``-vv`` adds debug records). ``--log-file PATH``
+also appends every record (info and up; debug with ``-vv``), with a time stamp, to a file,
+whatever ``-q``/``-v`` show on the terminal; the CLI's one-line errors (and, with
+``--debug``, their tracebacks) go there too. Python users get the usual :mod:`warnings` and
+configure :mod:`logging` as they like.
 
 A warning meant for the user of a command (:func:`warn_user`, e.g. an input whose voxel
 size is far from the model's training voxel size) is shown even without ``-v``: it is one
@@ -17,15 +20,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LOGGER", "cli_logging", "warn_user"]
+__all__ = ["FILE_ONLY", "LOGGER", "cli_logging", "warn_user"]
 
 LOGGER = logging.getLogger("mrenhance")
+#: ``extra=FILE_ONLY`` marks a record for the log file alone (the terminal has its own line)
+FILE_ONLY = {"mrenhance_file_only": True}
 
 
 class _Format(logging.Formatter):
@@ -57,25 +63,41 @@ def _to_log(message: Any, category: type, filename: str, lineno: int, *_: Any) -
     )
 
 
+def _not_file_only(record: logging.LogRecord) -> bool:
+    return not getattr(record, "mrenhance_file_only", False)
+
+
 @contextlib.contextmanager
-def cli_logging(verbosity: int = 0) -> Iterator[None]:
+def cli_logging(verbosity: int = 0, log_file: str | os.PathLike | None = None) -> Iterator[None]:
     """Route warnings to the ``mrenhance`` logger and show it on stderr at ``verbosity``:
-    0 errors and :func:`warn_user` warnings, 1 all warnings and info, 2 debug. Restores
-    everything on exit."""
+    0 errors and :func:`warn_user` warnings, 1 warnings and info, 2 debug. ``log_file``:
+    also append the records (info and up, debug at verbosity 2) to this file, opened here.
+    Restores everything on exit."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Format())
     level = max(0, min(verbosity, 2))
     handler.setLevel((logging.WARNING, logging.INFO, logging.DEBUG)[level])
     if level == 0:
         handler.addFilter(_Visible())
+    handler.addFilter(_not_file_only)
+    handlers: list[logging.Handler] = [handler]
+    if log_file is not None:
+        to_file = logging.FileHandler(log_file, mode="a", encoding="utf-8", delay=False)
+        to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        to_file.setLevel(logging.DEBUG if verbosity >= 2 else logging.INFO)
+        handlers.append(to_file)
     old_level = LOGGER.level
-    LOGGER.addHandler(handler)
-    LOGGER.setLevel(min(handler.level, LOGGER.getEffectiveLevel()))
+    for h in handlers:
+        LOGGER.addHandler(h)
+    LOGGER.setLevel(min(min(h.level for h in handlers), LOGGER.getEffectiveLevel()))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
             warnings.showwarning = _to_log
             yield
     finally:
-        LOGGER.removeHandler(handler)
+        for h in handlers:
+            LOGGER.removeHandler(h)
+            if h is not handler:
+                h.close()
         LOGGER.setLevel(old_level)

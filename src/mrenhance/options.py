@@ -20,15 +20,19 @@ _DEVICES = "cpu, cuda, cuda:N, mps or auto"
 def check_device(device: Any, what: str = "--device") -> str:
     """The device string to use, or a one-line InputError naming the option.
 
-    ``"auto"`` (or None) is CUDA when available, else the CPU. A CUDA device must exist on
-    this machine (``cuda:63`` on a 2-GPU machine is refused, as is ``cuda`` without CUDA);
-    ``mps`` must be available; other PyTorch device types are not supported.
+    ``"auto"`` (or None) is CUDA when available, else MPS (Apple GPUs), else the CPU. A
+    CUDA device must exist on this machine (``cuda:63`` on a 2-GPU machine is refused, as
+    is ``cuda`` without CUDA); ``mps`` must be available; other PyTorch device types are
+    not supported.
     """
     import torch
 
     text = "auto" if device is None else str(device).strip()
     if text == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        return "mps" if mps is not None and mps.is_available() else "cpu"
     try:
         dev = torch.device(text)
     except (RuntimeError, ValueError, TypeError):

@@ -28,6 +28,7 @@ import pkgutil
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -112,39 +113,202 @@ def commands() -> dict[str, Any]:
     return dict(sorted(found.items(), key=lambda kv: (getattr(kv[1], "ORDER", 100), kv[0])))
 
 
+#: Options every command takes, before or after its name (``mrenhance -v enhance ...`` and
+#: ``mrenhance enhance ... -v``): (flags, argparse keywords). Before the name they land in
+#: ``global_<dest>``, after it in ``<dest>``; :func:`_merge_global_options` joins them.
+GLOBAL_OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
+    (
+        ("-v", "--verbose"),
+        {
+            "dest": "verbose",
+            "action": "count",
+            "help": "show library warnings and log messages on stderr (-vv: also debug)",
+        },
+    ),
+    (
+        ("-q", "--quiet"),
+        {
+            "dest": "quiet",
+            "action": "store_true",
+            "help": "no progress bars and no info lines; results (tables, JSON) and "
+            "one-line errors are still printed",
+        },
+    ),
+    (
+        ("--log-file",),
+        {
+            "dest": "log_file",
+            "metavar": "PATH",
+            "help": "append the log (library warnings, our messages, errors; time-stamped) "
+            "to PATH, whatever -q/-v show (default: no log file)",
+        },
+    ),
+    (
+        ("--debug",),
+        {
+            "dest": "debug",
+            "action": "store_true",
+            "help": "show the full traceback of an internal error (also MRENHANCE_DEBUG=1)",
+        },
+    ),
+)
+
+
+def _add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """The :data:`GLOBAL_OPTIONS` on ``parser`` (those it does not define itself).
+
+    Below the top level their default is SUPPRESS: a subcommand's namespace is copied over
+    its parent's, and a default there would erase a flag given before the name.
+    """
+    group = None
+    for flags, kwargs in GLOBAL_OPTIONS:
+        flags = tuple(f for f in flags if f not in parser._option_string_actions)
+        if not flags or not any(f.startswith("--") for f in flags):
+            continue  # the command defines this option itself (e.g. models -v)
+        if group is None:
+            group = (
+                parser
+                if top
+                else parser.add_argument_group("global options (also before the command name)")
+            )
+        options = dict(kwargs)
+        if top:
+            options["dest"] = f"global_{options['dest']}"
+        else:
+            options["default"] = argparse.SUPPRESS
+        group.add_argument(*flags, **options)
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every parser below ``parser`` (subcommands, and theirs: ``simulate kspace``)."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):  # aliases once
+                found += [child, *_subparsers(child)]
+    return found
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``mrenhance`` parser with one subparser per registered command."""
     from mrenhance import __version__
 
     parser = OneLineParser(
         prog="mrenhance",
-        description="Deep-learning enhancement of MR images (NIfTI or DICOM).",
+        description="Deep-learning enhancement of MR images (NIfTI or DICOM). The global "
+        "options work before or after the command name.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"mrenhance {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
-    parser.add_argument(
-        "-v",
-        "--verbose",
-        dest="verbose_global",
-        action="count",
-        default=0,
-        help="show library warnings and log messages (-vv: debug)",
-    )
+    _add_global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for command in commands().values():
         p = command.add_parser(sub)
-        if "--verbose" not in p._option_string_actions:
-            p.add_argument(
-                "-v",
-                "--verbose",
-                action="count",
-                default=0,
-                help="show library warnings and log messages (-vv: debug)",
-            )
         p.set_defaults(func=command.run)
+    for p in _subparsers(parser):
+        _add_global_options(p, top=False)
+    from mrenhance.cli._completion import add_completers
+
+    add_completers(parser)
     return parser
+
+
+def _merge_global_options(args: argparse.Namespace) -> int:
+    """Join the global options given before and after the command name into ``args.quiet``,
+    ``args.debug``, ``args.log_file``; returns the verbosity (-v count)."""
+    from mrenhance.errors import InputError
+
+    verbosity = int(getattr(args, "verbose", 0) or 0) + int(args.global_verbose or 0)
+    args.quiet = bool(getattr(args, "quiet", False) or args.global_quiet)
+    args.debug = bool(getattr(args, "debug", False) or args.global_debug)
+    after = getattr(args, "log_file", None)
+    if after is not None and args.global_log_file is not None and after != args.global_log_file:
+        raise InputError(f"--log-file given twice ({args.global_log_file}, {after}): give one")
+    args.log_file = after if after is not None else args.global_log_file
+    if args.quiet and verbosity:
+        raise InputError("-q and -v ask for opposite things: give one of them")
+    return verbosity
+
+
+def _command_inputs(args: argparse.Namespace) -> list[Path]:
+    """The files and folders a command reads, as far as its options name them (for the
+    ``--log-file`` check): input positionals and options, a shipped model's files, a
+    shipped recipe."""
+    found: list[Path] = []
+    for key in (
+        "inputs",
+        "input",
+        "file",
+        "folder",
+        "weights",
+        "prediction",
+        "reference",
+        "mask",
+        "regions",
+        "aif_mask",
+        "brain_mask",
+        "model",
+        "recipe",
+    ):
+        value = getattr(args, key, None)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str | os.PathLike) and str(item):
+                found.append(Path(item))
+    from mrenhance.errors import MrenhanceError
+
+    for key, resolve in (("model", "weights"), ("recipe", "recipe")):
+        value = getattr(args, key, None)
+        if not isinstance(value, str) or os.path.exists(value):
+            continue
+        with contextlib.suppress(MrenhanceError, OSError):
+            if resolve == "weights":
+                from mrenhance.models.weights import resolve_weights
+
+                w = resolve_weights(value)
+                found += [w, w.with_suffix(".json")]
+            else:
+                from mrenhance.config import recipe_path
+
+                found.append(Path(recipe_path(value)))
+    return found
+
+
+def _check_log_file(args: argparse.Namespace) -> None:
+    """A ``--log-file`` that can be written and is none of the command's inputs (nor inside
+    an input folder), checked before any work: the same rules as every output."""
+    if args.log_file is None:
+        return
+    from mrenhance.errors import InputError
+    from mrenhance.io.atomic import check_file_name
+    from mrenhance.io.paths import check_not_input, same_path
+
+    path = check_file_name(args.log_file)
+    check_not_input(path, _command_inputs(args), what="log file")
+    for key in ("output", "summary", "run_dir", "dest"):
+        value = getattr(args, key, None)
+        if isinstance(value, str) and value and same_path(path, value):
+            raise InputError(f"{path}: log file is also the command's output; choose another")
+    if path.is_dir():
+        raise InputError(f"{path}: log file is a folder")
+    if not path.parent.is_dir():
+        raise InputError(f"{path}: log file folder {path.parent} does not exist")
+
+
+def _set_threads(args: argparse.Namespace) -> None:
+    """``--threads N`` (enhance, evaluate, train): PyTorch's intra- and inter-op threads."""
+    threads = getattr(args, "threads", None)
+    if threads is None:
+        return
+    import torch
+
+    torch.set_num_threads(threads)
+    try:  # settable once, before any parallel work; a second main() in one process can't
+        torch.set_num_interop_threads(threads)
+    except RuntimeError:
+        from mrenhance.logs import LOGGER
+
+        LOGGER.debug("--threads %d: inter-op threads already fixed in this process", threads)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -160,19 +324,37 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     with handle_signals(), cli_logging(0):  # a warning while parsing stays hidden too
         parser = build_parser()
+        from mrenhance.cli._completion import autocomplete
+
+        autocomplete(parser)  # only under the shell's completion (argcomplete's env)
         args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
         return EXIT_USAGE
-    verbosity = int(getattr(args, "verbose", 0) or 0) + int(args.verbose_global or 0)
-    with handle_signals(), cli_logging(verbosity):
+    from mrenhance.errors import MrenhanceError
+
+    try:
+        verbosity = _merge_global_options(args)
+        _check_log_file(args)
+    except MrenhanceError as exc:
+        _say(f"mrenhance: error: {exc}")
+        return EXIT_USAGE
+    with handle_signals(), cli_logging(verbosity, args.log_file):
+        from mrenhance.logs import FILE_ONLY, LOGGER
+
+        words = sys.argv[1:] if argv is None else list(argv)
+        LOGGER.info("mrenhance %s", " ".join(words), extra=FILE_ONLY)
         return _run(args)
 
 
-def _say(text: str) -> None:
+def _say(text: str, exc: BaseException | None = None) -> None:
+    """One line on stderr, and in the log file (with ``exc``'s traceback under --debug)."""
     from mrenhance.errors import printable
+    from mrenhance.logs import FILE_ONLY, LOGGER
 
-    print(printable(" ".join(text.split())), file=sys.stderr)
+    line = printable(" ".join(text.split()))
+    print(line, file=sys.stderr)
+    LOGGER.error("%s", line, exc_info=exc, extra=FILE_ONLY)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -180,6 +362,7 @@ def _run(args: argparse.Namespace) -> int:
     from mrenhance.signals import Interrupted
 
     try:
+        _set_threads(args)
         return int(args.func(args) or 0)
     except MrenhanceError as exc:
         _say(f"mrenhance: error: {exc}")
@@ -194,10 +377,14 @@ def _run(args: argparse.Namespace) -> int:
     except Exception as exc:  # a bug: one line unless --debug
         if args.debug or os.environ.get("MRENHANCE_DEBUG"):
             traceback.print_exc()
+            from mrenhance.logs import FILE_ONLY, LOGGER
+
+            LOGGER.error("internal error", exc_info=exc, extra=FILE_ONLY)
         else:
-            _say(
+            _say(  # the log file, if any, holds the traceback
                 f"mrenhance: internal error: {type(exc).__name__}: {exc} "
-                "(run with --debug for the traceback and please report it)"
+                "(run with --debug for the traceback and please report it)",
+                exc,
             )
         return 1
 

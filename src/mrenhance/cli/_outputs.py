@@ -174,7 +174,7 @@ def write_output_sidecar(
         "upsample": list(args.upsample) if args.upsample else None,
         "upsample_method": args.upsample_method if args.upsample else None,
         "nan_policy": args.nan_policy,
-        "device": args.device,
+        "device": enhancer.device,  # what ran, not "auto"
         "format": output_format(args),
         "dtype": getattr(args, "dtype", None) or "float32",
         "per_volume": bool(getattr(args, "per_volume", False)),

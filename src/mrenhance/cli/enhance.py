@@ -1,4 +1,9 @@
-"""``mrenhance enhance``: apply a model to one image, several, or a folder.
+"""``mrenhance enhance``: apply a model to one image, several, or a folder tree.
+
+A folder is searched recursively for NIfTI files and DICOM series (a folder holding DICOM
+files is one series), and the outputs mirror its subfolders below ``-o`` (created):
+``in/sub-01/anat/t1.nii.gz`` -> ``out/sub-01/anat/t1_enhanced.nii.gz`` (see
+:func:`mrenhance.io.paths.find_images`). A BIDS dataset root goes to a derivatives tree.
 
 Every output path is planned and checked before any image is read
 (:func:`mrenhance.io.paths.plan_enhance_outputs`): an output is never an input, never
@@ -17,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mrenhance.cli._options import floats, ints
+from mrenhance.cli._options import DEVICE_HELP, add_threads_option, floats, ints
 from mrenhance.cli._outputs import (
     add_bids_options,
     add_output_options,
@@ -42,15 +47,38 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "inputs", nargs="+", help="NIfTI files, DICOM series folders, or a folder of NIfTIs"
+        "inputs",
+        nargs="+",
+        help="NIfTI files, DICOM series folders, or folders searched recursively for both",
     )
-    p.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output file (one input) or folder (created; a folder input's subfolders mirrored)",
+    )
     p.add_argument("--model", required=True, help="shipped model name or path to .safetensors")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
-    p.add_argument("--patch-size", type=ints, default=None, help="tile size, e.g. 64 or 64,64,48")
-    p.add_argument("--overlap", type=ints, default=None, help="tile overlap in voxels")
-    p.add_argument("--blend", choices=("crop", "average", "gaussian"), default=None)
-    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument(
+        "--patch-size",
+        type=ints,
+        default=None,
+        help="tile size, e.g. 64 or 64,64,48 (default: the model card's; see "
+        "'mrenhance models NAME')",
+    )
+    p.add_argument(
+        "--overlap",
+        type=ints,
+        default=None,
+        help="tile overlap in voxels (default: the model card's)",
+    )
+    p.add_argument(
+        "--blend",
+        choices=("crop", "average", "gaussian"),
+        default=None,
+        help="how overlapping tiles are joined (default: the model card's)",
+    )
+    p.add_argument("--batch-size", type=int, default=1, help="tiles per forward pass (default 1)")
     p.add_argument(
         "--precision",
         choices=("fp32", "bf16", "fp16", "auto"),
@@ -68,13 +96,19 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--upsample",
         type=floats,
         default=None,
-        help="resample a low-matrix image first, e.g. 2,2,1",
+        help="resample a low-matrix image first, e.g. 2,2,1 (default: no resampling)",
     )
-    p.add_argument("--upsample-method", choices=("sinc", "cubic", "linear"), default="sinc")
+    p.add_argument(
+        "--upsample-method",
+        choices=("sinc", "cubic", "linear"),
+        default="sinc",
+        help="resampling of --upsample (default sinc: zero-filled k-space)",
+    )
     p.add_argument(
         "--mask",
         default=None,
-        help="mask on the input's grid (one input; tasks that use it, e.g. pvs)",
+        help="mask on the input's grid (one input; tasks that use it, e.g. pvs; default: "
+        "none, the task's automatic mask)",
     )
     p.add_argument(
         "--adapt",
@@ -88,16 +122,25 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default=None,
         help="adaptation budget in optimizer steps (default 50 with --adapt; implies --adapt)",
     )
-    p.add_argument("--adapt-seed", type=int, default=0, help="seed of the adaptation")
+    p.add_argument("--adapt-seed", type=int, default=0, help="seed of the adaptation (default 0)")
     p.add_argument(
         "--asl-order",
         default=None,
         help="ASL models, 4D input: volume order, e.g. control,label (default: the BIDS "
         "aslcontext.tsv beside the file, else a series of per-pair CBF maps)",
     )
-    p.add_argument("--nan-policy", choices=("error", "zero"), default="error")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--summary", default=None, help="write a JSON summary of the batch")
+    p.add_argument(
+        "--nan-policy",
+        choices=("error", "zero"),
+        default="error",
+        help="an input holding NaN/Inf: refuse it, or read those voxels as 0 (default error)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument(
+        "--summary",
+        default=None,
+        help="write a JSON summary of the batch to this file (default: none)",
+    )
     p.add_argument(
         "--report",
         nargs="?",
@@ -107,8 +150,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="also write an interactive HTML report of inputs and outputs (default file: "
         "<output>_report.html, or report.html in an output folder)",
     )
-    p.add_argument("-q", "--quiet", action="store_true")
     add_output_options(p)
+    add_threads_option(p)
     add_bids_options(p)
     return p
 
@@ -117,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     from mrenhance import enhance_api
     from mrenhance.errors import InputError
     from mrenhance.io.atomic import check_output_path
-    from mrenhance.io.paths import check_not_input
+    from mrenhance.io.paths import check_not_input, is_batch
 
     if args.adapt_steps is not None and args.adapt_steps < 0:
         raise InputError(f"--adapt-steps {args.adapt_steps}: must be >= 0")
@@ -138,9 +181,7 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision,
         max_memory=enhance_api.parse_size(args.max_memory),
     )
-    if args.summary:
-        check_output_path(args.summary, overwrite=True)
-    pairs, bids = plan_outputs(args, enhancer.name)  # files, folders or a BIDS dataset
+    pairs, bids = plan_outputs(args, enhancer.name)  # files, folder trees or a BIDS dataset
     model_files = [Path(weights), Path(weights).with_suffix(".json")]
     for _, dst in pairs:
         check_not_input(dst, model_files)
@@ -150,7 +191,12 @@ def run(args: argparse.Namespace) -> int:
             [*args.inputs, *(s for s, _ in pairs), *(d for _, d in pairs), *model_files],
             what="summary",
         )
-    single = len(pairs) == 1 and not os.path.isdir(args.output) and not bids
+    single = (
+        len(pairs) == 1
+        and not os.path.isdir(args.output)
+        and not bids
+        and not is_batch(args.inputs)
+    )
     report = None
     if args.report is not None:  # checked before any work, like every output
         report = args.report or (
@@ -161,6 +207,17 @@ def run(args: argparse.Namespace) -> int:
         check_not_input(report, [*args.inputs, *(d for _, d in pairs), *model_files], "report")
     if args.mask and not single:
         raise InputError("--mask: only with a single input")
+    made = None  # a batch's output folder, made once every check above passed
+    if not single and not bids and not os.path.isdir(args.output):
+        made = Path(args.output)
+        made.mkdir(parents=True)
+    if args.summary:
+        try:
+            check_output_path(args.summary, overwrite=True)
+        except InputError:
+            if made is not None:
+                made.rmdir()  # nothing is left behind by a refusal
+            raise
     results: list[dict[str, Any]] = []
     cases: list[dict[str, Any]] = []  # viewer payloads for --report (compressed, small)
     before: dict[str, Any] = {}
@@ -192,7 +249,7 @@ def run(args: argparse.Namespace) -> int:
         write_enhance_report(report, cases, results, model=enhancer.name, overwrite=True)
         if not args.quiet:
             print(printable(f"report: {report}"))
-    if not single:
+    if not single and not args.quiet:  # -q: each failure had its line, the exit code is 1
         print(printable(f"{len(results) - len(failed)} succeeded, {len(failed)} failed"))
     return 1 if failed else 0
 
@@ -236,7 +293,7 @@ def _run_batch(
         before["key"] = _file_key(dst)
         t0 = time.perf_counter()
         try:
-            if bids:  # the derivative's sub-*/ses-*/anat folders
+            if not single:  # a tree's subfolders, the derivative's sub-*/ses-*/anat
                 Path(dst).parent.mkdir(parents=True, exist_ok=True)
             check_output(args, dst)  # before the work, not after it
             vol = load(src, nan_policy=args.nan_policy)

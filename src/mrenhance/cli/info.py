@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         choices=("t1", "dwi", "dsc"),
         default=None,
         help="also check the series kind: t1 3D; dwi 4D with one b-value per volume; "
-        "dsc 4D with >= 10 frames",
+        "dsc 4D with >= 10 frames (default: no check)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
     return p

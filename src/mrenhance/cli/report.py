@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mrenhance.cli._options import say
+
 ORDER = 75
 
 
@@ -46,5 +48,5 @@ def run(args: argparse.Namespace) -> int:
         title=args.title,
         overwrite=args.overwrite,
     )
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    say(args, f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0

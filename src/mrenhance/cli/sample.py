@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mrenhance.cli._options import say
+
 ORDER = 80
 
 
@@ -23,7 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument("name", nargs="?", help="sample name (omit to list them)")
     p.add_argument(
-        "-o", "--output", help="NIfTI file; a folder for multi-map samples (one file per map)"
+        "-o",
+        "--output",
+        help="NIfTI file; a folder for multi-map samples (one file per map); no default",
     )
     p.add_argument(
         "--map", default=None, help="one map of a multi-map sample, e.g. cbf (default: all)"
@@ -85,9 +89,9 @@ def run(args: argparse.Namespace) -> int:
             for key, vol in sample.items():
                 path = save(_slab(vol, args.slices), folder / f"{key}.nii.gz",
                             overwrite=args.overwrite)  # fmt: skip
-                print(f"wrote {path}")
+                say(args, f"wrote {path}")
             return 0
     vol = _slab(sample, args.slices)
     path = save(vol, args.output, overwrite=args.overwrite)
-    print(f"wrote {path} {tuple(vol.data.shape)} from sample {args.name}")
+    say(args, f"wrote {path} {tuple(vol.data.shape)} from sample {args.name}")
     return 0

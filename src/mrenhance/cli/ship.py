@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mrenhance.cli._options import say
+
 ORDER = 55
 
 
@@ -25,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default=None,
         help="destination folder (default: the package's shipped weights folder)",
     )
-    p.add_argument("--note", default="", help="free text for the card's provenance")
+    p.add_argument("--note", default="", help="free text for the card's provenance (default: none)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default cpu)")
     p.add_argument("--overwrite", action="store_true", help="replace a shipped model")
     return p
@@ -50,5 +52,5 @@ def run(args: argparse.Namespace) -> int:
         weights, dest=dest, note=args.note, device=args.device, overwrite=args.overwrite
     )
     print(format_markdown(rows))
-    print(f"shipped {dest / (card.name + '.safetensors')} ({card.metrics['test_protocol']})")
+    say(args, f"shipped {dest / (card.name + '.safetensors')} ({card.metrics['test_protocol']})")
     return 0

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from mrenhance.cli._options import say
+
 ORDER = 40
 
 
@@ -37,9 +39,16 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
             help="noise at this SNR (mean signal / sigma)"
             + ("" if required else "; default no noise"),
         )
-        k.add_argument("--noise", choices=("rician", "gaussian"), default="rician")
-        k.add_argument("--seed", type=int, default=0, help="seed of the noise generator")
-        k.add_argument("--overwrite", action="store_true")
+        k.add_argument(
+            "--noise",
+            choices=("rician", "gaussian"),
+            default="rician",
+            help="noise model of --snr (default rician)",
+        )
+        k.add_argument(
+            "--seed", type=int, default=0, help="seed of the noise generator (default 0)"
+        )
+        k.add_argument("--overwrite", action="store_true", help="replace an existing output")
     return p
 
 
@@ -62,5 +71,5 @@ def run(args: argparse.Namespace) -> int:
         data, noise_step = add_noise(data, args.snr, args.noise, rng)
         step += f" {noise_step} seed={args.seed}"
     save(vol.with_data(data, step=step), args.output, overwrite=args.overwrite)
-    print(f"{args.input} -> {args.output}: {step}")
+    say(args, f"{args.input} -> {args.output}: {step}")
     return 0

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mrenhance.cli._options import DEVICE_HELP, add_threads_option
+
 ORDER = 50
 
 
@@ -14,16 +16,27 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "train",
         help="train from a recipe (YAML) with key=value overrides",
-        epilog="examples:\n  mrenhance train sr_mdcsrn train.steps=2000 train.patch_size=32\n"
+        description="Train a recipe. A recipe's train.steps is its paper's (e.g. 500k for "
+        "mDCSRN): on a CPU give a budget, --budget 30m, or a few steps, train.steps=20, to "
+        "watch a run; --resume continues either.",
+        epilog="examples:\n  mrenhance train sr_mdcsrn train.steps=20 --run-dir runs/try   "
+        "# a first look, minutes on a CPU\n"
+        "  mrenhance train sr_mdcsrn --budget 30m --run-dir runs/b4u4   # stops after 30 min\n"
+        "  mrenhance train sr_mdcsrn train.steps=2000 train.patch_size=32\n"
         "  torchrun --nproc_per_node 2 -m mrenhance train sr_mdcsrn --run-dir runs/x\n"
         "  mrenhance train sr_mdcsrn --run-dir runs/x --resume",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("recipe", help="a shipped recipe name (sr_mdcsrn) or a YAML path")
-    p.add_argument("overrides", nargs="*", help="key=value, e.g. train.steps=100")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        help="key=value over the recipe, e.g. train.steps=20 train.patch_size=32 (default: "
+        "none; train.steps defaults to the paper's count)",
+    )
     p.add_argument("--run-dir", default=None, help="run folder (default runs/<recipe>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue a killed run from last.pt")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument(
         "--stage",
         choices=("supervised", "gan", "all"),
@@ -38,7 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="stop cleanly after this much time, e.g. 30m, 2h, 90s (same as "
         "train.minutes=30); the checkpoint is written and --resume continues (default: none)",
     )
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_threads_option(p)
     return p
 
 

@@ -34,6 +34,10 @@ from mrenhance.errors import InputError
 __all__ = [
     "check_batch_outputs",
     "enhanced_name",
+    "find_images",
+    "holds_dicom_files",
+    "is_batch",
+    "is_image_tree",
     "plan_enhance_outputs",
     "check_not_input",
     "check_run_folder",
@@ -184,13 +188,80 @@ def enhanced_name(src: PathLike, fmt: str = "nifti") -> str:
     return stem if fmt == "dicom" else f"{stem}.nii.gz"
 
 
+_NIFTI_SUFFIXES = (".nii", ".nii.gz")
+_DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+
+
+def _is_dicom_file(path: Path) -> bool:
+    """A DICOM suffix, or the ``DICM`` magic at byte 128 (read without following FIFOs)."""
+    if path.suffix.lower() in _DICOM_SUFFIXES:
+        return True
+    try:
+        if not path.is_file() or path.stat().st_size < 132:
+            return False
+        with open(path, "rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def _listing(folder: Path) -> list[Path]:
+    try:
+        return sorted(q for q in folder.iterdir() if not q.name.startswith("."))
+    except OSError:  # unlistable: loading it says why, in its own entry
+        return []
+
+
+def holds_dicom_files(folder: PathLike) -> bool:
+    """Whether ``folder`` itself holds DICOM files (then it is one series, not a tree)."""
+    return any(q.is_file() and _is_dicom_file(q) for q in _listing(Path(folder)))
+
+
+def find_images(folder: PathLike, fmt: str = "nifti") -> list[tuple[Path, Path]]:
+    """Every NIfTI file and DICOM series folder below ``folder``, with its output's path
+    relative to the output folder: ``(input, relative output)``, in sorted order.
+
+    The tree is searched recursively (as FSL and BIDS trees are laid out: one subfolder
+    per subject, session, ...): ``sub-01/anat/t1.nii.gz`` -> ``sub-01/anat/
+    t1_enhanced.nii.gz``; a folder holding DICOM files is one series and is not descended
+    into: ``p1/series3/`` -> ``p1/series3_enhanced.nii.gz``. Hidden entries (``.name``)
+    are skipped; symlinked folders are not followed (no loops).
+    """
+    root = Path(folder)
+    found: list[tuple[Path, Path]] = []
+
+    def walk(here: Path, rel: Path) -> None:
+        entries = _listing(here)
+        if here != root and any(q.is_file() and _is_dicom_file(q) for q in entries):
+            found.append((here, rel.parent / enhanced_name(here, fmt)))
+        for q in entries:
+            if not q.is_dir() and q.name.endswith(_NIFTI_SUFFIXES):
+                # a FIFO or a broken link with a NIfTI name fails its own entry, loudly
+                found.append((q, rel / enhanced_name(q, fmt)))
+            elif q.is_dir() and not q.is_symlink():
+                walk(q, rel / q.name)
+
+    walk(root, Path())
+    return found
+
+
+def is_image_tree(p: PathLike) -> bool:
+    """A folder to enhance as a batch: it holds no DICOM files itself (else it is one
+    series) and NIfTI files or DICOM series lie somewhere below it."""
+    p = Path(p)
+    return os.path.isdir(p) and not holds_dicom_files(p) and bool(find_images(p))
+
+
 def is_nifti_folder(p: PathLike) -> bool:
     """A folder holding NIfTI files (a batch), as opposed to a DICOM series folder."""
     p = Path(p)
-    try:
-        return os.path.isdir(p) and any(q.name.endswith((".nii", ".nii.gz")) for q in p.iterdir())
-    except OSError:  # unlistable: loading it as a series says why, in its own entry
-        return False
+    return os.path.isdir(p) and any(q.name.endswith(_NIFTI_SUFFIXES) for q in _listing(p))
+
+
+def is_batch(inputs: Sequence[PathLike]) -> bool:
+    """Whether ``enhance`` treats ``inputs`` as a batch: several, or one image tree."""
+    return len(inputs) > 1 or is_image_tree(inputs[0])
 
 
 def plan_enhance_outputs(
@@ -199,35 +270,39 @@ def plan_enhance_outputs(
     """Pair each input of ``mrenhance enhance`` with its output path, then check them all.
 
     One input (a file or a DICOM series folder) and ``output`` not a folder: written to
-    ``output``. Several inputs, a folder of NIfTIs, or ``output`` an existing folder: each
-    input ``x.nii.gz`` is written to ``output/x_enhanced.nii.gz``. With ``fmt="dicom"`` the
-    outputs are series folders (``output`` itself when it does not exist yet, else
-    ``output/x_enhanced/``), which must not hold an input either. The pairs pass
-    :func:`check_batch_outputs` (no output is an input, none inside an input folder, no two
-    inputs share an output) before any image is read.
+    ``output``. Several inputs, or a folder that is searched (:func:`find_images`: NIfTI
+    files and DICOM series in nested subfolders), make a batch: ``output`` is a folder (made
+    by the caller once every check passed), each input ``x.nii.gz`` is written to
+    ``output/x_enhanced.nii.gz`` and a folder's images to the same relative subfolders
+    below ``output``. The pairs pass :func:`check_batch_outputs` (no output is an input,
+    none inside an input folder, no two inputs share an output) before any image is read.
+    With ``fmt="dicom"`` the outputs are series folders (``output`` itself for one input
+    when it does not exist yet, else ``output/x_enhanced/``), which must not hold an input.
     """
-    files: list[Path] = []
-    for text in inputs:
-        p = Path(text)
-        if is_nifti_folder(p):
-            files.extend(sorted(q for q in p.iterdir() if q.name.endswith((".nii", ".nii.gz"))))
-        else:
-            files.append(p)
+    pairs: list[tuple[Path, Path]] = []
     out = Path(output)
-    batch = len(inputs) > 1 or is_nifti_folder(inputs[0])
-    if not batch:
-        dst = out / enhanced_name(files[0], fmt) if os.path.isdir(out) else out
-        pairs = [(files[0], dst)]
+    if not is_batch(inputs):
+        src = Path(inputs[0])
+        pairs = [(src, out / enhanced_name(src, fmt) if os.path.isdir(out) else out)]
     else:
-        if not os.path.isdir(out):
-            raise InputError(f"{out}: with several inputs, -o must be an existing folder")
-        if not files:
-            raise InputError(f"{inputs[0]}: no NIfTI files found")
-        pairs = [(f, out / enhanced_name(f, fmt)) for f in files]
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise InputError(f"{out}: with several inputs or a folder, -o must be a folder")
+        if not os.path.isdir(out) and out.name.endswith(_NIFTI_SUFFIXES):
+            raise InputError(
+                f"{out}: with several inputs or a folder, -o is a folder, not a NIfTI file name"
+            )
+        for text in inputs:
+            p = Path(text)
+            if is_image_tree(p):
+                pairs += [(src, out / rel) for src, rel in find_images(p, fmt)]
+            else:
+                pairs.append((p, out / enhanced_name(p, fmt)))
     folders = [Path(t) for t in inputs if os.path.isdir(t)]
     for _, dst in pairs:
         check_not_input(dst, folders)
         if fmt == "dicom":  # a series folder (replaced with --overwrite) holds no input
-            check_run_folder(dst, [*files, *folders], what="output series folder")
+            check_run_folder(
+                dst, [*(src for src, _ in pairs), *folders], what="output series folder"
+            )
     check_batch_outputs(pairs)
     return pairs

@@ -21,7 +21,15 @@ import numpy as np
 from mrenhance.errors import InputError
 from mrenhance.io.atomic import check_output_path, write_text_atomic
 
-__all__ = ["column_formats", "column_names", "format_cell", "format_markdown", "write_table"]
+__all__ = [
+    "column_formats",
+    "column_names",
+    "csv_text",
+    "format_cell",
+    "format_markdown",
+    "json_ready",
+    "write_table",
+]
 
 DEFAULT_FLOAT_FORMAT = ".4g"
 
@@ -169,6 +177,30 @@ def _json_value(value: Any) -> Any:
     return str(value)
 
 
+def csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
+    """``rows`` as CSV text: a header (the union of the keys), full-precision floats, empty
+    cells for None (the CSV of :func:`write_table`)."""
+    rows = _check_rows("csv_text", rows)
+    columns = column_names(rows)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    if columns:
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([_csv_cell(row.get(c)) for c in columns])
+    return buf.getvalue()
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` (dicts, lists, numbers, numpy scalars, paths) as strict JSON values;
+    non-finite floats become ``"inf"``, ``"-inf"``, ``"nan"`` (as in :func:`write_table`)."""
+    if isinstance(value, Mapping):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return _json_value(value)
+
+
 def write_table(
     rows: Sequence[Mapping[str, Any]],
     base_path: str | os.PathLike,
@@ -217,13 +249,6 @@ def write_table(
     if title:
         md = f"# {title}\n\n{md}"
 
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    if columns:
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow([_csv_cell(row.get(c)) for c in columns])
-
     doc = {
         "title": title,
         "columns": columns,
@@ -232,6 +257,6 @@ def write_table(
     text_json = json.dumps(doc, indent=2, allow_nan=False, ensure_ascii=False) + "\n"
 
     write_text_atomic(paths["md"], md, overwrite=overwrite)
-    write_text_atomic(paths["csv"], buf.getvalue(), overwrite=overwrite)
+    write_text_atomic(paths["csv"], csv_text(rows), overwrite=overwrite)
     write_text_atomic(paths["json"], text_json, overwrite=overwrite)
     return paths

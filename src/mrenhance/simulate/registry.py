@@ -90,9 +90,17 @@ def _floats(text: str) -> tuple[float, ...]:
 
 def _kspace_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--factors", type=_floats, default=(2.0, 2.0, 1.0), help="k-space truncation per axis"
+        "--factors",
+        type=_floats,
+        default=(2.0, 2.0, 1.0),
+        help="k-space truncation per axis (default 2,2,1)",
     )
-    p.add_argument("--taper", choices=("hamming", "tukey"), default=None)
+    p.add_argument(
+        "--taper",
+        choices=("hamming", "tukey"),
+        default=None,
+        help="window on the kept k-space (default: none, plain truncation)",
+    )
 
 
 @register_simulator(
@@ -111,8 +119,10 @@ def _kspace(
 
 
 def _thick_slice_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--slice-factor", type=int, default=3, help="slice thickness in voxels")
-    p.add_argument("--axis", type=int, default=2, help="slice axis (0, 1 or 2)")
+    p.add_argument(
+        "--slice-factor", type=int, default=3, help="slice thickness in voxels (default 3)"
+    )
+    p.add_argument("--axis", type=int, default=2, help="slice axis: 0, 1 or 2 (default 2)")
 
 
 @register_simulator(

@@ -20,10 +20,15 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         epilog="example: mrenhance asl-simulate -o bids/ --subjects 2 --seed 0",
     )
     p.add_argument("-o", "--output", required=True, help="BIDS folder to write")
-    p.add_argument("--subjects", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--outlier-fraction", type=float, default=0.1)
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--subjects", type=int, default=1, help="subjects to simulate (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulation (default 0)")
+    p.add_argument(
+        "--outlier-fraction",
+        type=float,
+        default=0.1,
+        help="share of label/control pairs with a motion spike (default 0.1)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace existing files")
     return p
 
 
@@ -70,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
         ):
             save(Volume(arr, s.affine, {"source": s.name}), truth / f"sub-{label}_{name}.nii.gz",
                  overwrite=args.overwrite)  # fmt: skip
-        print(f"sub-{label}: {int((~s.keep).sum())} slice-pairs rejected as outliers")
-    print(f"wrote {args.subjects} subject(s) to {out}/")
+        if not args.quiet:
+            print(f"sub-{label}: {int((~s.keep).sum())} slice-pairs rejected as outliers")
+    if not args.quiet:
+        print(f"wrote {args.subjects} subject(s) to {out}/")
     return 0

@@ -25,15 +25,28 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--aif-mask", default=None, help="3D mask of arterial voxels (default: automatic)"
     )
     p.add_argument("--brain-mask", default=None, help="3D brain mask (default: automatic)")
-    p.add_argument("--method", choices=("osvd", "csvd", "ssvd"), default="osvd")
-    p.add_argument("--threshold", type=float, default=None, help="SVD threshold (s/cSVD)")
-    p.add_argument("--oi-max", type=float, default=0.095, help="oSVD oscillation-index limit")
+    p.add_argument(
+        "--method",
+        choices=("osvd", "csvd", "ssvd"),
+        default="osvd",
+        help="SVD deconvolution: oscillation-index (o), circular (c) or standard "
+        "(s) (default osvd)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="SVD threshold of s/cSVD (default: the method's own)",
+    )
+    p.add_argument(
+        "--oi-max", type=float, default=0.095, help="oSVD oscillation-index limit (default 0.095)"
+    )
     p.add_argument(
         "--te", type=float, default=None, help="echo time in s (default: file, else 0.03)"
     )
     p.add_argument("--tr", type=float, default=None, help="frame interval in s (default: file)")
     p.add_argument("--leakage-correction", action="store_true", help="Boxerman-Schmainda-Weisskoff")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace existing maps")
     return p
 
 
@@ -120,5 +133,6 @@ def run(args: argparse.Namespace) -> int:
     fig.tight_layout()
     fig.savefig(out / "aif.png", dpi=100)
     plt.close(fig)
-    print(f"{args.input} -> {out}/ (cbv, cbf, mtt, tmax, aif_mask .nii.gz; aif.tsv, aif.png)")
+    if not args.quiet:
+        print(f"{args.input} -> {out}/ (cbv, cbf, mtt, tmax, aif_mask .nii.gz; aif.tsv, aif.png)")
     return 0

@@ -24,8 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("input", help="DWI NIfTI (with .bval/.bvec beside it) or DICOM series")
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--mask", default=None, help="brain mask NIfTI (default: automatic)")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace existing maps")
     return p
 
 

@@ -35,13 +35,28 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument("input", help="a 3D T2w NIfTI image")
     p.add_argument("-o", "--output", required=True, help="output folder")
-    p.add_argument("--model", default="dcnn-pvs", help="shipped name or .safetensors path")
-    p.add_argument("--mask", default=None, help="brain mask on the input's grid")
-    p.add_argument("--regions", default=None, help="label image: 1 CSO, 2 basal ganglia")
-    p.add_argument("--threshold", type=float, default=None, help="override the card's")
-    p.add_argument("--min-voxels", type=int, default=2, help="smallest cluster kept")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument(
+        "--model", default="dcnn-pvs", help="shipped name or .safetensors path (default dcnn-pvs)"
+    )
+    p.add_argument(
+        "--mask", default=None, help="brain mask on the input's grid (default: automatic head mask)"
+    )
+    p.add_argument(
+        "--regions",
+        default=None,
+        help="label image: 1 CSO, 2 basal ganglia (default: whole mask only)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="detection threshold (default: the model card's)",
+    )
+    p.add_argument(
+        "--min-voxels", type=int, default=2, help="smallest cluster kept, in voxels (default 2)"
+    )
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default cpu)")
+    p.add_argument("--overwrite", action="store_true", help="replace earlier results")
     return p
 
 
