@@ -106,3 +106,20 @@ def test_shipped_recipe_validates():
     assert cfg["synthetic"]["mix_mni"] == 0.2
     assert [2.0, 2.0, 1.0] in cfg["degradation"]["kspace_factors"]  # Sec. 2.6
     assert recipe.train.init_weights == "mdcsrn-b4u4"
+
+
+def test_a_scan_whose_coarse_draws_hold_no_patch_falls_back_to_the_finest_voxels():
+    # coarse voxels leave no 16^3 patch between the held-out slabs: after its redraws the scan
+    # is drawn once at the smallest voxel size with the whole head, instead of failing
+    ds = _dataset(seed=0, voxel_mm=[2.0, 6.0])
+    original = ds._draw_synthetic
+
+    def coarse_fail(rng, finest=False):
+        scan = original(rng, finest=finest)
+        if not finest:
+            scan.corners = scan.corners[:0]
+        return scan
+
+    ds._draw_synthetic = coarse_fail
+    info = ds.sample_info(0)
+    assert info["voxel_mm"] == 2.0 and info["kind"] == "synthetic"

@@ -342,6 +342,12 @@ class SyntheticSRDataset(torch.utils.data.Dataset):
             if scan.corners.size:
                 scan.info["scan"] = j
                 return scan
+        if not use_mni:  # coarse voxels rarely hold a patch between the held-out slabs:
+            # the finest voxel size and the whole head, once, before giving up
+            scan = self._draw_synthetic(rng, finest=True)
+            if scan.corners.size:
+                scan.info["scan"] = j
+                return scan
         raise ConfigError(
             f"data.synthetic: scan {j}: no {self.patch} patch fits in 8 draws "
             "(raise fov_fraction or lower the patch size)"
@@ -385,11 +391,12 @@ class SyntheticSRDataset(torch.utils.data.Dataset):
             hr, head, s.mask & allowed, banned, 1.0, rng, {"kind": "mni"}, template_z
         )
 
-    def _draw_synthetic(self, rng: np.random.Generator) -> SRScan:
+    def _draw_synthetic(self, rng: np.random.Generator, finest: bool = False) -> SRScan:
+        """A synthetic scan; ``finest``: at the smallest voxel size, the whole head."""
         from mrenhance.simulate import subjects as S
 
         cfg = self.synthetic
-        voxel_mm = float(rng.uniform(*cfg["voxel_mm"]))
+        voxel_mm = float(cfg["voxel_mm"][0]) if finest else float(rng.uniform(*cfg["voxel_mm"]))
         names = sorted(cfg["contrast"])
         weights = np.array([cfg["contrast"][k] for k in names])
         contrast = names[int(rng.choice(len(names), p=weights / weights.sum()))]
@@ -397,7 +404,9 @@ class SyntheticSRDataset(torch.utils.data.Dataset):
         full = np.array(S._subject_grid(voxel_mm)[0])
         fov = np.maximum(
             np.array(self.patch) + 2,
-            np.round(full * rng.uniform(*cfg["fov_fraction"], size=3)).astype(int),
+            np.round(full * (1.0 if finest else rng.uniform(*cfg["fov_fraction"], size=3))).astype(
+                int
+            ),
         )
         subject = S.draw_subject(rng, voxel_mm=voxel_mm, shape=tuple(fov), lesions=lesions)
         hr, truth = S.render_image(
