@@ -316,7 +316,10 @@ def test_check_series_refuses_bvecs_of_the_wrong_shape():
 
     with pytest.raises(InputError, match=r"dwi.nii.gz: gradient directions have shape \(3, 2\)"):
         check_series(vol, "dwi")
-    vol.meta["bvecs"] = np.zeros((3, 3))
+    vol.meta["bvecs"] = np.array([[0.0, 0, 0], [1, 0, 0], [0, 0.6, 0.8]])
     assert check_series(vol, "dwi") is vol
+    vol.meta["bvecs"] = np.zeros((3, 3))  # a diffusion-weighted volume needs a direction
+    with pytest.raises(InputError, match="volume 1 .b = 1000. has length 0; b-vectors must"):
+        check_series(vol, "dwi")
     with pytest.raises(InputError, match="unknown series kind 'dti'"):
         check_series(vol, "dti")
