@@ -18,14 +18,16 @@
 3. Fuzzing: the hypothesis properties of tests/fuzz at ``--fuzz-examples`` per test, and
    (if atheris is installed) ``tests/fuzz/fuzz_readers.py -atheris_runs=N``.
 
-Writes ``benchmarks/results/reliability.json`` (counts, failures, provenance) and prints a
-table. Exit status 1 if anything was lost or any promise broken.
+Writes ``benchmarks/results/reliability.json`` (counts, failures, provenance) and
+``reliability.csv`` (the table), and prints the table. Exit status 1 if anything was lost
+or any promise broken.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import io
 import json
 import os
@@ -371,6 +373,11 @@ def main(argv: list[str] | None = None) -> int:
     suffix = "" if sections >= everything else "_" + "_".join(sorted(sections & everything))
     out = RESULTS / f"reliability{suffix}.json"
     write_text_atomic(out, json.dumps(payload, indent=2, default=str) + "\n", overwrite=True)
+    table = io.StringIO()  # the table alone, as the README quotes it
+    writer = csv.DictWriter(table, fieldnames=["check", "count", "broken promises"])
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(out.with_suffix(".csv"), table.getvalue(), overwrite=True)
 
     width = max(len(r["check"]) for r in rows)
     print(f"\n| {'check':<{width}} | count | broken promises |")

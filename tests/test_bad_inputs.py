@@ -123,6 +123,45 @@ REQUIRED_ROUND_TWO = {
 }  # fmt: skip
 
 
+# Issue 9, its last part: "ASL, DSC, PVS and DTI inputs get the same treatment" (one module
+# per task, tests/bad_inputs/<task>.py), each class of the issue mapped to its cases.
+REQUIRED_TASKS = {
+    "a 3D map given to a 4D model (or 4D to a 3D one)": [
+        "dsc_3d_volume_to_stunet", "dti_3d_input_to_4d_model", "pvs_4d_input_to_3d_model",
+        "asl_order_given_for_a_3d_map", "asl_5d_series",
+    ],
+    "a series with too few frames or mismatched timing": [
+        "dsc_too_few_frames_for_stunet", "dsc_frame_interval_far_from_training",
+        "dsc_sidecar_repetition_time_disagrees", "dsc_sidecar_volume_timing_count",
+        "dsc_dicom_uneven_frame_times", "asl_order_does_not_tile_odd_series",
+        "asl_adaptation_with_one_pair", "asl_sidecar_slice_timing_mismatch",
+        "asl_sidecar_delays_per_volume_mismatch",
+    ],
+    "b-values/b-vectors that disagree with the volumes or are not unit vectors": [
+        "dti_bval_count_differs", "dti_bvec_wrong_shape", "dti_bvec_not_unit",
+        "dti_bvec_zero_for_weighted_volume", "dti_command_bvec_not_unit", "dti_no_b0_volume",
+        "dti_bval_not_numeric", "dti_bval_negative",
+    ],
+    "label/control order files that do not match the series": [
+        "asl_aslcontext_row_count", "asl_aslcontext_unknown_label", "asl_aslcontext_unpaired",
+        "asl_aslcontext_without_header", "asl_aslcontext_not_utf8",
+        "asl_order_unknown_volume_type",
+    ],
+    "AIF (and other) masks on another grid": [
+        "dsc_perfusion_aif_mask_on_another_grid", "dsc_perfusion_aif_mask_other_shape",
+        "pvs_mask_on_another_grid", "pvs_command_mask_on_another_grid",
+        "pvs_command_regions_on_another_grid", "dti_command_mask_on_another_grid",
+    ],
+    "a batch with one bad entry": [
+        "asl_batch_one_bad_series", "dsc_batch_one_bad_series", "dti_batch_one_bad_series",
+    ],
+    "a task command's output onto its input": [
+        "dsc_perfusion_output_is_input", "pvs_command_output_is_input",
+        "dti_command_output_is_input",
+    ],
+}  # fmt: skip
+
+
 def test_corpus_covers_the_issue_and_has_at_least_25_cases():
     missing = [k for k, names in REQUIRED.items() if not all(n in CASES for n in names)]
     assert not missing
@@ -137,6 +176,16 @@ def test_corpus_covers_round_two_with_at_least_40_new_cases():
     new = [n for n, fn in CASES.items() if fn.__module__ == hostile.__name__]
     assert sorted(names) == sorted(new)  # each new case is listed under its class
     assert len(new) >= 40
+
+
+def test_corpus_covers_each_task_with_at_least_5_cases():
+    from bad_inputs import asl, dsc, dti, pvs
+
+    assert [n for ns in REQUIRED_TASKS.values() for n in ns if n not in CASES] == []
+    for module in (asl, dsc, dti, pvs):
+        task = module.__name__.rsplit(".", 1)[1]
+        names = [n for n, fn in CASES.items() if fn.__module__ == module.__name__]
+        assert len(names) >= 5 and all(n.startswith(f"{task}_") for n in names), task
 
 
 def _run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str, list]:
@@ -316,7 +365,10 @@ def test_check_series_refuses_bvecs_of_the_wrong_shape():
 
     with pytest.raises(InputError, match=r"dwi.nii.gz: gradient directions have shape \(3, 2\)"):
         check_series(vol, "dwi")
-    vol.meta["bvecs"] = np.zeros((3, 3))
+    vol.meta["bvecs"] = np.array([[0.0, 0, 0], [1, 0, 0], [0, 0.6, 0.8]])
     assert check_series(vol, "dwi") is vol
+    vol.meta["bvecs"] = np.zeros((3, 3))  # a diffusion-weighted volume needs a direction
+    with pytest.raises(InputError, match="volume 1 .b = 1000. has length 0; b-vectors must"):
+        check_series(vol, "dwi")
     with pytest.raises(InputError, match="unknown series kind 'dti'"):
         check_series(vol, "dti")

@@ -61,7 +61,9 @@ def test_the_2d_model_runs_on_every_volume_alone(rng):
     assert out.shape == (24, 20, 3, 4)
     order = [2, 0, 3, 1]
     shuffled = Volume(
-        vol.data[..., order], vol.affine, {**vol.meta, "bvals": vol.meta["bvals"][order]}
+        vol.data[..., order],
+        vol.affine,
+        {**vol.meta, "bvals": vol.meta["bvals"][order], "bvecs": vol.meta["bvecs"][order]},
     )
     np.testing.assert_allclose(enhancer(shuffled).data, out.data[..., order], rtol=1e-5, atol=1e-5)
 
@@ -71,7 +73,8 @@ def test_check_input_refuses_series_it_cannot_fit(rng):
     no_table = Volume(vol.data, vol.affine, {"source": "x.nii.gz"})
     with pytest.raises(InputError, match="x.nii.gz.*b-values"):
         TASK.check_input(no_table)
-    no_b0 = Volume(vol.data, vol.affine, {**vol.meta, "bvals": np.full(4, 1000.0)})
+    bvecs = np.array([[0, 0, 1.0], [1, 0, 0], [0, 1, 0], [0, 0, 1]])  # unit, as b > 50 needs
+    no_b0 = Volume(vol.data, vol.affine, {**vol.meta, "bvals": np.full(4, 1000.0), "bvecs": bvecs})
     with pytest.raises(InputError, match="no b = 0"):
         TASK.check_input(no_b0)
 

@@ -70,13 +70,14 @@ def _not_file_only(record: logging.LogRecord) -> bool:
 @contextlib.contextmanager
 def cli_logging(verbosity: int = 0, log_file: str | os.PathLike | None = None) -> Iterator[None]:
     """Route warnings to the ``mrenhance`` logger and show it on stderr at ``verbosity``:
-    0 errors and :func:`warn_user` warnings, 1 warnings and info, 2 debug. ``log_file``:
+    -1 (``-q``) errors only, 0 errors and :func:`warn_user` warnings, 1 warnings and info,
+    2 debug. ``log_file``:
     also append the records (info and up, debug at verbosity 2) to this file, opened here.
     Restores everything on exit."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Format())
-    level = max(0, min(verbosity, 2))
-    handler.setLevel((logging.WARNING, logging.INFO, logging.DEBUG)[level])
+    level = max(-1, min(verbosity, 2))
+    handler.setLevel((logging.WARNING, logging.INFO, logging.DEBUG, logging.ERROR)[level])
     if level == 0:
         handler.addFilter(_Visible())
     handler.addFilter(_not_file_only)

@@ -129,12 +129,12 @@ def check_promise(
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
     allowed = set(c.may_change)
     allowed |= {str(Path(p).relative_to(folder)) for p in [*c.written, c.summary] if p}
-    # every written image has its JSON provenance sidecar (mrenhance.io.sidecar)
-    allowed |= {
-        str(sidecar_path(Path(p)).relative_to(folder))
-        for p in c.written
-        if str(p).endswith((".nii", ".nii.gz"))
-    }
+    # every written image has its JSON provenance sidecar (mrenhance.io.sidecar), and a
+    # written DWI series its gradient table (FSL .bval/.bvec beside it)
+    for p in c.written:
+        if str(p).endswith((".nii", ".nii.gz")):
+            side = sidecar_path(Path(p)).relative_to(folder)
+            allowed |= {str(side.with_suffix(s)) for s in (".json", ".bval", ".bvec")}
     if [k for k in changed if k not in allowed]:
         problems.append(f"files changed: {[k for k in changed if k not in allowed]}")
     for p in c.outputs:

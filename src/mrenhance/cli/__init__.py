@@ -339,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MrenhanceError as exc:
         _say(f"mrenhance: error: {exc}")
         return EXIT_USAGE
-    with handle_signals(), cli_logging(verbosity, args.log_file):
+    with handle_signals(), cli_logging(-1 if args.quiet else verbosity, args.log_file):
         from mrenhance.logs import FILE_ONLY, LOGGER
 
         words = sys.argv[1:] if argv is None else list(argv)

@@ -181,6 +181,11 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision,
         max_memory=enhance_api.parse_size(args.max_memory),
     )
+    if args.asl_order and enhancer.task.name != "asl":  # else silently ignored
+        raise InputError(
+            f"--asl-order {args.asl_order!r}: {enhancer.name} is a {enhancer.task.name} model; "
+            "the volume order is for asl models"
+        )
     pairs, bids = plan_outputs(args, enhancer.name)  # files, folder trees or a BIDS dataset
     model_files = [Path(weights), Path(weights).with_suffix(".json")]
     for _, dst in pairs:

@@ -24,7 +24,13 @@ import numpy as np
 from mrenhance.errors import InputError
 from mrenhance.volume import Volume
 
-__all__ = ["attach_asl_context", "read_aslcontext", "read_bids_asl", "write_bids_asl"]
+__all__ = [
+    "attach_asl_context",
+    "check_asl_sidecar",
+    "read_aslcontext",
+    "read_bids_asl",
+    "write_bids_asl",
+]
 
 VOLUME_TYPES = ("control", "label", "m0scan", "deltam", "cbf", "noise")
 
@@ -44,6 +50,8 @@ def read_aslcontext(path: str | os.PathLike) -> list[str]:
         lines = [ln.rstrip("\r\n") for ln in p.read_text().splitlines() if ln.strip()]
     except OSError as err:
         raise InputError(f"{p}: cannot read ({err.strerror or err})") from err
+    except UnicodeDecodeError as err:
+        raise InputError(f"{p}: not UTF-8 text (byte {err.start})") from err
     if not lines or lines[0].split("\t")[0].strip() != "volume_type":
         raise InputError(f"{p}: expected a 'volume_type' header")
     types = [ln.split("\t")[0].strip().lower() for ln in lines[1:]]
@@ -51,6 +59,46 @@ def read_aslcontext(path: str | os.PathLike) -> list[str]:
     if bad:
         raise InputError(f"{p}: unknown volume_type {bad[0]!r} (known: {', '.join(VOLUME_TYPES)})")
     return types
+
+
+def _times(doc: dict[str, Any], key: str, n: int, what: str, source: Any, *, positive: bool):
+    """``doc[key]``: one time in seconds or a list of ``n`` (one per volume or slice)."""
+    value = doc[key]
+    values = value if isinstance(value, list) else [value]
+    if isinstance(value, list) and len(value) != n:
+        raise InputError(f"{source}: {key} lists {len(value)} values for {n} {what}")
+    for v in values:
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+        if not ok or v < 0 or (positive and v == 0):
+            sign = "> 0" if positive else ">= 0"
+            raise InputError(f"{source}: {key} {v!r:.40}: expected a time in seconds {sign}")
+
+
+def check_asl_sidecar(doc: Any, shape: tuple[int, ...], source: Any) -> None:
+    """Refuse an ASL sidecar (``*_asl.json``, or ``meta["asl"]``) whose timing the CBF
+    quantification cannot use; ``shape`` is the series' (x, y, z[, t]).
+
+    ``PostLabelingDelay`` (>= 0 s) and ``LabelingDuration`` (> 0 s): a number, or a list
+    of one per volume (BIDS); ``LabelingEfficiency`` in (0, 1]; ``SliceTiming`` one time
+    (>= 0 s) per slice. One-line InputError naming ``source``.
+    """
+    if not isinstance(doc, dict):
+        raise InputError(f"{source}: expected a JSON object, got {type(doc).__name__}")
+    n_volumes = shape[3] if len(shape) == 4 else 1
+    for key, positive in (("PostLabelingDelay", False), ("LabelingDuration", True)):
+        if key in doc:
+            _times(doc, key, n_volumes, "volumes", source, positive=positive)
+    if "SliceTiming" in doc:
+        if not isinstance(doc["SliceTiming"], list):
+            raise InputError(f"{source}: SliceTiming must be a list of times, one per slice")
+        _times(doc, "SliceTiming", shape[2], "slices", source, positive=False)
+    if "LabelingEfficiency" in doc:
+        eff = doc["LabelingEfficiency"]
+        ok = isinstance(eff, (int, float)) and not isinstance(eff, bool)
+        if not (ok and 0 < eff <= 1):
+            raise InputError(
+                f"{source}: LabelingEfficiency {eff!r:.40}: expected a value in (0, 1]"
+            )
 
 
 def attach_asl_context(volume: Volume, path: str | os.PathLike) -> Volume:
@@ -70,9 +118,11 @@ def attach_asl_context(volume: Volume, path: str | os.PathLike) -> Volume:
     sidecar = p.with_name(f"{base}_asl.json")
     if os.path.isfile(sidecar):
         try:
-            volume.meta["asl"] = json.loads(sidecar.read_text())
+            doc = json.loads(sidecar.read_text())
         except (OSError, ValueError) as err:
             raise InputError(f"{sidecar}: not valid JSON ({err})") from err
+        check_asl_sidecar(doc, volume.data.shape, sidecar)
+        volume.meta["asl"] = doc
     for ext in (".nii.gz", ".nii"):
         m0 = p.with_name(f"{base}_m0scan{ext}")
         if os.path.isfile(m0):

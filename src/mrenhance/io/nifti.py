@@ -24,7 +24,10 @@ import numpy as np
 from mrenhance.errors import InputError, printable
 from mrenhance.io.atomic import atomic_path, check_output_path
 from mrenhance.io.validate import (
+    B0_THRESHOLD,
     check_affine,
+    check_bvals,
+    check_bvecs,
     check_finite,
     check_nan_policy,
     check_spatial_shape,
@@ -241,6 +244,7 @@ def read_sidecars(path: Path, n_volumes: int) -> dict[str, np.ndarray]:
                 raise InputError(f"{side}: {arr.size} b-values for {n_volumes} volumes")
             if not np.all(np.isfinite(arr)):
                 raise InputError(f"{side}: .bval file holds NaN/Inf")
+            check_bvals(arr, side)
         else:
             lens = {r.size for r in rows}
             if len(rows) == 3 and lens == {n_volumes}:
@@ -253,12 +257,13 @@ def read_sidecars(path: Path, n_volumes: int) -> dict[str, np.ndarray]:
                     f"{len(rows)} rows of {sorted(lens)} values"
                 )
             bad = ~np.isfinite(arr).all(axis=1)
-            b0 = out["bvals"] <= 50 if "bvals" in out else np.zeros(n_volumes, bool)
+            b0 = out["bvals"] <= B0_THRESHOLD if "bvals" in out else np.zeros(n_volumes, bool)
             if np.any(bad & ~b0):
                 raise InputError(
                     f"{side}: NaN/Inf gradient direction for a diffusion-weighted volume"
                 )
             arr[bad] = 0.0
+            check_bvecs(arr, out.get("bvals"), side)
         out[key] = arr
     return out
 

@@ -163,10 +163,96 @@ def check_affine(affine: np.ndarray, source: str | os.PathLike) -> np.ndarray:
     return a
 
 
+def check_same_grid(
+    other: Any, image: Any, what: str = "mask", *, nonempty: bool = True
+) -> np.ndarray:
+    """The data of ``other`` (a mask or label image) if it lies on ``image``'s voxel grid.
+
+    Parameters
+    ----------
+    other, image:
+        :class:`~mrenhance.volume.Volume` s; ``other`` must be 3D (x, y, z) with the shape of
+        ``image``'s first three axes and the same affine (within 1% of the smallest voxel).
+    what:
+        What ``other`` is, for the message (``"mask"``, ``"AIF mask"``, ``"label image"``).
+    nonempty:
+        Also refuse a mask with no voxel > 0 (every result would be empty or zero).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``other.data`` (x, y, z), unchanged.
+
+    Raises
+    ------
+    InputError
+        One line naming ``other``'s file and the image it does not match.
+    """
+    src = other.meta.get("source", what)
+    img = image.meta.get("source", "the image")
+    shape, want = tuple(other.data.shape), tuple(image.data.shape[:3])
+    if len(shape) != 3:
+        raise InputError(f"{src}: a {what} must be 3D (x, y, z), got shape {shape}")
+    if shape != want:
+        raise InputError(f"{src}: {what} shape {shape} differs from the image's {want} ({img})")
+    a, b = np.asarray(other.affine, float), np.asarray(image.affine, float)
+    # choice: 1% of the smallest voxel; a float32 header stores an affine to ~1e-5 mm
+    tol = 0.01 * float(np.linalg.norm(b[:3, :3], axis=0).min())
+    diff = float(np.abs(a[:3] - b[:3]).max())
+    if not diff <= tol:
+        raise InputError(
+            f"{src}: {what} is on another grid than {img} (the affines differ by up to "
+            f"{diff:.3g} mm); resample it onto the image's grid first"
+        )
+    if nonempty and not np.any(other.data > 0):
+        raise InputError(f"{src}: the {what} is empty (no voxel > 0)")
+    return other.data
+
+
+#: b-values up to this many s/mm^2 count as b = 0 volumes (as dipy's ``b0_threshold``)
+B0_THRESHOLD = 50.0
+#: choice: dipy's ``gradient_table`` tolerance, so a table accepted here also fits tensors
+BVEC_UNIT_TOLERANCE = 1e-2
+
+
+def check_bvals(bvals: np.ndarray, source: str | os.PathLike) -> None:
+    """Refuse b-values (N,) s/mm^2 that are not finite or are negative."""
+    b = np.asarray(bvals, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(b)):
+        raise InputError(f"{source}: b-values hold NaN/Inf")
+    if np.any(b < 0):
+        i = int(np.flatnonzero(b < 0)[0])
+        raise InputError(f"{source}: b-value {b[i]:g} of volume {i} is negative")
+
+
+def check_bvecs(bvecs: np.ndarray, bvals: np.ndarray | None, source: str | os.PathLike) -> None:
+    """Refuse gradient directions (N, 3) of diffusion-weighted volumes (b > 50 s/mm^2; every
+    non-zero direction when ``bvals`` is None) that are not unit vectors."""
+    g = np.asarray(bvecs, dtype=np.float64)
+    norms = np.linalg.norm(g, axis=1)
+    if bvals is None:
+        weighted = norms > 1e-6
+    else:
+        weighted = np.asarray(bvals, dtype=np.float64).reshape(-1) > B0_THRESHOLD
+    bad = weighted & ~(np.abs(norms - 1.0) <= BVEC_UNIT_TOLERANCE)
+    if np.any(bad):
+        i = int(np.flatnonzero(bad)[0])
+        b = "" if bvals is None else f" (b = {np.asarray(bvals).reshape(-1)[i]:g})"
+        raise InputError(
+            f"{source}: the gradient direction of volume {i}{b} has length {norms[i]:.4g}; "
+            f"b-vectors must be unit vectors ({int(bad.sum())} of {g.shape[0]} are not)"
+        )
+
+
 SERIES_KINDS = ("t1", "dwi", "dsc")
 # choice: 10 frames is the fewest from which a DSC curve has a baseline (a few frames
 # before the bolus), a first pass and a recirculation tail; clinical series hold 40-120.
 DSC_MIN_FRAMES = 10
+# choice: frame intervals may vary by 10% (DICOM acquisition times are rounded); the
+# deconvolution and the networks assume one frame interval
+DSC_FRAME_JITTER = 0.1
+# choice: a JSON sidecar's RepetitionTime agrees with the header within 1%
+TR_TOLERANCE = 0.01
 
 
 def check_series(volume: Any, kind: str, source: str | os.PathLike | None = None) -> Any:
@@ -213,6 +299,13 @@ def check_series(volume: Any, kind: str, source: str | os.PathLike | None = None
             raise InputError(
                 f"{src}: DSC series has {n} time frames, at least {DSC_MIN_FRAMES} are needed"
             )
+        _check_dsc_timing(volume, n, src)
+        data = np.asarray(volume.data)
+        if not np.any(data != data[..., :1]):  # (NaN differs from itself: refused later)
+            raise InputError(
+                f"{src}: the DSC series does not change over time (every frame is the same: "
+                "no contrast bolus passes)"
+            )
         return volume
     bvals = volume.meta.get("bvals")
     if bvals is None:
@@ -220,9 +313,66 @@ def check_series(volume: Any, kind: str, source: str | os.PathLike | None = None
     n_b = int(np.size(bvals))
     if n_b != n:
         raise InputError(f"{src}: {n_b} b-values for {n} volumes")
+    check_bvals(bvals, src)
     bvecs = volume.meta.get("bvecs")
     if bvecs is not None and np.shape(bvecs) != (n, 3):
         raise InputError(
             f"{src}: gradient directions have shape {np.shape(bvecs)}, expected ({n}, 3)"
         )
+    if bvecs is not None:
+        check_bvecs(bvecs, bvals, src)
     return volume
+
+
+def dsc_frame_interval(volume: Any) -> float | None:
+    """The frame interval (s) of a DSC series: the median step of ``meta["times_s"]``
+    (DICOM frame times), else ``meta["tr_s"]`` (the NIfTI header); None when unknown."""
+    times = volume.meta.get("times_s")
+    if times is not None and np.size(times) > 1:
+        return float(np.median(np.diff(np.asarray(times, dtype=np.float64))))
+    tr = volume.meta.get("tr_s")
+    return float(tr) if tr is not None and np.isfinite(tr) and tr > 0 else None
+
+
+def _check_dsc_timing(volume: Any, n: int, src: Any) -> None:
+    """Frame times (DICOM) one per frame, increasing and evenly spaced; a JSON sidecar's
+    ``RepetitionTime`` and ``VolumeTiming`` (BIDS) in agreement with the series."""
+    from mrenhance.io.sidecar import read_sidecar, sidecar_path
+
+    times = volume.meta.get("times_s")
+    if times is not None:
+        t = np.asarray(times, dtype=np.float64).reshape(-1)
+        if t.size != n:
+            raise InputError(f"{src}: {t.size} frame times for {n} frames")
+        step = np.diff(t)
+        if not np.all(np.isfinite(step)) or np.any(step <= 0):
+            raise InputError(f"{src}: the frame times are not increasing")
+        median = float(np.median(step))
+        if np.any(np.abs(step - median) > DSC_FRAME_JITTER * median):
+            raise InputError(
+                f"{src}: uneven frame times (intervals {step.min():.3g} to {step.max():.3g} "
+                "s); a DSC series needs one frame interval"
+            )
+    path = volume.meta.get("source")
+    doc = read_sidecar(path) if path else None
+    if not doc:
+        return
+    side = sidecar_path(path)
+    tr_side = doc.get("RepetitionTime")
+    tr = volume.meta.get("tr_s")
+    if tr_side is not None:
+        if isinstance(tr_side, bool) or not isinstance(tr_side, (int, float)) or not tr_side > 0:
+            raise InputError(f"{side}: RepetitionTime {tr_side!r} is not a time in seconds")
+        if tr is not None and abs(float(tr_side) - tr) > TR_TOLERANCE * tr:
+            raise InputError(
+                f"{side}: RepetitionTime {float(tr_side):g} s differs from the frame interval "
+                f"{tr:g} s in the header of {src}"
+            )
+    for key in ("VolumeTiming", "FrameTimesStart"):
+        value = doc.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, list):
+            raise InputError(f"{side}: {key} must be a list of times, got {value!r:.40}")
+        if len(value) != n:
+            raise InputError(f"{side}: {key} lists {len(value)} times, the series has {n} frames")

@@ -663,6 +663,12 @@ class AslTask(Task):
             raise InputError(
                 f"{source}: expected a 3D CBF map or a 4D ASL series, got {data.shape}"
             )
+        if data.ndim == 3 and volume.meta.get("asl_order"):
+            raise InputError(
+                f"{source}: --asl-order {volume.meta['asl_order']!r} describes a 4D "
+                f"label/control series, but this is a 3D image {tuple(data.shape)} (a CBF map "
+                "needs no order)"
+            )
         require_finite(data, source)
         fov = _ras_extent_mm(data.shape[:3], volume.affine)[:2]
         if min(fov) < MIN_FOV_MM:
@@ -672,6 +678,10 @@ class AslTask(Task):
             )
         if data.ndim == 4:
             asl_context(volume)  # refuses a bad context or --asl-order
+        if volume.meta.get("asl") is not None:  # read from *_asl.json, or set through the API
+            from mrenhance.io.bids_asl import check_asl_sidecar
+
+            check_asl_sidecar(volume.meta["asl"], tuple(data.shape), source)
 
     def cbf_map(self, volume: Volume) -> np.ndarray:
         """The mean CBF map (x, y, z) of any accepted input (3D as is; 4D: mean of pairs)."""

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from mrenhance.errors import ConfigError
+from mrenhance.errors import ConfigError, InputError
 from mrenhance.tasks.base import (
     InputKind,
     Task,
@@ -191,7 +191,31 @@ def _dsc_rules(card: Any) -> dict[str, Any]:
         "baseline_frames": int(rules.get("baseline_frames", DATA_DEFAULTS["baseline_frames"])),
         "cbv_mean": float(rules.get("cbv_mean", 0.0)),
         "cbv_std": float(rules.get("cbv_std", 1.0)),
+        "tr_s": float(rules["tr_s"]) if rules.get("tr_s") else None,
     }
+
+
+# choice: a network reads the bolus frame by frame, so a series sampled more than 2x
+# faster or slower than its training series is refused rather than silently misread
+MAX_FRAME_INTERVAL_RATIO = 2.0
+
+
+def check_frame_interval(volume: Volume, rules: dict[str, Any], model: str = "the model") -> None:
+    """Refuse a series whose frame interval is more than 2x from the training series'.
+
+    Nothing is refused when either is unknown (a NIfTI without a TR; an older card).
+    """
+    from mrenhance.io.validate import dsc_frame_interval
+
+    trained, tr = rules.get("tr_s"), dsc_frame_interval(volume)
+    if trained is None or tr is None:
+        return
+    if not 1 / MAX_FRAME_INTERVAL_RATIO <= tr / trained <= MAX_FRAME_INTERVAL_RATIO:
+        raise InputError(
+            f"{volume.meta.get('source', 'input')}: frame interval {tr:g} s, but {model} was "
+            f"trained on series with {trained:g} s frames (more than "
+            f"{MAX_FRAME_INTERVAL_RATIO:g}x apart; the network reads the bolus frame by frame)"
+        )
 
 
 def prepare_series(
@@ -589,6 +613,7 @@ class DSCTask(Task):
         the context. ``scale`` is unused (the standardisation is the series' own)."""
         self.check_input(volume)
         rules = _dsc_rules(card)
+        check_frame_interval(volume, rules, getattr(card, "name", None) or "the model")
         standard, mask, crop = prepare_series(
             volume.data, rules["slice_size"], rules["clip"], rules["baseline_frames"]
         )

@@ -9,6 +9,8 @@ import argparse
 from pathlib import Path
 
 NAME = "perfusion"
+#: the images ``perfusion`` writes into its output folder (with aif.tsv and aif.png)
+OUTPUTS = ("cbv.nii.gz", "cbf.nii.gz", "mtt.nii.gz", "tmax.nii.gz", "aif_mask.nii.gz")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -57,48 +59,48 @@ def run(args: argparse.Namespace) -> int:
     from mrenhance.errors import InputError
     from mrenhance.io import load, save
     from mrenhance.io.atomic import write_text_atomic
-    from mrenhance.io.validate import check_series
+    from mrenhance.io.paths import check_not_input
+    from mrenhance.io.validate import check_same_grid, check_series, dsc_frame_interval
     from mrenhance.volume import Volume
 
+    for option, value in (("--tr", args.tr), ("--te", args.te)):
+        if value is not None and not (np.isfinite(value) and value > 0):
+            raise InputError(f"{option} {value:g}: must be a time in seconds > 0")
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
-    names = ["cbv.nii.gz", "cbf.nii.gz", "mtt.nii.gz", "tmax.nii.gz", "aif.tsv", "aif.png"]
-    if not args.overwrite:
-        for n in names:
-            if (out / n).exists():
-                raise InputError(f"{out / n}: exists (use --overwrite)")
+    names = [*OUTPUTS, "aif.tsv", "aif.png"]
+    inputs = [p for p in (args.input, args.aif_mask, args.brain_mask) if p]
+    for n in names:  # before any work: never over an input, never over a result unasked
+        check_not_input(out / n, inputs)
+        if not args.overwrite and (out / n).exists():
+            raise InputError(f"{out / n}: exists (use --overwrite)")
     vol = load(args.input)
     check_series(vol, "dsc")
-    tr = args.tr
-    times = vol.meta.get("times_s")
-    if tr is None and times is not None and np.size(times) > 1:
-        tr = float(np.median(np.diff(np.asarray(times, dtype=float))))  # DICOM frame times
-    if tr is None:
-        tr = vol.meta.get("tr_s")
+    tr = args.tr if args.tr is not None else dsc_frame_interval(vol)  # DICOM times, header TR
     if not tr or tr <= 0:
         raise InputError(f"{args.input}: no frame interval in the file; pass --tr SECONDS")
     te = args.te if args.te is not None else vol.meta.get("te_s") or 0.03
 
-    def mask(path):
-        if path is None:
-            return None
-        m = load(path)
-        if m.data.shape != vol.data.shape[:3]:
-            raise InputError(f"{path}: shape {m.data.shape} does not match {vol.data.shape[:3]}")
-        return m.data > 0
+    def mask(path, what):
+        return None if path is None else check_same_grid(load(path), vol, what) > 0
 
-    maps = perfusion_maps_from_signal(
-        vol.data,
-        float(tr),
-        float(te),
-        brain_mask=mask(args.brain_mask),
-        aif_mask=mask(args.aif_mask),
-        method=args.method,
-        threshold=args.threshold,
-        oi_max=args.oi_max,
-        leakage_correction=args.leakage_correction,
-    )
+    aif_mask = mask(args.aif_mask, "AIF mask")
+    brain_mask = mask(args.brain_mask, "brain mask")
+    try:
+        maps = perfusion_maps_from_signal(
+            vol.data,
+            float(tr),
+            float(te),
+            brain_mask=brain_mask,
+            aif_mask=aif_mask,
+            method=args.method,
+            threshold=args.threshold,
+            oi_max=args.oi_max,
+            leakage_correction=args.leakage_correction,
+        )
+    except InputError as err:  # the pipeline works on arrays: say which series it was
+        raise InputError(f"{args.input}: {err}") from err
     out.mkdir(parents=True, exist_ok=True)
     meta = {
         k: v for k, v in vol.meta.items() if k not in ("tr_s", "times_s", "te_s", "nifti_header")

@@ -34,7 +34,9 @@ def run(args: argparse.Namespace) -> int:
     from mrenhance.diffusion import fit_tensors
     from mrenhance.errors import InputError
     from mrenhance.io import load, save
-    from mrenhance.io.atomic import check_output_path
+    from mrenhance.io.atomic import check_file_name, check_output_path
+    from mrenhance.io.paths import check_not_input
+    from mrenhance.io.validate import check_same_grid
     from mrenhance.preprocess import head_mask
     from mrenhance.tasks.dti import TASK, mean_b0
 
@@ -42,20 +44,23 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
     names = {k: out / f"{k}.nii.gz" for k in ("fa", "md", "cfa", "v1")}
-    out.mkdir(parents=True, exist_ok=True)
-    for path in names.values():  # before any work: an existing map is refused up front
-        check_output_path(path, args.overwrite)
+    inputs = [p for p in (args.input, args.mask) if p]
+    for path in names.values():  # before any work: never over an input or an earlier map
+        check_not_input(path, inputs)
+        if out.exists():
+            check_output_path(path, args.overwrite)
+        else:
+            check_file_name(path, temp_suffix=True)
     vol = load(args.input)
     TASK.check_input(vol)
     bvals, bvecs = np.asarray(vol.meta["bvals"]), vol.meta.get("bvecs")
     if bvecs is None or (bvals > 50).sum() < 6:
         raise InputError(f"{args.input}: a tensor fit needs b-vectors and >= 6 DW volumes")
     if args.mask:
-        mask = load(args.mask).data > 0
-        if mask.shape != vol.shape[:3]:
-            raise InputError(f"{args.mask}: mask shape {mask.shape} differs from {vol.shape[:3]}")
+        mask = check_same_grid(load(args.mask), vol, "mask") > 0
     else:
         mask = head_mask(mean_b0(vol.data, bvals))
+    out.mkdir(parents=True, exist_ok=True)  # only once the inputs were accepted
     maps = fit_tensors(vol.data, bvals, np.asarray(bvecs), mask)
     geometry = vol.with_data(vol.data[..., 0])
     geometry.meta.pop("bvals", None)

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from mrenhance.errors import ConfigError, InputError
+from mrenhance.io.validate import check_same_grid
 from mrenhance.models.card import DEFAULT_NORMALISATION, Normalisation
 from mrenhance.tasks.base import InputKind, Task, TrainingData, register_task, require_3d
 from mrenhance.volume import Volume, voxel_sizes
@@ -73,6 +74,9 @@ REFERENCE_PERCENTILE = 99.5
 RADIUS_BINS_MM = (0.25, 0.5, 1.0, 1.5)
 #: voxels of context kept around the mask's bounding box (the DCNN6 receptive-field radius)
 MASK_MARGIN_VOX = 38
+#: choice: the fewest voxels along any axis of an input; one or two slices are a 2D image,
+#: which a 3D network (3x3x3 kernels) would see mostly as padding
+MIN_AXIS_VOX = 3
 #: keys copied into the model card by ``mrenhance ship``
 CARD_METRIC_KEYS = (
     "psnr_wm",
@@ -403,6 +407,11 @@ class PVSTask(Task):
     # -- one input ------------------------------------------------------------------------
     def check_input(self, volume: Volume) -> None:
         require_3d(volume, "pvs models need a 3D T2w image")
+        if min(volume.data.shape) < MIN_AXIS_VOX:
+            raise InputError(
+                f"{volume.meta.get('source', 'input')}: pvs models need a 3D volume, at least "
+                f"{MIN_AXIS_VOX} voxels along each axis, got shape {tuple(volume.data.shape)}"
+            )
 
     def prepare(
         self,
@@ -426,12 +435,16 @@ class PVSTask(Task):
         data = np.asarray(volume.data, np.float32)
         ctx: dict[str, Any] = {"input_shape": data.shape, "normalisation": rule.to_dict()}
         user_mask = None
-        if mask is not None:
-            user_mask = np.asarray(mask.data if isinstance(mask, Volume) else mask) > 0
+        if isinstance(mask, Volume):  # shape, grid, not empty: one line naming the mask
+            user_mask = check_same_grid(mask, volume, "mask") > 0
+        elif mask is not None:  # an array (the API): no grid to compare
+            user_mask = np.asarray(mask) > 0
             if user_mask.shape != data.shape:
                 raise InputError(
                     f"--mask: shape {user_mask.shape} differs from the image's {data.shape}"
                 )
+            if not user_mask.any():
+                raise InputError("--mask: the mask is empty (no voxel > 0)")
         if voxel is not None:
             have = np.asarray(voxel_sizes(volume.affine))
             want = np.asarray(voxel, float)

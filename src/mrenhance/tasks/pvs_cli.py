@@ -69,14 +69,23 @@ def run(args: argparse.Namespace) -> int:
     from mrenhance.errors import InputError
     from mrenhance.io import load, save
     from mrenhance.io.atomic import write_text_atomic
+    from mrenhance.io.paths import check_not_input
+    from mrenhance.io.validate import check_same_grid
     from mrenhance.preprocess import head_mask, intensity_scale
     from mrenhance.report.tables import write_table
     from mrenhance.volume import voxel_sizes
 
+    if args.min_voxels < 1:
+        raise InputError(f"--min-voxels {args.min_voxels}: must be >= 1")
+    if args.threshold is not None and not (np.isfinite(args.threshold) and args.threshold > 0):
+        raise InputError(f"--threshold {args.threshold:g}: must be a finite number > 0")
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
     names = ("enhanced.nii.gz", "pvs_probability.nii.gz", "pvs_mask.nii.gz", "pvs_table.csv")
+    inputs = [p for p in (args.input, args.mask, args.regions) if p]
+    for n in (*names, "pvs_table.json", "pvs_run.json"):  # never over an input
+        check_not_input(out / n, inputs)
     if not args.overwrite and any((out / n).exists() for n in names):
         raise InputError(f"{out}: holds earlier results (use --overwrite)")
     enhancer = Enhancer.from_weights(args.model, device=args.device)
@@ -85,14 +94,18 @@ def run(args: argparse.Namespace) -> int:
     vol = load(args.input)
     mask_vol = load(args.mask) if args.mask else None
     regions = load(args.regions) if args.regions else None
-    for what, other in (("--mask", mask_vol), ("--regions", regions)):
-        if other is not None and other.data.shape != vol.data.shape:
-            raise InputError(f"{what}: shape {other.data.shape} differs from {vol.data.shape}")
+    if mask_vol is not None:
+        check_same_grid(mask_vol, vol, "mask")
+    if regions is not None:
+        check_same_grid(regions, vol, "label image", nonempty=False)
     threshold = args.threshold
     if threshold is None:
         threshold = (enhancer.card.metrics.get("test") or {}).get("threshold")
     if threshold is None:
         raise InputError(f"{args.model}: its card records no detection threshold; pass --threshold")
+    usable = isinstance(threshold, (int, float)) and not isinstance(threshold, bool)
+    if not (usable and np.isfinite(threshold) and threshold > 0):
+        raise InputError(f"{args.model}: its card's detection threshold {threshold!r} is unusable")
     enhanced = enhancer(vol, mask=mask_vol)
     # the score the threshold was chosen on: the enhanced image / the input's scale
     scale = intensity_scale(np.asarray(vol.data, np.float32), enhancer.card.normalisation)
