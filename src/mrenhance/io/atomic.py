@@ -169,11 +169,17 @@ def _remove_stale_temps(final: Path, suffix: str, older_than: float) -> None:
     before this write started, and no process holds its lock (a live writer does; the
     kernel drops the lock of a dead one). Without ``fcntl`` nothing is deleted.
     """
+    _remove_stale(final, re.escape(f".tmp{suffix}"), older_than, folders=False)
+
+
+def _remove_stale(final: Path, ending: str, older_than: float, *, folders: bool) -> None:
+    """Delete ``.<final name>.<8 chars><ending>`` temp files (or, with ``folders``, temp
+    folders) older than ``older_than`` whose lock no live writer holds."""
+    import shutil
+
     if fcntl is None:
         return
-    pattern = re.compile(
-        re.escape(f".{final.name}.") + r"[a-z0-9_]{8}" + re.escape(f".tmp{suffix}")
-    )
+    pattern = re.compile(re.escape(f".{final.name}.") + r"[a-z0-9_]{8}" + ending)
     try:
         names = [n for n in os.listdir(final.parent) if pattern.fullmatch(n)]
     except OSError:
@@ -185,10 +191,13 @@ def _remove_stale_temps(final: Path, suffix: str, older_than: float) -> None:
         except OSError:
             continue
         try:
-            if os.fstat(fd).st_mtime >= older_than:
+            if _is_dir_fd(fd) != folders or os.fstat(fd).st_mtime >= older_than:
                 continue
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            stale.unlink()
+            if folders:
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink()
         except OSError:
             pass  # locked by a live writer, or already gone
         finally:
@@ -327,30 +336,7 @@ def atomic_folder(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
 
 def _remove_stale_folders(final: Path, older_than: float) -> None:
     """Delete temp folders of ``final`` left by killed writers (see :func:`atomic_folder`)."""
-    import shutil
-
-    if fcntl is None:
-        return
-    pattern = re.compile(re.escape(f".{final.name}.") + r"[a-z0-9_]{8}\.tmp")
-    try:
-        names = [n for n in os.listdir(final.parent) if pattern.fullmatch(n)]
-    except OSError:
-        return
-    for name in names:
-        stale = final.parent / name
-        try:
-            fd = os.open(stale, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            if not _is_dir_fd(fd) or os.fstat(fd).st_mtime >= older_than:
-                continue
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            shutil.rmtree(stale, ignore_errors=True)
-        except OSError:
-            pass  # locked by a live writer, or already gone
-        finally:
-            os.close(fd)
+    _remove_stale(final, r"\.tmp", older_than, folders=True)
 
 
 def _is_dir_fd(fd: int) -> bool:
