@@ -6,11 +6,13 @@ RAS+ affine A, the DICOM patient (LPS) matrix is M = diag(-1, -1, 1, 1) @ A; arr
 IPP = M[:3, 3] + k * M[:3, 2]. Each slice is stored as ``data[:, :, k].T`` (rows, cols).
 
 Meant for building good and bad inputs: ``skip`` leaves files out, ``edit`` changes any
-dataset before it is written (delete PixelData, change IOP, add private tags, ...).
+dataset before it is written (delete PixelData, change IOP, add private tags, ...);
+:func:`add_siemens_csa` adds a Siemens CSA image header (:func:`csa2_header` writes one).
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -322,3 +324,68 @@ def write_multiframe(
         edit(ds)
     ds.save_as(path, enforce_file_format=True)
     return path
+
+
+def csa2_header(tags: dict[str, tuple[str, int, list[Any]]]) -> bytes:
+    """A Siemens CSA2 ("SV10") header holding ``tags``: name -> (VR, VM, values).
+
+    The layout nibabel's ``nicom.csareader.read`` parses, as in scanner headers: "SV10",
+    4 unused bytes, uint32 number of tags and 77; per tag: the name (64 bytes,
+    NUL-terminated), int32 VM, VR (4 bytes), int32 SyngoDT, int32 number of items and 77
+    (205 for an empty tag); per item: int32 (length, length, 77, length), then the value as
+    a NUL-terminated ASCII string padded to 4 bytes. Tags with values list at least 6 items
+    (empty ones after the values); a tag without values (a b = 0 image's
+    DiffusionGradientDirection) has none.
+    """
+    out = [b"SV10", b"\x04\x03\x02\x01", struct.pack("<2I", len(tags), 77)]
+    for name, (vr, vm, values) in tags.items():
+        items = [
+            (f"{v:.8f}" if isinstance(v, float) else str(v)).encode() + b"\x00" for v in values
+        ]
+        if items:
+            items += [b""] * max(0, 6 - len(items))
+        out.append(
+            struct.pack(
+                "<64si4s3i",
+                name.encode(),
+                vm,
+                vr.encode(),
+                4 if vr == "FD" else 6,
+                len(items),
+                77 if items else 205,
+            )
+        )
+        for item in items:
+            out.append(struct.pack("<4i", len(item), len(item), 77, len(item)))
+            out.append(item + b"\x00" * (-len(item) % 4))
+    return b"".join(out)
+
+
+def add_siemens_csa(
+    ds: Dataset,
+    *,
+    b_value: float | None = None,
+    gradient: Iterable[float] | None = None,
+    b_matrix: Iterable[float] | None = None,
+    blob: bytes | None = None,
+) -> None:
+    """Put a CSA image header in (0029,1010) under private creator "SIEMENS CSA HEADER".
+
+    ``b_value`` (s/mm^2, written as IS), ``gradient`` (3,) DiffusionGradientDirection and
+    ``b_matrix`` (6,) upper triangle (bxx, bxy, bxz, byy, byz, bzz), both in the patient
+    frame (LPS); None leaves a tag out (``gradient=()`` writes it without values, as for
+    b = 0). ``blob`` replaces the whole header by these bytes (damaged headers).
+    """
+    if blob is None:
+        tags: dict[str, tuple[str, int, list[Any]]] = {"ProtocolSliceNumber": ("IS", 1, [0])}
+        if b_value is not None:
+            tags["B_value"] = ("IS", 1, [int(round(b_value))])
+        if gradient is not None:
+            tags["DiffusionGradientDirection"] = ("FD", 3, [float(v) for v in gradient])
+        if b_matrix is not None:
+            tags["B_matrix"] = ("FD", 6, [float(v) for v in b_matrix])
+        blob = csa2_header(tags)
+    block = ds.private_block(0x0029, "SIEMENS CSA HEADER", create=True)
+    block.add_new(0x08, "CS", "IMAGE NUM 4")
+    block.add_new(0x09, "LO", "20100114")
+    block.add_new(0x10, "OB", blob)
