@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dicom_factory import write_multiframe, write_series
+from dicom_factory import add_siemens_csa, csa2_header, write_multiframe, write_series
 from mrenhance.errors import InputError
 from mrenhance.io import load, load_dicom
 
@@ -218,6 +218,156 @@ def test_siemens_private_b_values_are_read(tmp_path, rng):
     vol = load(tmp_path)
     np.testing.assert_array_equal(vol.meta["bvals"], bvals)
     np.testing.assert_allclose(vol.meta["bvecs"], [[0, 0, 0], [0, -1, 0], [0, 0, 1]], atol=1e-9)
+
+
+# Siemens CSA image header (0029,1010): what older or anonymised exports keep when 0019 is gone
+CSA_BVALS = [0, 0, 1000, 1000, 2000]
+CSA_G = np.array([[0, 0, 0], [0, 0, 0], [1, 0, 0], [0, 0.6, 0.8], [0.48, -0.6, 0.64]])
+
+
+def _b_matrix(b: float, g: np.ndarray) -> list[float]:
+    """Upper triangle of b g g^T (s/mm^2) rounded to integers, as scanners store it."""
+    m = b * np.outer(g, g)
+    return [float(round(m[i, j])) for i, j in ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))]
+
+
+@pytest.mark.parametrize("direction_tag", ["DiffusionGradientDirection", "B_matrix"])
+def test_siemens_csa_only_series_loads_its_table(tmp_path, rng, oblique_affine, direction_tag):
+    data = rng.integers(0, 300, size=(4, 5, 3, 5)).astype(np.float32)
+
+    def csa(ds, k, t):
+        if CSA_BVALS[t] == 0:  # b = 0: B_value 0; the first without a direction tag at all
+            add_siemens_csa(ds, b_value=0, gradient=() if t else None)
+        elif direction_tag == "B_matrix":
+            add_siemens_csa(ds, b_value=CSA_BVALS[t], b_matrix=_b_matrix(CSA_BVALS[t], CSA_G[t]))
+        else:
+            add_siemens_csa(ds, b_value=CSA_BVALS[t], gradient=CSA_G[t])
+
+    write_series(tmp_path, data, oblique_affine, times=[0, 3, 6, 9, 12], edit=csa)
+    vol = load(tmp_path)
+    np.testing.assert_array_equal(vol.data, data)
+    np.testing.assert_array_equal(vol.meta["bvals"], CSA_BVALS)
+    want = _expected_fsl(CSA_G, oblique_affine)
+    if direction_tag == "B_matrix":  # a B matrix fixes the direction up to its sign
+        dots = np.abs(np.sum(vol.meta["bvecs"][2:] * want[2:], axis=1))
+        np.testing.assert_allclose(dots, 1, atol=1e-3)  # integer rounding of b g g^T
+        np.testing.assert_array_equal(vol.meta["bvecs"][:2], 0)
+    else:
+        np.testing.assert_allclose(vol.meta["bvecs"], want, atol=1e-6)
+
+
+def _siemens_0019(ds, b, g):
+    block = ds.private_block(0x0019, "SIEMENS MR HEADER", create=True)
+    block.add_new(0x0C, "IS", int(b))
+    if b > 0 and g is not None:
+        block.add_new(0x0E, "FD", [float(v) for v in g])
+
+
+def test_siemens_0019_and_agreeing_csa_give_one_table_without_warning(
+    tmp_path, rng, oblique_affine, caplog
+):
+    data = rng.integers(0, 300, size=(4, 5, 3, 5)).astype(np.float32)
+    nudge = np.array([2e-4, -2e-4, 1e-4])  # within the 1e-3 tolerance: decimal strings
+
+    def both(ds, k, t):
+        # 0019 has no direction for t = 4: that one comes from the CSA header
+        _siemens_0019(ds, CSA_BVALS[t], CSA_G[t] if t < 4 else None)
+        g_csa = CSA_G[t] + (nudge if t < 4 else 0)
+        add_siemens_csa(ds, b_value=CSA_BVALS[t], gradient=g_csa if CSA_BVALS[t] else ())
+
+    write_series(tmp_path, data, oblique_affine, times=[0, 3, 6, 9, 12], edit=both)
+    with caplog.at_level("WARNING", logger="mrenhance"):
+        vol = load(tmp_path)
+    np.testing.assert_array_equal(vol.meta["bvals"], CSA_BVALS)
+    # t < 4: exactly the 0019 directions (not the nudged CSA ones)
+    np.testing.assert_allclose(vol.meta["bvecs"], _expected_fsl(CSA_G, oblique_affine), atol=1e-9)
+    assert not caplog.records
+    assert not any("CSA" in step for step in vol.meta["provenance"])
+
+
+@pytest.mark.parametrize("what", ["b-value", "gradient"])
+def test_siemens_0019_wins_over_a_disagreeing_csa_header_with_one_warning(
+    tmp_path, rng, oblique_affine, caplog, what
+):
+    data = rng.integers(0, 300, size=(4, 5, 3, 5)).astype(np.float32)
+
+    def both(ds, k, t):
+        _siemens_0019(ds, CSA_BVALS[t], CSA_G[t])
+        b_csa, g_csa = CSA_BVALS[t], CSA_G[t]
+        if t == 3 and what == "b-value":
+            b_csa = 1500
+        if t == 3 and what == "gradient":
+            g_csa = -CSA_G[3][[0, 2, 1]]  # (0, -0.8, -0.6)
+        add_siemens_csa(ds, b_value=b_csa, gradient=g_csa if CSA_BVALS[t] else ())
+
+    files = write_series(tmp_path, data, oblique_affine, times=[0, 3, 6, 9, 12], edit=both)
+    with caplog.at_level("WARNING", logger="mrenhance"):
+        vol = load(tmp_path)
+    np.testing.assert_array_equal(vol.meta["bvals"], CSA_BVALS)
+    np.testing.assert_allclose(vol.meta["bvecs"], _expected_fsl(CSA_G, oblique_affine), atol=1e-6)
+    [record] = caplog.records  # one warning for the series, not one per file
+    msg = record.getMessage()
+    assert msg.startswith(str(tmp_path)) and "\n" not in msg
+    assert "disagree in 3 image(s)" in msg and "using (0019,100C/100E)" in msg
+    assert ("1500" in msg) == (what == "b-value")
+    assert any(str(f) in msg for f in files[9:12])  # names a file of volume t = 3
+    assert msg in vol.meta["provenance"]
+
+
+DAMAGED_CSA = {
+    "truncated": lambda: csa2_header(
+        {"B_value": ("IS", 1, [1000]), "DiffusionGradientDirection": ("FD", 3, [1.0, 0, 0])}
+    )[:70],
+    "too many tags": lambda: b"SV10\x04\x03\x02\x01" + bytes([0xFF] * 8) + bytes(200),
+    "random bytes": lambda: np.random.default_rng(3).bytes(301),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGED_CSA))
+def test_unreadable_csa_header_that_hides_a_b_value_is_refused_naming_the_file(
+    tmp_path, rng, oblique_affine, damage
+):
+    data = rng.integers(0, 300, size=(4, 5, 3, 3)).astype(np.float32)
+    bvals, g = [0, 1000, 1000], np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]])
+
+    def csa(ds, k, t):
+        if (k, t) == (1, 2):
+            add_siemens_csa(ds, blob=DAMAGED_CSA[damage]())
+        else:
+            add_siemens_csa(ds, b_value=bvals[t], gradient=g[t] if t else ())
+
+    files = write_series(tmp_path, data, oblique_affine, times=[0, 1, 2], edit=csa)
+    with pytest.raises(InputError) as e:
+        load(tmp_path)
+    msg = assert_clean_error(e, files[2 * 3 + 1])
+    assert "Siemens CSA image header (0029,1010) is unreadable" in msg
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGED_CSA))
+def test_unreadable_csa_header_is_ignored_where_nothing_needs_it(
+    tmp_path, rng, oblique_affine, damage
+):
+    """A T1 with a damaged CSA header loads; a DWI with 0019 tags keeps their table."""
+    t1, dwi = tmp_path / "t1", tmp_path / "dwi"
+    t1.mkdir(), dwi.mkdir()
+    data = rng.integers(0, 300, size=(4, 5, 3, 3)).astype(np.float32)
+    bvals, g = [0, 1000, 1000], np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]])
+
+    def damaged(ds, k, t):
+        add_siemens_csa(ds, blob=DAMAGED_CSA[damage]())
+
+    def damaged_with_0019(ds, k, t):
+        _siemens_0019(ds, bvals[t], g[t])
+        damaged(ds, k, t)
+
+    write_series(t1, data[..., 0], oblique_affine, edit=damaged)
+    write_series(dwi, data, oblique_affine, times=[0, 1, 2], edit=damaged_with_0019)
+    vol = load(t1)
+    np.testing.assert_array_equal(vol.data, data[..., 0])
+    assert any("CSA image header unreadable in 3 image(s)" in s for s in vol.meta["provenance"])
+    vol = load(dwi)
+    np.testing.assert_array_equal(vol.meta["bvals"], bvals)
+    np.testing.assert_allclose(vol.meta["bvecs"], _expected_fsl(g, oblique_affine), atol=1e-6)
 
 
 def test_single_slice_file_gets_its_thickness(tmp_path, rng):

@@ -12,9 +12,20 @@ converted to nibabel's RAS+ by negating x and y. Several images at one position 
 series, ordered by TemporalPositionIdentifier, TriggerTime, AcquisitionTime, b-value or
 InstanceNumber (the first that tells them apart).
 
+Diffusion: each image's b-value and gradient direction come from the first of (1) the
+standard DiffusionBValue (0018,9087) / DiffusionGradientOrientation (0018,9089), for
+enhanced multi-frame files in MRDiffusionSequence; (2) Siemens' private elements
+(0019,100C) B_value / (0019,100E) DiffusionGradientDirection; (3) the Siemens CSA image
+header (0029,1010, read with nibabel's ``nicom.csareader``): ``B_value``,
+``DiffusionGradientDirection``, or the principal eigenvector of ``B_matrix`` when only that
+is there. (2) and (3) fill in for each other field by field; where both hold a value and
+they differ, (2) is used with a warning. All directions are in the patient frame (LPS) and
+rotated into the image frame in one place, :func:`_fsl_bvecs`.
+
 Every problem (not DICOM, two series, missing or unevenly spaced slices, mixed geometry,
 no pixel data, undecodable pixels) raises one :class:`~mrenhance.errors.InputError` line
-that starts with the offending file.
+that starts with the offending file. A Siemens CSA header that cannot be parsed is ignored
+(noted in the provenance) unless it leaves an image of a DWI series without its b-value.
 """
 
 from __future__ import annotations
@@ -232,15 +243,131 @@ def _get(dsets: list[Any], seq_keyword: str | None, keyword: str) -> Any | None:
     return None
 
 
-def _siemens_diffusion(ds: Any) -> tuple[float | None, np.ndarray | None]:
-    """b-value and gradient direction from Siemens' private CSA fields (0019,100C/100E)."""
+@dataclass
+class _Siemens:
+    """Diffusion values from Siemens' private data of one file, and what went wrong there."""
+
+    bval: float | None = None
+    bvec: np.ndarray | None = None  # (3,) LPS
+    csa_problem: str | None = None  # why the CSA image header could not be read
+    disagreement: str | None = None  # how (0019,100C/100E) and the CSA header differ
+
+
+_SIEMENS_MR_CREATOR = "SIEMENS MR HEADER"
+_SIEMENS_CSA_CREATOR = "SIEMENS CSA HEADER"
+# choice: b-values and direction components closer than this agree; the CSA header holds
+# decimal strings (about 8 digits), (0019,100E) doubles, (0019,100C) an integer string.
+_SIEMENS_B_RTOL = 1e-3
+_SIEMENS_DIRECTION_ATOL = 1e-3
+# choice: a B_matrix gives a direction only when one eigenvalue holds >= 90 % of its trace
+# (a diffusion-weighted image along one gradient, plus small imaging-gradient terms); a
+# trace-weighted or isotropic image has no direction.
+_B_MATRIX_DOMINANCE = 0.9
+
+
+def _siemens_private(ds: Any) -> tuple[float | None, np.ndarray | None]:
+    """b-value and gradient direction (LPS) from Siemens' private elements (0019,100C),
+    (0019,100E) of the "SIEMENS MR HEADER" block: ordinary DICOM elements, not CSA."""
     try:
-        block = ds.private_block(0x0019, "SIEMENS MR HEADER")
+        block = ds.private_block(0x0019, _SIEMENS_MR_CREATOR)
     except (KeyError, ValueError):
         return None, None
     bval = _float(block[0x0C].value) if block.get_tag(0x0C) in ds else None
     bvec = _floats(block[0x0E].value, 3) if block.get_tag(0x0E) in ds else None
     return bval, bvec
+
+
+def _csa_module() -> Any:
+    """nibabel's CSA parser. Importing ``nibabel.nicom`` warns that nibabel's *DICOM
+    readers* are experimental; we use only its CSA header parser, so that warning is not
+    about the user's data and is dropped."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The DICOM readers are highly experimental")
+        from nibabel.nicom import csareader
+    return csareader
+
+
+def _b_matrix_direction(upper: Any) -> np.ndarray | None:
+    """Unit gradient direction (LPS) from a CSA ``B_matrix`` (bxx, bxy, bxz, byy, byz, bzz),
+    or None without one dominant direction. B = b g g^T, so g is its principal eigenvector;
+    its sign is arbitrary (choice: the largest component is made positive)."""
+    v = _floats(upper, 6)
+    if v is None:
+        return None
+    w, vecs = np.linalg.eigh(v[[0, 1, 2, 1, 3, 4, 2, 4, 5]].reshape(3, 3))
+    if not w[-1] > 0 or w[-1] < _B_MATRIX_DOMINANCE * w.sum():
+        return None
+    g = vecs[:, -1]
+    return g if g[np.argmax(np.abs(g))] > 0 else -g
+
+
+def _csa_diffusion(ds: Any) -> tuple[float | None, np.ndarray | None, str | None]:
+    """b-value, gradient direction (LPS) and why it failed (or None), from the Siemens CSA
+    image header (0029,xx10 of the "SIEMENS CSA HEADER" block), parsed by nibabel.
+
+    ``B_value`` and ``DiffusionGradientDirection``; without the latter, the principal
+    eigenvector of ``B_matrix`` (see :func:`_b_matrix_direction`). b = 0 images usually
+    carry ``B_value`` 0 and no direction."""
+    try:
+        block = ds.private_block(0x0029, _SIEMENS_CSA_CREATOR)
+    except (KeyError, ValueError):
+        return None, None, None
+    elem = ds.get(block.get_tag(0x10))
+    if elem is None or not elem.value:  # absent, or emptied by an anonymiser: no header
+        return None, None, None
+    csa = _csa_module()
+    try:
+        header = csa.get_csa_header(ds, "image")
+        if header is None:
+            return None, None, None
+        fields = {}
+        for name, n in (("B_value", 1), ("DiffusionGradientDirection", 3), ("B_matrix", 6)):
+            try:
+                fields[name] = (
+                    csa.get_scalar(header, name) if n == 1 else csa.get_vector(header, name, n)
+                )
+            except ValueError:  # a vector of another length: that field is unusable
+                fields[name] = None
+    except Exception as e:  # noqa: BLE001
+        # choice: nibabel parses an opaque vendor blob and raises what it meets (CSAReadError,
+        # struct.error, AssertionError, ValueError); each one means "unreadable header".
+        return None, None, f"{type(e).__name__}: {e}"
+    bval = _float(fields["B_value"])
+    bvec = _floats(fields["DiffusionGradientDirection"], 3)
+    if bvec is None and fields["B_matrix"] is not None and (bval or 0.0) > 0:
+        bvec = _b_matrix_direction(fields["B_matrix"])
+    return bval, bvec, None
+
+
+def _siemens_diffusion(ds: Any) -> _Siemens:
+    """b-value and gradient direction (LPS) from Siemens' private data.
+
+    (0019,100C) B_value and (0019,100E) DiffusionGradientDirection first, then the CSA
+    image header's ``B_value`` and ``DiffusionGradientDirection`` (or ``B_matrix``) for what
+    0019 lacks. Where both hold a value and they differ (b by more than 0.1 %, a direction
+    component of a b > 0 image by more than 1e-3), the 0019 value is kept (choice: it is
+    first in our precedence and an ordinary typed element, the direction in full double
+    precision) and ``disagreement`` says so. A CSA header nibabel cannot parse gives no
+    values and its reason in ``csa_problem``; :func:`_check_siemens` decides whether that
+    matters.
+    """
+    bval19, bvec19 = _siemens_private(ds)
+    bval_csa, bvec_csa, problem = _csa_diffusion(ds)
+    out = _Siemens(
+        bval=bval19 if bval19 is not None else bval_csa,
+        bvec=bvec19 if bvec19 is not None else bvec_csa,
+        csa_problem=problem,
+    )
+    if bval19 is not None and bval_csa is not None:
+        if abs(bval19 - bval_csa) > _SIEMENS_B_RTOL * max(1.0, abs(bval19)):
+            out.disagreement = f"b-value {bval19:g} in (0019,100C), {bval_csa:g} in CSA B_value"
+    if out.disagreement is None and bvec19 is not None and bvec_csa is not None:
+        if (out.bval or 0.0) > 0 and np.max(np.abs(bvec19 - bvec_csa)) > _SIEMENS_DIRECTION_ATOL:
+            out.disagreement = (
+                f"gradient {np.round(bvec19, 4).tolist()} in (0019,100E), "
+                f"{np.round(bvec_csa, 4).tolist()} in CSA DiffusionGradientDirection"
+            )
+    return out
 
 
 def _frames_of(path: Path, ds: Any, max_voxels: int) -> list[_Frame]:
@@ -269,8 +396,10 @@ def _frames_of(path: Path, ds: Any, max_voxels: int) -> list[_Frame]:
         top_bval = _float(_get([ds], "MRDiffusionSequence", "DiffusionBValue"))
         grad = _item(_item(ds, "MRDiffusionSequence"), "DiffusionGradientDirectionSequence")
         top_bvec = _floats(_get([grad] if grad else [], None, "DiffusionGradientOrientation"), 3)
+    siemens = None
     if top_bval is None and top_bvec is None:
-        top_bval, top_bvec = _siemens_diffusion(ds)
+        siemens = _siemens_diffusion(ds)
+        top_bval, top_bvec = siemens.bval, siemens.bvec
     top_time = _parse_dt(ds.get("AcquisitionDateTime"))
     if top_time is None and ds.get("AcquisitionTime"):
         tm = _parse_tm(ds.get("AcquisitionTime"))
@@ -343,6 +472,8 @@ def _frames_of(path: Path, ds: Any, max_voxels: int) -> list[_Frame]:
             fr.acq_time = top_time
         if fr.bval is None and fr.bvec_lps is None:
             fr.bval, fr.bvec_lps = top_bval, top_bvec
+            if siemens is not None:
+                fr.extra["siemens"] = siemens
         fr.instance = int(_float(ds.get("InstanceNumber")) or 0) or None
         frames.append(fr)
     return frames
@@ -645,7 +776,8 @@ def load_dicom(
         and for 4D series ``times_s`` (t,) seconds from the first volume (for cardiac
         series ordered by TriggerTime: the trigger delays in s), or ``bvals``
         (t,) s/mm^2 and ``bvecs`` (t, 3) in FSL convention (image frame, x negated when
-        det(affine) > 0; zero for b = 0 or when the direction is unknown).
+        det(affine) > 0; zero for b = 0 or when the direction is unknown), from standard
+        tags, Siemens (0019,100C/100E) or the Siemens CSA image header (module docstring).
     """
     path = Path(path).expanduser()
     try:
@@ -683,6 +815,7 @@ def _load(path: Path, nan_policy: str, max_voxels: int, series_uid: str | None) 
         if not _has_pixels(ds):
             raise InputError(f"{f}: no pixel data (not an image, or a damaged file)")
     frames = [fr for f, ds in dsets for fr in _frames_of(f, ds, max_voxels)]
+    _check_siemens(frames, path, notes)
     r, c, normal = _check_same_geometry(frames)
     groups = _group_positions(frames, normal)
     counts = Counter(len(g) for g in groups)
@@ -791,6 +924,46 @@ def _load(path: Path, nan_policy: str, max_voxels: int, series_uid: str | None) 
         if times is not None:
             meta["times_s"] = times
     return Volume(data, affine, meta)
+
+
+def _check_siemens(frames: list[_Frame], path: Path, notes: list[str]) -> None:
+    """Act on what :func:`_siemens_diffusion` found, once per series.
+
+    An unreadable CSA image header is an error only where it leaves an image without a
+    b-value while others of the series have one (the image would silently become b = 0);
+    otherwise the header holds nothing we need and it is noted in the provenance. 0019
+    and CSA values that disagree: the 0019 values are used, with one warning
+    (:func:`mrenhance.logs.warn_user`) and a provenance note naming the first file.
+    """
+    found = [(fr, fr.extra["siemens"]) for fr in frames if "siemens" in fr.extra]
+    unreadable = [(fr, s) for fr, s in found if s.csa_problem is not None]
+    if unreadable:
+        if any(fr.bval is not None for fr in frames):
+            for fr, s in unreadable:
+                if fr.bval is None:
+                    raise _err(
+                        fr,
+                        f"Siemens CSA image header (0029,1010) is unreadable ({s.csa_problem}) "
+                        "and no other element gives this image's b-value, while other images "
+                        "of the series have one",
+                    )
+        fr, s = unreadable[0]
+        notes.append(
+            f"Siemens CSA image header unreadable in {len(unreadable)} image(s), not used "
+            f"(first: {fr.label}: {s.csa_problem})"
+        )
+    disagree = [(fr, s) for fr, s in found if s.disagreement is not None]
+    if disagree:
+        from mrenhance.logs import warn_user
+
+        fr, s = disagree[0]
+        line = (
+            f"{path}: Siemens (0019,100C/100E) and CSA header diffusion values disagree in "
+            f"{len(disagree)} image(s) (first: {fr.label}: {s.disagreement}); "
+            "using (0019,100C/100E)"
+        )
+        warn_user(line)
+        notes.append(line)
 
 
 def _volume_times(groups: list[list[_Frame]], order_key: str | None) -> np.ndarray | None:
