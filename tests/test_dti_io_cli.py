@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pydicom
 import pytest
 
-from dicom_factory import write_series
+from dicom_factory import add_siemens_csa, write_series
 from mrenhance.cli import main
 from mrenhance.io import load, save
 from mrenhance.models import create_model
@@ -55,6 +56,24 @@ def test_dicom_dwi_series_loads_with_its_table_and_fits_tensors(tmp_path, rng):
     # the fibre runs along the first image axis (up to the LPS -> FSL sign conventions)
     assert np.median(np.abs(v1[2:-2, 2:-2, :, 0])) > 0.95
     assert main(["dti", str(series), "-o", str(tmp_path / "maps"), "-q"]) == 2  # exists
+
+
+def test_dicom_dwi_series_with_only_a_siemens_csa_header_fits_tensors(tmp_path, rng, capsys):
+    """No standard or 0019 diffusion tags: the table comes from the CSA image header."""
+    series = tmp_path / "dicom"
+    series.mkdir()
+
+    def csa(ds, k, t):
+        add_siemens_csa(ds, b_value=BVALS[t], gradient=BVECS[t] if BVALS[t] else ())
+
+    write_series(series, _dwi(rng), np.diag([2.0, 2, 2, 1]), times=range(7), edit=csa)
+    assert "DiffusionBValue" not in pydicom.dcmread(next(series.iterdir()))
+    assert main(["dti", str(series), "-o", str(tmp_path / "maps")]) == 0
+    assert "warning" not in capsys.readouterr().err
+    fa = load(tmp_path / "maps" / "fa.nii.gz").data
+    v1 = load(tmp_path / "maps" / "v1.nii.gz").data
+    assert 0.5 < np.median(fa[2:-2, 2:-2]) < 0.8  # FA of diag(1.5, 0.4, 0.4) is 0.66
+    assert np.median(np.abs(v1[2:-2, 2:-2, :, 0])) > 0.95  # the fibre along the first axis
 
 
 @pytest.fixture
