@@ -395,6 +395,74 @@ def test_series_uid_picks_one_of_two_series(tmp_path, small, oblique_affine):
     np.testing.assert_array_equal(vol.data, small + 1)
 
 
+# Siemens mosaics: several slices tiled into one image are refused, not read as one slice
+def _mosaic_csa(n_tiles: int) -> bytes:
+    return csa2_header(
+        {
+            "AcquisitionMatrixText": ("SH", 1, ["4p*4"]),
+            "NumberOfImagesInMosaic": ("US", 1, [n_tiles]),
+            "B_value": ("IS", 1, [0]),
+        }
+    )
+
+
+MOSAIC_MARKS = {
+    "ImageType MOSAIC": lambda ds: setattr(ds, "ImageType", ["ORIGINAL", "PRIMARY", "M", "MOSAIC"]),
+    "CSA NumberOfImagesInMosaic": lambda ds: add_siemens_csa(ds, blob=_mosaic_csa(9)),
+    "(0019,100A)": lambda ds: ds.private_block(0x0019, "SIEMENS MR HEADER", create=True).add_new(
+        0x0A, "US", 9
+    ),
+}
+
+
+@pytest.mark.parametrize("mark", sorted(MOSAIC_MARKS))
+def test_siemens_mosaic_is_refused_naming_the_file_and_dcm2niix(
+    tmp_path, rng, oblique_affine, mark
+):
+    """Each file holds a 3x3 grid of 4x4 tiles (9 slices); any one of the marks is enough."""
+    tiles = rng.integers(0, 300, size=(12, 12, 2, 2)).astype(np.float32)
+    files = write_series(
+        tmp_path, tiles, oblique_affine, times=[0, 3], edit=lambda ds, k, t: MOSAIC_MARKS[mark](ds)
+    )
+    with pytest.raises(InputError) as e:
+        load(tmp_path)
+    msg = assert_clean_error(e, min(files))
+    assert "Siemens mosaic image" in msg and "12x12 image" in msg
+    assert "dcm2niix" in msg and str(tmp_path) in msg
+    assert ("9 slices" in msg) == (mark != "ImageType MOSAIC")
+
+
+def test_siemens_scanner_mosaic_is_refused_with_exit_code_2(tmp_path, capsys):
+    """A real Siemens DWI mosaic (nibabel's test data: 48 slices of 128x128 in 896x896)."""
+    import gzip
+
+    import nibabel.nicom
+
+    from mrenhance.cli import main
+
+    src = Path(nibabel.nicom.__file__).parent / "tests/data/siemens_dwi_1000.dcm.gz"
+    if not src.is_file():
+        pytest.skip("nibabel's DICOM test data are not installed")
+    (tmp_path / "dwi").mkdir()
+    (tmp_path / "dwi/IM0001.dcm").write_bytes(gzip.decompress(src.read_bytes()))
+    assert main(["info", str(tmp_path / "dwi")]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    [line] = err.strip().splitlines()
+    assert "IM0001.dcm: Siemens mosaic image (48 slices tiled in one 896x896 image)" in line
+
+
+def test_plain_siemens_images_with_a_csa_header_are_not_mosaics(tmp_path, rng, oblique_affine):
+    data = rng.integers(0, 300, size=(4, 5, 3)).astype(np.float32)
+
+    def plain(ds, k, t):
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND", "NORM"]
+        add_siemens_csa(ds, blob=_mosaic_csa(1))  # a count of 1 is one image, not a mosaic
+
+    write_series(tmp_path, data, oblique_affine, edit=plain)
+    np.testing.assert_array_equal(load(tmp_path).data, data)
+
+
 # --------------------------------------------------------------------------- bad series
 
 

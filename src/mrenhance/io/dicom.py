@@ -22,10 +22,15 @@ is there. (2) and (3) fill in for each other field by field; where both hold a v
 they differ, (2) is used with a warning. All directions are in the patient frame (LPS) and
 rotated into the image frame in one place, :func:`_fsl_bvecs`.
 
-Every problem (not DICOM, two series, missing or unevenly spaced slices, mixed geometry,
-no pixel data, undecodable pixels) raises one :class:`~mrenhance.errors.InputError` line
-that starts with the offending file. A Siemens CSA header that cannot be parsed is ignored
-(noted in the provenance) unless it leaves an image of a DWI series without its b-value.
+Every problem (not DICOM, two series, a Siemens mosaic, missing or unevenly spaced
+slices, mixed geometry, no pixel data, undecodable pixels) raises one
+:class:`~mrenhance.errors.InputError` line that starts with the offending file. A Siemens
+CSA header that cannot be parsed is ignored (noted in the provenance) unless it leaves an
+image of a DWI series without its b-value.
+
+Siemens mosaics (ImageType MOSAIC, or NumberOfImagesInMosaic > 1 in the CSA image header
+or in (0019,100A)) are refused, not split; the error says to convert them with dcm2niix
+(:func:`_refuse_mosaic` says why).
 """
 
 from __future__ import annotations
@@ -301,45 +306,49 @@ def _b_matrix_direction(upper: Any) -> np.ndarray | None:
     return g if g[np.argmax(np.abs(g))] > 0 else -g
 
 
-def _csa_diffusion(ds: Any) -> tuple[float | None, np.ndarray | None, str | None]:
-    """b-value, gradient direction (LPS) and why it failed (or None), from the Siemens CSA
-    image header (0029,xx10 of the "SIEMENS CSA HEADER" block), parsed by nibabel.
+def _csa_image_header(ds: Any) -> tuple[dict | None, str | None]:
+    """The Siemens CSA image header (0029,xx10 of the "SIEMENS CSA HEADER" block) as parsed
+    by nibabel, or None where there is none; and why it could not be parsed (or None)."""
+    try:
+        block = ds.private_block(0x0029, _SIEMENS_CSA_CREATOR)
+    except (KeyError, ValueError):
+        return None, None
+    elem = ds.get(block.get_tag(0x10))
+    if elem is None or not elem.value:  # absent, or emptied by an anonymiser: no header
+        return None, None
+    try:
+        return _csa_module().get_csa_header(ds, "image"), None
+    except Exception as e:  # noqa: BLE001
+        # choice: nibabel parses an opaque vendor blob and raises what it meets (CSAReadError,
+        # struct.error, AssertionError, ValueError); each one means "unreadable header".
+        return None, f"{type(e).__name__}: {e}"
+
+
+def _csa_diffusion(header: dict | None) -> tuple[float | None, np.ndarray | None]:
+    """b-value and gradient direction (LPS) from a parsed CSA image header (or None).
 
     ``B_value`` and ``DiffusionGradientDirection``; without the latter, the principal
     eigenvector of ``B_matrix`` (see :func:`_b_matrix_direction`). b = 0 images usually
     carry ``B_value`` 0 and no direction."""
-    try:
-        block = ds.private_block(0x0029, _SIEMENS_CSA_CREATOR)
-    except (KeyError, ValueError):
-        return None, None, None
-    elem = ds.get(block.get_tag(0x10))
-    if elem is None or not elem.value:  # absent, or emptied by an anonymiser: no header
-        return None, None, None
+    if header is None:
+        return None, None
     csa = _csa_module()
-    try:
-        header = csa.get_csa_header(ds, "image")
-        if header is None:
-            return None, None, None
-        fields = {}
-        for name, n in (("B_value", 1), ("DiffusionGradientDirection", 3), ("B_matrix", 6)):
-            try:
-                fields[name] = (
-                    csa.get_scalar(header, name) if n == 1 else csa.get_vector(header, name, n)
-                )
-            except ValueError:  # a vector of another length: that field is unusable
-                fields[name] = None
-    except Exception as e:  # noqa: BLE001
-        # choice: nibabel parses an opaque vendor blob and raises what it meets (CSAReadError,
-        # struct.error, AssertionError, ValueError); each one means "unreadable header".
-        return None, None, f"{type(e).__name__}: {e}"
+    fields = {}
+    for name, n in (("B_value", 1), ("DiffusionGradientDirection", 3), ("B_matrix", 6)):
+        try:
+            fields[name] = (
+                csa.get_scalar(header, name) if n == 1 else csa.get_vector(header, name, n)
+            )
+        except ValueError:  # a vector of another length: that field is unusable
+            fields[name] = None
     bval = _float(fields["B_value"])
     bvec = _floats(fields["DiffusionGradientDirection"], 3)
     if bvec is None and fields["B_matrix"] is not None and (bval or 0.0) > 0:
         bvec = _b_matrix_direction(fields["B_matrix"])
-    return bval, bvec, None
+    return bval, bvec
 
 
-def _siemens_diffusion(ds: Any) -> _Siemens:
+def _siemens_diffusion(ds: Any, csa_header: dict | None, csa_problem: str | None) -> _Siemens:
     """b-value and gradient direction (LPS) from Siemens' private data.
 
     (0019,100C) B_value and (0019,100E) DiffusionGradientDirection first, then the CSA
@@ -347,16 +356,16 @@ def _siemens_diffusion(ds: Any) -> _Siemens:
     0019 lacks. Where both hold a value and they differ (b by more than 0.1 %, a direction
     component of a b > 0 image by more than 1e-3), the 0019 value is kept (choice: it is
     first in our precedence and an ordinary typed element, the direction in full double
-    precision) and ``disagreement`` says so. A CSA header nibabel cannot parse gives no
-    values and its reason in ``csa_problem``; :func:`_check_siemens` decides whether that
-    matters.
+    precision) and ``disagreement`` says so. ``csa_header`` and ``csa_problem`` come from
+    :func:`_csa_image_header`: a header nibabel cannot parse gives no values and its reason
+    in ``csa_problem``; :func:`_check_siemens` decides whether that matters.
     """
     bval19, bvec19 = _siemens_private(ds)
-    bval_csa, bvec_csa, problem = _csa_diffusion(ds)
+    bval_csa, bvec_csa = _csa_diffusion(csa_header)
     out = _Siemens(
         bval=bval19 if bval19 is not None else bval_csa,
         bvec=bvec19 if bvec19 is not None else bvec_csa,
-        csa_problem=problem,
+        csa_problem=csa_problem,
     )
     if bval19 is not None and bval_csa is not None:
         if abs(bval19 - bval_csa) > _SIEMENS_B_RTOL * max(1.0, abs(bval19)):
@@ -368,6 +377,43 @@ def _siemens_diffusion(ds: Any) -> _Siemens:
                 f"{np.round(bvec_csa, 4).tolist()} in CSA DiffusionGradientDirection"
             )
     return out
+
+
+def _refuse_mosaic(path: Path, ds: Any, csa_header: dict | None) -> None:
+    """Refuse a Siemens mosaic: several slices tiled into one 2D image.
+
+    A mosaic is recognised by ImageType MOSAIC, or by NumberOfImagesInMosaic > 1 in the
+    CSA image header (nibabel's ``get_n_mosaic``) or in (0019,100A) of the "SIEMENS MR
+    HEADER" block, so one whose ImageType was rewritten is caught too. Read as an ordinary
+    image it would be one big slice with a wrong affine.
+
+    choice: refused rather than split. Splitting needs the tile count, a correction of
+    ImagePositionPatient (it is the corner of the whole mosaic, not of the first tile), the
+    slice direction and spacing from the CSA header and Siemens' tile order; dcm2niix does
+    all that and is validated on scanner data, so the user is sent there.
+    """
+    image_type = [str(v).strip().upper() for v in (ds.get("ImageType") or [])]
+    counts = []
+    if csa_header is not None:
+        try:
+            counts.append(_float(_csa_module().get_n_mosaic(csa_header)))
+        except Exception:  # noqa: BLE001 - a damaged field says nothing either way
+            pass
+    try:
+        block = ds.private_block(0x0019, _SIEMENS_MR_CREATOR)
+        if block.get_tag(0x0A) in ds:
+            counts.append(_float(block[0x0A].value))
+    except (KeyError, ValueError):
+        pass
+    n_tiles = max((int(n) for n in counts if n is not None and n > 1), default=None)
+    if "MOSAIC" not in image_type and n_tiles is None:
+        return
+    what = f"{n_tiles} slices" if n_tiles else "slices"
+    raise InputError(
+        f"{path}: Siemens mosaic image ({what} tiled in one {ds.get('Rows')}x"
+        f"{ds.get('Columns')} image), which mrenhance does not split; convert the series to "
+        f"NIfTI with dcm2niix first (dcm2niix -z y -o OUTDIR {path.parent}) and pass the .nii.gz"
+    )
 
 
 def _frames_of(path: Path, ds: Any, max_voxels: int) -> list[_Frame]:
@@ -390,6 +436,8 @@ def _frames_of(path: Path, ds: Any, max_voxels: int) -> list[_Frame]:
             f"{path}: {n_frames} frames of {rows}x{cols} pixels: more than the limit of "
             f"{max_voxels} voxels (max_voxels) or no frames"
         )
+    csa_header, csa_problem = _csa_image_header(ds)
+    _refuse_mosaic(path, ds, csa_header)
     top_bval = _float(_get([ds], None, "DiffusionBValue"))
     top_bvec = _floats(_get([ds], None, "DiffusionGradientOrientation"), 3)
     if top_bval is None and top_bvec is None and "MRDiffusionSequence" in ds:
@@ -398,7 +446,7 @@ def _frames_of(path: Path, ds: Any, max_voxels: int) -> list[_Frame]:
         top_bvec = _floats(_get([grad] if grad else [], None, "DiffusionGradientOrientation"), 3)
     siemens = None
     if top_bval is None and top_bvec is None:
-        siemens = _siemens_diffusion(ds)
+        siemens = _siemens_diffusion(ds, csa_header, csa_problem)
         top_bval, top_bvec = siemens.bval, siemens.bvec
     top_time = _parse_dt(ds.get("AcquisitionDateTime"))
     if top_time is None and ds.get("AcquisitionTime"):
