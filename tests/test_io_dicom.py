@@ -150,6 +150,7 @@ def test_4d_temporal_series_orders_volumes_and_records_times(tmp_path, rng, obli
     np.testing.assert_array_equal(vol.data, data)
     np.testing.assert_allclose(vol.meta["times_s"], times, atol=1e-5)
     np.testing.assert_allclose(vol.affine, oblique_affine, atol=1e-4)
+    assert "bvals" not in vol.meta and "bvecs" not in vol.meta  # no diffusion info: not DWI
 
 
 def test_4d_temporal_multiframe(tmp_path, rng, oblique_affine):
@@ -393,6 +394,72 @@ def test_series_uid_picks_one_of_two_series(tmp_path, small, oblique_affine):
     write_series(tmp_path, small + 1, oblique_affine, series_uid="1.2.3.5", prefix="B")
     vol = load_dicom(tmp_path, series_uid="1.2.3.5")
     np.testing.assert_array_equal(vol.data, small + 1)
+
+
+# Each volume of a DWI series has one b-value and one direction, in every one of its images
+DWI_BVALS = [0, 1000, 1000, 2000]
+DWI_G = np.array([[0, 0, 0], [1, 0, 0], [0, 0.6, 0.8], [0.48, -0.6, 0.64]])
+
+
+def _drop_b_value(ds) -> None:
+    for keyword in ("DiffusionBValue", "DiffusionGradientOrientation"):
+        if keyword in ds:
+            delattr(ds, keyword)
+
+
+@pytest.mark.parametrize("source", ["standard", "multiframe", "CSA"])
+def test_volume_without_any_b_value_is_refused_naming_its_first_file(
+    tmp_path, rng, oblique_affine, source
+):
+    """Volume t = 2 has no b-value in any of its 3 images; it would become b = 0."""
+    data = rng.integers(0, 300, size=(4, 5, 3, 4)).astype(np.float32)
+    times = [0, 3, 6, 9]
+    if source == "multiframe":
+
+        def drop(ds):
+            for f in ds.PerFrameFunctionalGroupsSequence[2 * 3 : 3 * 3]:  # frames of t = 2
+                del f.MRDiffusionSequence
+
+        path = write_multiframe(
+            tmp_path / "mf.dcm", data, oblique_affine, bvals=DWI_BVALS, bvecs=DWI_G,
+            times=times, edit=drop,
+        )  # fmt: skip
+        first = f"{path}: frame 7"
+    else:
+
+        def edit(ds, k, t):
+            if source == "CSA":
+                _drop_b_value(ds)
+                b_value = None if t == 2 else DWI_BVALS[t]
+                add_siemens_csa(ds, b_value=b_value, gradient=DWI_G[t] if t else ())
+            elif t == 2:
+                _drop_b_value(ds)
+
+        files = write_series(
+            tmp_path, data, oblique_affine, bvals=DWI_BVALS, bvecs=DWI_G, times=times, edit=edit
+        )
+        first = min(files[2 * 3 : 3 * 3])
+    with pytest.raises(InputError) as e:
+        load(tmp_path)
+    msg = assert_clean_error(e, first)
+    assert "none of the 3 image(s) of volume 3 of 4 has a b-value" in msg
+    assert "would silently become b = 0" in msg
+
+
+def test_image_without_the_b_value_of_its_volume_is_refused(tmp_path, rng, oblique_affine):
+    data = rng.integers(0, 300, size=(4, 5, 3, 4)).astype(np.float32)
+
+    def edit(ds, k, t):
+        if (k, t) == (1, 3):
+            _drop_b_value(ds)
+
+    files = write_series(
+        tmp_path, data, oblique_affine, bvals=DWI_BVALS, bvecs=DWI_G, times=[0, 3, 6, 9], edit=edit
+    )
+    with pytest.raises(InputError) as e:
+        load(tmp_path)
+    msg = assert_clean_error(e, files[3 * 3 + 1])
+    assert "no b-value, while" in msg and "of the same volume has 2000" in msg
 
 
 # Siemens mosaics: several slices tiled into one image are refused, not read as one slice

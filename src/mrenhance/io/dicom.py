@@ -903,11 +903,7 @@ def _load(path: Path, nan_policy: str, max_voxels: int, series_uid: str | None) 
                     raise _err(fr, "TemporalPositionIdentifier differs from other slices")
     has_b = n_t > 1 and any(f.bval is not None for f in frames)
     if has_b:
-        for g in groups:
-            for t, fr in enumerate(g):
-                b0 = groups[0][t]
-                if abs((fr.bval or 0.0) - (b0.bval or 0.0)) > 1e-3 * max(1.0, b0.bval or 0.0):
-                    raise _err(fr, f"b-value {fr.bval} differs from {b0.label} ({b0.bval})")
+        _check_volume_b_values(groups)
 
     # Pixel data, frame by frame, into a preallocated float32 array.
     data = np.empty((ref.cols, ref.rows, n_z, n_t), dtype=np.float32)
@@ -964,7 +960,7 @@ def _load(path: Path, nan_policy: str, max_voxels: int, series_uid: str | None) 
         meta["tr_s"] = tr_ms / 1000.0
     if n_t > 1:
         if has_b:
-            meta["bvals"] = np.array([g.bval or 0.0 for g in groups[0]], dtype=np.float64)
+            meta["bvals"] = np.array([g.bval for g in groups[0]], dtype=np.float64)
             g_lps = np.array([_bvec_or_zero(f) for f in groups[0]], dtype=np.float64)
             g_lps[meta["bvals"] == 0] = 0.0
             meta["bvecs"] = _fsl_bvecs(g_lps, affine)
@@ -972,6 +968,39 @@ def _load(path: Path, nan_policy: str, max_voxels: int, series_uid: str | None) 
         if times is not None:
             meta["times_s"] = times
     return Volume(data, affine, meta)
+
+
+# choice: the images of one volume agree on the b-value within 0.1 % (at least 1e-3
+# s/mm^2), as 0019 and CSA values must (_SIEMENS_B_RTOL).
+_VOLUME_B_RTOL = 1e-3
+
+
+def _check_volume_b_values(groups: list[list[_Frame]]) -> None:
+    """Each volume t of a DWI series (some image has a b-value) has one b-value.
+
+    ``groups``: per slice position, that position's images in volume order. A volume none
+    of whose images has a b-value (in no tag we read) is refused, naming its first file:
+    it would silently become b = 0. One whose images differ, or where some lack the b-value
+    that others have, is refused naming the first image that differs.
+    """
+    n_t = len(groups[0])
+    for t in range(n_t):
+        images = [g[t] for g in groups]
+        known = [fr for fr in images if fr.bval is not None]
+        if not known:
+            first = min(images, key=lambda fr: (str(fr.file), fr.frame or 0))
+            raise _err(
+                first,
+                f"none of the {len(images)} image(s) of volume {t + 1} of {n_t} has a b-value "
+                "(DiffusionBValue, Siemens (0019,100C) or CSA B_value), while other volumes "
+                "have one; it would silently become b = 0",
+            )
+        ref = known[0]
+        for fr in images:
+            if fr.bval is None:
+                raise _err(fr, f"no b-value, while {ref.label} of the same volume has {ref.bval:g}")
+            if abs(fr.bval - ref.bval) > _VOLUME_B_RTOL * max(1.0, ref.bval):
+                raise _err(fr, f"b-value {fr.bval:g} differs from {ref.label} ({ref.bval:g})")
 
 
 def _check_siemens(frames: list[_Frame], path: Path, notes: list[str]) -> None:
