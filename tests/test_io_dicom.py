@@ -462,6 +462,63 @@ def test_image_without_the_b_value_of_its_volume_is_refused(tmp_path, rng, obliq
     assert "no b-value, while" in msg and "of the same volume has 2000" in msg
 
 
+def _dwi_with_slice_direction(folder, data, affine, source, g_slice):
+    """A DWI series whose image (k, t) = (2, 2) has direction ``g_slice`` (None: none)."""
+
+    def edit(ds, k, t):
+        g = g_slice if (k, t) == (2, 2) else DWI_G[t]
+        _drop_b_value(ds)
+        if source == "standard":
+            ds.DiffusionBValue = DWI_BVALS[t]
+            if t and g is not None:
+                ds.DiffusionGradientOrientation = [float(v) for v in g]
+        else:
+            add_siemens_csa(ds, b_value=DWI_BVALS[t], gradient=g if t else ())
+
+    return write_series(
+        folder, data, affine, bvals=DWI_BVALS, bvecs=DWI_G, times=[0, 3, 6, 9], edit=edit
+    )
+
+
+@pytest.mark.parametrize("source", ["standard", "CSA"])
+def test_slice_whose_direction_differs_from_its_volume_is_refused(
+    tmp_path, rng, oblique_affine, source
+):
+    data = rng.integers(0, 300, size=(4, 5, 3, 4)).astype(np.float32)
+    files = _dwi_with_slice_direction(tmp_path, data, oblique_affine, source, [0, 0.8, 0.6])
+    with pytest.raises(InputError) as e:
+        load(tmp_path)
+    msg = assert_clean_error(e, files[2 * 3 + 2])
+    assert "gradient direction [0.0, 0.8, 0.6] differs from" in msg
+    assert "([0.0, 0.6, 0.8]) in the same volume (b = 1000)" in msg
+
+
+@pytest.mark.parametrize("source", ["standard", "CSA"])
+def test_slice_without_the_direction_of_its_volume_is_refused(
+    tmp_path, rng, oblique_affine, source
+):
+    data = rng.integers(0, 300, size=(4, 5, 3, 4)).astype(np.float32)
+    files = _dwi_with_slice_direction(tmp_path, data, oblique_affine, source, None)
+    with pytest.raises(InputError) as e:
+        load(tmp_path)
+    msg = assert_clean_error(e, files[2 * 3 + 2])
+    assert "no gradient direction, while" in msg and "has [0.0, 0.6, 0.8]" in msg
+
+
+@pytest.mark.parametrize("change", ["within 1e-3", "opposite sign"])
+def test_slice_directions_that_agree_give_the_volume_one_direction(
+    tmp_path, rng, oblique_affine, change
+):
+    """g and -g are one diffusion weighting; 5e-4 is decimal-string rounding."""
+    data = rng.integers(0, 300, size=(4, 5, 3, 4)).astype(np.float32)
+    g = DWI_G[2] + 5e-4 if change == "within 1e-3" else -DWI_G[2]
+    _dwi_with_slice_direction(tmp_path, data, oblique_affine, "standard", g)
+    vol = load(tmp_path)
+    np.testing.assert_array_equal(vol.meta["bvals"], DWI_BVALS)
+    # the table holds the direction of the first slice of each volume
+    np.testing.assert_allclose(vol.meta["bvecs"], _expected_fsl(DWI_G, oblique_affine), atol=1e-6)
+
+
 # Siemens mosaics: several slices tiled into one image are refused, not read as one slice
 def _mosaic_csa(n_tiles: int) -> bytes:
     return csa2_header(

@@ -20,7 +20,9 @@ header (0029,1010, read with nibabel's ``nicom.csareader``): ``B_value``,
 ``DiffusionGradientDirection``, or the principal eigenvector of ``B_matrix`` when only that
 is there. (2) and (3) fill in for each other field by field; where both hold a value and
 they differ, (2) is used with a warning. All directions are in the patient frame (LPS) and
-rotated into the image frame in one place, :func:`_fsl_bvecs`.
+rotated into the image frame in one place, :func:`_fsl_bvecs`. The images of one volume
+must agree on the b-value and direction, and no volume of a DWI series may lack a b-value
+(:func:`_check_volume_diffusion`).
 
 Every problem (not DICOM, two series, a Siemens mosaic, missing or unevenly spaced
 slices, mixed geometry, no pixel data, undecodable pixels) raises one
@@ -903,7 +905,7 @@ def _load(path: Path, nan_policy: str, max_voxels: int, series_uid: str | None) 
                     raise _err(fr, "TemporalPositionIdentifier differs from other slices")
     has_b = n_t > 1 and any(f.bval is not None for f in frames)
     if has_b:
-        _check_volume_b_values(groups)
+        _check_volume_diffusion(groups)
 
     # Pixel data, frame by frame, into a preallocated float32 array.
     data = np.empty((ref.cols, ref.rows, n_z, n_t), dtype=np.float32)
@@ -971,17 +973,28 @@ def _load(path: Path, nan_policy: str, max_voxels: int, series_uid: str | None) 
 
 
 # choice: the images of one volume agree on the b-value within 0.1 % (at least 1e-3
-# s/mm^2), as 0019 and CSA values must (_SIEMENS_B_RTOL).
-_VOLUME_B_RTOL = 1e-3
+# s/mm^2) and on each direction component within 1e-3, the tolerances by which 0019 and
+# CSA values must agree (_SIEMENS_B_RTOL, _SIEMENS_DIRECTION_ATOL).
+_VOLUME_B_RTOL = _SIEMENS_B_RTOL
+_VOLUME_DIRECTION_ATOL = _SIEMENS_DIRECTION_ATOL
 
 
-def _check_volume_b_values(groups: list[list[_Frame]]) -> None:
-    """Each volume t of a DWI series (some image has a b-value) has one b-value.
+def _direction_str(g: np.ndarray) -> str:
+    return str(np.round(g, 4).tolist())
+
+
+def _check_volume_diffusion(groups: list[list[_Frame]]) -> None:
+    """Each volume t of a DWI series (some image has a b-value) has one b-value and, where
+    b > 0, one gradient direction, in all of its images.
 
     ``groups``: per slice position, that position's images in volume order. A volume none
     of whose images has a b-value (in no tag we read) is refused, naming its first file:
-    it would silently become b = 0. One whose images differ, or where some lack the b-value
-    that others have, is refused naming the first image that differs.
+    it would silently become b = 0. One whose images differ in b-value or direction, or
+    where some lack the b-value or direction that others have, is refused naming the first
+    image that differs (the table is taken from one image per volume). A b > 0 volume with
+    no direction in any image (a trace-weighted image) keeps a zero direction. choice: g
+    and -g agree: they are the same diffusion weighting (B = b g g^T), and a direction
+    from a ``B_matrix`` has an arbitrary sign.
     """
     n_t = len(groups[0])
     for t in range(n_t):
@@ -1001,6 +1014,28 @@ def _check_volume_b_values(groups: list[list[_Frame]]) -> None:
                 raise _err(fr, f"no b-value, while {ref.label} of the same volume has {ref.bval:g}")
             if abs(fr.bval - ref.bval) > _VOLUME_B_RTOL * max(1.0, ref.bval):
                 raise _err(fr, f"b-value {fr.bval:g} differs from {ref.label} ({ref.bval:g})")
+        directed = [fr for fr in images if fr.bvec_lps is not None]
+        if ref.bval <= 0 or not directed:
+            continue  # b = 0: no direction is used
+        g_ref = directed[0]
+        for fr in images:
+            if fr.bvec_lps is None:
+                raise _err(
+                    fr,
+                    f"no gradient direction, while {g_ref.label} of the same volume has "
+                    f"{_direction_str(g_ref.bvec_lps)} (b = {ref.bval:g})",
+                )
+            off = min(
+                np.max(np.abs(fr.bvec_lps - g_ref.bvec_lps)),
+                np.max(np.abs(fr.bvec_lps + g_ref.bvec_lps)),
+            )
+            if off > _VOLUME_DIRECTION_ATOL:
+                raise _err(
+                    fr,
+                    f"gradient direction {_direction_str(fr.bvec_lps)} differs from "
+                    f"{g_ref.label} ({_direction_str(g_ref.bvec_lps)}) in the same volume "
+                    f"(b = {ref.bval:g})",
+                )
 
 
 def _check_siemens(frames: list[_Frame], path: Path, notes: list[str]) -> None:
