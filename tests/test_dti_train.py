@@ -36,6 +36,9 @@ def test_srgan_recipe_trains_both_stages_and_ships_with_tensor_metrics(tmp_path)
     assert {"discriminator_loss", "adv_loss", "pixel_loss"} <= set(log[0].split(","))
     card = json.loads(gan.with_suffix(".json").read_text())
     assert card["training"]["stage"] == "GAN (BCE)"
+    # the BCE step's own settings, never the WGAN-GP critic schedule it does not run
+    assert card["training"]["adv_weight"] == 0.001 and card["training"]["content_loss"] == "l2"
+    assert "critic_warmup_steps" not in card["training"]
     assert card["inference"]["scale"] == [4, 4, 1] and card["inference"]["slice_axis"] == 2
     data = {"subjects": {"test": 1}, "shape": [32, 32, 2], "test_slices": 2}
     shipped, rows = ship_weights(gan, dest=tmp_path / "shipped", data=data)
