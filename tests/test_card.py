@@ -10,6 +10,7 @@ from mrenhance.errors import WeightsError
 from mrenhance.models import create_model
 from mrenhance.models.card import DEFAULT_INFERENCE, ModelCard, card_from_dict
 from mrenhance.models.weights import list_shipped_weights, read_card, save_weights
+from mrenhance.training import adversarial_record, stage_label
 
 
 @pytest.fixture
@@ -45,6 +46,8 @@ def test_written_card_has_the_schema(card_file):
         ({"parameters": "many"}, "parameters"),
         ({"preprocessing": {"normalisation": {"percentile": 0}}}, "percentile"),
         ({"preprocessing": {"voxel_size_mm": [1, -1, 1]}}, "voxel_size_mm"),
+        ({"limitations": "simulated only"}, "limitations must be a list"),
+        ({"limitations": ["simulated only", ""]}, "non-empty strings"),
     ],
 )
 def test_bad_cards_are_refused_naming_the_file(card_file, edit, match):
@@ -77,3 +80,77 @@ def test_shipped_cards_follow_the_schema():
         if card.task == "dsc":  # Sec. 4.2 standardisation, one entry per reference and dose
             assert card.preprocessing["dsc"]["slice_size"] == card.inference["patch_size"][1]
             assert set(card.metrics["test"]) >= {"osvd/dose0.25", "truth/dose1"}
+
+
+def test_limitations_are_free_text_that_round_trips(card_file):
+    d = json.loads(card_file.read_text())
+    assert read_card(card_file).limitations == []  # an older card without the key
+    d["limitations"] = ["trained on simulated anatomy only", "worse than bicubic on real data"]
+    card_file.write_text(json.dumps(d))
+    card = read_card(card_file)
+    assert card.limitations == d["limitations"] and "limitations" not in card.extra
+    assert card_from_dict(json.loads(card.to_json())).limitations == d["limitations"]
+
+
+def test_shipped_dti_cards_say_where_not_to_trust_them(capsys):
+    from mrenhance.cli import main
+
+    for card in list_shipped_weights():
+        if card.task != "dti":
+            continue
+        text = " ".join(card.limitations)
+        assert "simulated anatomy only" in text and "use bicubic for FA/MD/V1" in text
+        assert "small_64D" in text  # the real-data numbers, with their source
+    assert main(["models", "srresnet-dwi-x4"]) == 0
+    assert "limitations  Trained on simulated anatomy only" in capsys.readouterr().out
+
+
+def _recipe_of(card):
+    """The card's recipe with the overrides that decide its losses and GAN schedule."""
+    from mrenhance.config import load_recipe, recipe_path
+
+    kept = [o for o in card.training["overrides"] if o.startswith(("train.loss", "gan."))]
+    return load_recipe(recipe_path(card.training["recipe_file"].removesuffix(".yaml")), kept)
+
+
+_WGAN_SCHEDULE = (
+    "critic_warmup_steps",
+    "critic_steps_per_generator_step",
+    "extra_critic_every",
+    "extra_critic_steps",
+)
+
+
+def test_shipped_cards_name_the_loss_and_settings_their_recipe_trains():
+    for card in list_shipped_weights():
+        r, stage = _recipe_of(card), card.training["stage"]
+        if stage.startswith("supervised"):
+            assert stage == stage_label("supervised", r.train.loss), card.name
+            continue
+        assert stage == stage_label(r.gan.type, ""), card.name
+        if r.gan.type == "gan":  # BCE: no critic schedule is run, so none is recorded
+            assert not set(_WGAN_SCHEDULE) & set(card.training), card.name
+            assert card.training["adv_weight"] == r.gan.adv_weight
+            assert card.training["feature_weight"] == r.gan.feature_weight
+        else:
+            assert card.training["critic_warmup_steps"] == r.gan.critic_warmup_steps, card.name
+
+
+def test_a_gan_stage_records_only_the_settings_of_its_step(tmp_path):
+    from _tiny import TinyCritic, TinyNet, TinyPairs
+    from mrenhance.engine.training import GANStep, Trainer, WGANGPStep
+
+    def record(step, run):
+        return adversarial_record(
+            Trainer(step, TinyPairs(), steps=1, run_dir=tmp_path / run, progress=False).settings()
+        )
+
+    bce = record(GANStep(TinyNet(), TinyCritic(), adv_weight=0.01), "bce")
+    wgan = record(WGANGPStep(TinyNet(), TinyCritic()), "wgan")
+    assert stage_label("supervised", "l2") == "supervised (L2)"
+    assert stage_label("gan", "l2") == "GAN (BCE)" and stage_label("wgan-gp", "l1") == "WGAN-GP"
+    assert bce["adv_weight"] == 0.01 and bce["content_loss"] == "l2" and bce["lr"] == 1e-4
+    assert not set(_WGAN_SCHEDULE) & set(bce) and "feature_loss" not in bce  # weight 0
+    assert bce["critic"] == "tiny-critic" and bce["feature_weight"] == 0.0
+    assert wgan["critic_warmup_steps"] == 10000 and wgan["lambda_gp"] == 10.0
+    json.dumps(bce), json.dumps(wgan)  # plain JSON, for the card

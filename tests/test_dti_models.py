@@ -43,6 +43,75 @@ def test_vgg19_feature_model_refuses_without_a_weights_file(tmp_path):
         create_model("vgg19-features", weights=str(tmp_path / "vgg19.safetensors"))
 
 
+def _vgg19_file(path, layer=3, **replace):
+    """A random torchvision-vgg19-shaped ``features`` state dict up to ``layer`` (plus a
+    classifier key, which must be ignored), saved as safetensors; ``replace`` swaps tensors."""
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(0)
+    widths = [64, 64, None, 128, 128]  # conv widths by conv position; None = max pool
+    state, cin, index = {}, 3, 0
+    for width in widths:
+        if index > layer:
+            break
+        if width is None:
+            index += 1
+            continue
+        state[f"features.{index}.weight"] = 0.1 * torch.randn(width, cin, 3, 3, generator=g)
+        state[f"features.{index}.bias"] = torch.zeros(width)
+        cin, index = width, index + 2
+    state["classifier.0.weight"] = torch.zeros(2, 2)
+    for key, value in replace.items():
+        if value is None:
+            state.pop(key.replace("__", "."))
+        else:
+            state[key.replace("__", ".")] = value
+    save_file(state, str(path))
+    return path
+
+
+def test_vgg19_feature_model_builds_from_a_user_file_and_is_frozen(tmp_path):
+    path = _vgg19_file(tmp_path / "vgg19.safetensors", layer=3)
+    vgg = create_model("vgg19-features", weights=str(path), layer=3)
+    from safetensors.torch import load_file
+
+    stored = load_file(str(path))
+    assert torch.equal(vgg.features[2].weight, stored["features.2.weight"])  # loaded, by index
+    assert [type(m).__name__ for m in vgg.features] == ["Conv2d", "ReLU", "Conv2d", "ReLU"]
+    assert not any(p.requires_grad for p in vgg.parameters())
+    x = torch.rand(2, 1, 12, 12, requires_grad=True)
+    y = vgg(x)
+    assert y.shape == (2, 64, 12, 12) and bool((y >= 0).all())  # after the ReLU of layer 3
+    y.sum().backward()  # frozen weights, yet the loss reaches the generator's output
+    assert x.grad is not None and float(x.grad.abs().sum()) > 0
+
+
+@pytest.mark.parametrize(
+    ("replace", "layer", "match"),
+    [
+        ({"features__2__weight": None}, 3, r"missing features\.2\.weight"),
+        ({"features__2__weight": torch.zeros(32, 64, 3, 3)}, 3, r"features\.2\.weight has shape"),
+        ({"features__0__bias": torch.full((64,), float("nan"))}, 3, "not finite"),
+        ({}, 36, "layer must be a features index"),
+    ],
+)
+def test_vgg19_feature_model_refuses_a_file_that_is_not_vgg19_in_one_line(
+    tmp_path, replace, layer, match
+):
+    path = _vgg19_file(tmp_path / "vgg19.safetensors", **replace)
+    with pytest.raises(ConfigError, match=match) as err:
+        create_model("vgg19-features", weights=str(path), layer=layer)
+    assert "\n" not in str(err.value)
+
+
+def test_vgg19_feature_model_refuses_a_file_that_is_not_safetensors(tmp_path):
+    path = tmp_path / "vgg19.safetensors"
+    path.write_bytes(b"PK\x03\x04 a torch.save zip, not safetensors")
+    with pytest.raises(ConfigError, match="not a readable .safetensors file") as err:
+        create_model("vgg19-features", weights=str(path), layer=3)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
 def test_3d_srresnet_is_unchanged_by_sharing_its_block():
     torch.manual_seed(0)
     m = create_model("srresnet3d").eval()

@@ -84,3 +84,36 @@ def test_degradation_is_a_fov_aligned_block_mean_with_noise_first():
     np.testing.assert_allclose(smooth, 1.0, atol=1e-5)
     with pytest.raises(InputError, match="multiple of the factor"):
         D.degrade_dwi(np.ones((6, 8, 2), np.float32), 4)
+
+
+def test_each_draw_gives_the_subject_its_own_diffusion(simulated):
+    subject, bvals, bvecs, _, _ = simulated
+    _, a = D.simulate_dwi(subject, np.random.default_rng(1), bvals, bvecs)
+    _, b = D.simulate_dwi(subject, np.random.default_rng(2), bvals, bvecs)
+    for key in ("fa_level", "snr", "fibre_spacing_mm"):
+        assert a["params"][key] != b["params"][key]
+    assert a["params"]["diffusivity_jitter"] != b["params"]["diffusivity_jitter"]
+    assert a["sigma"] != b["sigma"]  # SNR drawn in [15, 40] per subject
+    wm = subject.fractions["wm"] > 0.5
+    # independent fibre fields: two unrelated axes differ by ~60 degrees in the median
+    assert np.median(angular_error_deg(a["e1"][wm], b["e1"][wm])) > 30
+    assert np.abs(a["w2"] - b["w2"]).mean() > 0.05
+    # the drawn FA level is what the WM gets: the higher level gives the higher WM FA
+    higher = a if a["params"]["fa_level"] > b["params"]["fa_level"] else b
+    lower = b if higher is a else a
+    assert np.median(higher["fa"][wm]) > np.median(lower["fa"][wm])
+
+
+def test_s0_is_the_t2_weighted_contrast(simulated):
+    subject, bvals, _, _, truth = simulated
+    t2, s0, fr = truth["intensities"], truth["s0"], subject.fractions
+    assert t2["csf"] > t2["gm"] > t2["wm"] > 0  # T2-weighted: long-T2 CSF brightest
+    pure = {t: fr[t] > 0.95 for t in ("csf", "gm", "wm")}
+    for tissue, where in pure.items():
+        assert where.sum() > 20
+        assert np.median(s0[where]) == pytest.approx(t2[tissue], rel=0.05)
+    assert np.median(s0[pure["csf"]]) > np.median(s0[pure["gm"]]) > np.median(s0[pure["wm"]])
+    # the b = 0 volume is S0 itself; scalp keeps a tenth of its T2w signal (fat suppression)
+    np.testing.assert_array_equal(truth["noise_free"][..., bvals <= 50][..., 0], s0)
+    scalp = fr["scalp"] > 0.95
+    assert np.median(s0[scalp]) == pytest.approx(0.1 * t2["scalp"], rel=0.1)

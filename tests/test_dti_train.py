@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
+import numpy as np
 import pytest
+import torch
 
 from mrenhance.shipping import ship_weights
 from mrenhance.training import train_recipe
@@ -33,6 +36,9 @@ def test_srgan_recipe_trains_both_stages_and_ships_with_tensor_metrics(tmp_path)
     assert {"discriminator_loss", "adv_loss", "pixel_loss"} <= set(log[0].split(","))
     card = json.loads(gan.with_suffix(".json").read_text())
     assert card["training"]["stage"] == "GAN (BCE)"
+    # the BCE step's own settings, never the WGAN-GP critic schedule it does not run
+    assert card["training"]["adv_weight"] == 0.001 and card["training"]["content_loss"] == "l2"
+    assert "critic_warmup_steps" not in card["training"]
     assert card["inference"]["scale"] == [4, 4, 1] and card["inference"]["slice_axis"] == 2
     data = {"subjects": {"test": 1}, "shape": [32, 32, 2], "test_slices": 2}
     shipped, rows = ship_weights(gan, dest=tmp_path / "shipped", data=data)
@@ -48,3 +54,121 @@ def test_gan_stage_without_vgg_weights_refuses_in_one_line(tmp_path):
     bad = [*TINY, "gan.feature_model={name: vgg19-features}", "gan.feature_weight=0.006"]
     with pytest.raises(ConfigError, match="no weights file"):
         train_recipe("dti_srgan", bad, run_dir=tmp_path / "run", stage="gan", progress=False)
+
+
+def _vgg19_file(path):
+    """A random VGG19 ``features`` state dict up to layer 3 (two 64-wide convs) as safetensors."""
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(0)
+    save_file(
+        {
+            "features.0.weight": 0.2 * torch.randn(64, 3, 3, 3, generator=g),
+            "features.0.bias": torch.zeros(64),
+            "features.2.weight": 0.05 * torch.randn(64, 64, 3, 3, generator=g),
+            "features.2.bias": torch.zeros(64),
+        },
+        str(path),
+    )
+    return path
+
+
+class _Slices:
+    """Four (1, 4, 4) LR / (1, 16, 16) HR pairs, as the DTI task's patches."""
+
+    def __init__(self):
+        rng = np.random.default_rng(0)
+        self.hr = rng.uniform(0, 1, (4, 1, 16, 16)).astype(np.float32)
+        self.lr = self.hr.reshape(4, 1, 4, 4, 4, 4).mean(axis=(3, 5))
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        return {"inputs": self.lr[i], "target": self.hr[i]}
+
+
+def _one_vgg_gan_step(tmp_path, feature_weight, vgg):
+    """One BCE GAN update of a tiny generator, built from the recipe with a VGG19 file."""
+    from mrenhance.config import load_recipe, recipe_path
+    from mrenhance.engine.training import Trainer
+    from mrenhance.models import create_model
+    from mrenhance.training import _build_gan_step
+
+    overrides = [
+        *TINY,
+        f"gan.feature_model={{name: vgg19-features, weights: '{vgg}', layer: 3}}",
+        f"gan.feature_weight={feature_weight}",
+    ]
+    r = load_recipe(recipe_path("dti_srgan"), overrides)
+    torch.manual_seed(0)
+    generator = create_model("srresnet-dwi-x4", channels=4, n_blocks=1)
+    critic = create_model("srgan-discriminator2d", base=4)
+    step = _build_gan_step(r.gan, r.train, generator, critic, "dti_srgan.yaml")
+    run = tmp_path / f"w{feature_weight}"
+    Trainer(step, _Slices(), steps=1, batch_size=2, run_dir=run, log_every=1, progress=False).fit()
+    with open(run / "metrics.csv", newline="") as fh:
+        row = {k: float(v) for k, v in next(csv.DictReader(fh)).items() if v}
+    return row, {k: v.clone() for k, v in generator.state_dict().items()}, step
+
+
+def test_vgg_feature_loss_is_part_of_the_generator_loss_and_moves_the_generator(tmp_path):
+    vgg = _vgg19_file(tmp_path / "vgg19.safetensors")
+    row, with_vgg, step = _one_vgg_gan_step(tmp_path, 0.5, vgg)
+    assert step.settings()["feature_model"] == "vgg19-features"
+    assert row["feature_loss"] > 0
+    expected = row["pixel_loss"] + 1e-3 * row["adv_loss"] + 0.5 * row["feature_loss"]
+    assert row["generator_loss"] == pytest.approx(expected, rel=1e-5)
+    # the VGG stays frozen (same weights as the file) while its loss reaches the generator
+    from safetensors.torch import load_file
+
+    stored = load_file(str(vgg))["features.2.weight"]
+    assert torch.equal(step.feature_model.features[2].weight.cpu(), stored)
+    # the same start and batch with 4x the weight: the same feature distance, weighted 2.0
+    row2, heavier, _ = _one_vgg_gan_step(tmp_path, 2.0, vgg)
+    assert row2["feature_loss"] == pytest.approx(row["feature_loss"], rel=1e-5)
+    gap = row2["generator_loss"] - row["generator_loss"]
+    assert gap == pytest.approx(1.5 * row["feature_loss"], rel=1e-4)
+    # only the feature term differs, so its gradient is what moved the weights apart
+    moved = [k for k in with_vgg if not torch.equal(with_vgg[k], heavier[k])]
+    assert moved
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        (["gan.feature_weight=0.006"], "a feature loss needs gan.feature_model"),
+        (["gan.feature_model={name: vgg19-features, weights: v.safetensors}"], "weight > 0"),
+        (
+            [
+                "gan.type=wgan-gp",
+                "gan.feature_model={name: vgg19-features, weights: v.safetensors}",
+                "gan.feature_weight=0.006",
+            ],
+            "only gan.type gan",
+        ),
+    ],
+)
+def test_a_half_set_feature_loss_is_refused_rather_than_silently_off(overrides, match):
+    from mrenhance.config import load_recipe, recipe_path
+    from mrenhance.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=match) as err:
+        load_recipe(recipe_path("dti_srgan"), overrides)
+    assert "\n" not in str(err.value) and "dti_srgan" in str(err.value)
+
+
+def test_gan_stage_with_a_file_that_is_not_vgg19_refuses_in_one_line(tmp_path):
+    from mrenhance.errors import ConfigError
+
+    junk = tmp_path / "vgg19.safetensors"
+    junk.write_bytes(b"not safetensors")
+    bad = [
+        *TINY,
+        f"gan.feature_model={{name: vgg19-features, weights: '{junk}'}}",
+        "gan.feature_weight=0.006",
+    ]
+    with pytest.raises(ConfigError, match=r"gan.feature_model: .*not a readable") as err:
+        train_recipe("dti_srgan", bad, run_dir=tmp_path / "run", stage="gan", progress=False)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "run").exists()  # refused before any work

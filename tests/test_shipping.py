@@ -33,7 +33,9 @@ def test_ship_records_protocol_metrics_and_keeps_bytes(tmp_path, toy_data):
         {"task": "sr_t1", "inference": {"patch_size": 16, "overlap": 4, "blend": "crop"}},
     )
     dest = tmp_path / "shipped"
-    card, rows = ship_weights(src, dest=dest, note="tiny budget", data=toy_data)
+    card, rows = ship_weights(
+        src, dest=dest, note="tiny budget", data=toy_data, limitations=["toy data only", " "]
+    )
     assert (dest / "toy-sr.safetensors").read_bytes() == src.read_bytes()
     written = read_card(dest / "toy-sr.json")
     assert written.sha256 == card.sha256 == read_card(src).sha256
@@ -45,6 +47,7 @@ def test_ship_records_protocol_metrics_and_keeps_bytes(tmp_path, toy_data):
     assert set(written.metrics["test_baselines"]) >= {"tricubic", "zero-filled (input)"}
     assert "k-space truncated 2x2x1" in written.metrics["test_protocol"]
     assert written.provenance["note"] == "tiny budget" and written.provenance["git_commit"]
+    assert written.limitations == ["toy data only"]  # blank items dropped
     load_weights(dest / "toy-sr.safetensors")  # still verifies
 
 

@@ -200,6 +200,7 @@ class GanConfig:
         ``type: gan`` only: an optional frozen network (``name`` + config) whose features of
         the output and target are compared with ``feature_loss``, weighted by
         ``feature_weight`` (SRGAN's VGG loss, Ledig et al. 2017; DTI SRGAN paper Sec. 4).
+        A model and a weight > 0 go together; either alone is refused.
     weights_name:
         Name of this stage's weights file and card; null: ``<stage-1 name>-gan``.
     """
@@ -609,6 +610,24 @@ def check_gan_values(gan: GanConfig, source: str = "<arguments>") -> None:
     ):
         if getattr(gan, key) < 0:
             _fail(source, f"gan.{key}", "must be >= 0", getattr(gan, key))
+    # a feature loss is a model and a weight together, and only the BCE step has one: any
+    # other combination would train silently without the loss the recipe asks for
+    if gan.feature_model and gan.type != "gan":
+        _fail(source, "gan.feature_model", "only gan.type gan (BCE) has a feature loss", gan.type)
+    if gan.feature_model and gan.feature_weight == 0:
+        _fail(
+            source,
+            "gan.feature_weight",
+            "gan.feature_model is set: give it a weight > 0",
+            gan.feature_weight,
+        )
+    if gan.feature_weight > 0 and not gan.feature_model:
+        _fail(
+            source,
+            "gan.feature_weight",
+            "a feature loss needs gan.feature_model ({name: vgg19-features, weights: FILE})",
+            gan.feature_weight,
+        )
 
 
 def _check_named(cfg: dict, where: str, source: str) -> None:

@@ -49,6 +49,7 @@ def ship_weights(
     baselines: tuple[str, ...] | None = None,
     overwrite: bool = True,
     data: dict[str, Any] | None = None,
+    limitations: list[str] | tuple[str, ...] | None = None,
 ) -> tuple[ModelCard, list[dict[str, Any]]]:
     """Evaluate ``weights`` through its task's protocol and publish it with its card.
 
@@ -60,6 +61,8 @@ def ship_weights(
     baselines : which of the task's baselines to record beside the network (default all).
     overwrite : replace an existing shipped model of the same name.
     data : the task's ``data`` config to evaluate on (default: the task's own held-out data).
+    limitations : the card's ``limitations`` (free text, one item each); None keeps the
+        source card's.
 
     Returns
     -------
@@ -102,6 +105,8 @@ def ship_weights(
     seconds = _run_seconds(src, card)
     if seconds is not None:
         card.training = {**card.training, "seconds": seconds}
+    if limitations is not None:
+        card.limitations = [str(text).strip() for text in limitations if str(text).strip()]
     card.provenance = {**provenance(), "note": note, "shipped_from": src.name}
     folder.mkdir(parents=True, exist_ok=True)
     if src.resolve() != target.resolve():

@@ -224,7 +224,7 @@ def train_recipe(
         result = trainer.fit(resume=resume)
         trainer.load_best()
         if dist.is_main:
-            extra = {"stage": f"supervised ({tc.loss.upper()})", "steps": tc.steps}
+            extra = {"stage": stage_label("supervised", tc.loss), "steps": tc.steps}
             if tc.init_weights:
                 extra["initialised_from"] = str(tc.init_weights)
             w = _save_stage(
@@ -275,10 +275,10 @@ def train_recipe(
             # choice: the GAN stage keeps its final generator, not the best-PSNR one: the
             # adversarial term trades PSNR for sharpness, so PSNR is the wrong selector.
             extra = {
-                "stage": {"wgan-gp": "WGAN-GP", "gan": "GAN (BCE)"}.get(g.type, g.type),
+                "stage": stage_label(g.type, gan_step.content_name),
                 "initialised_from": init.name,
                 "generator_steps": g.generator_steps,
-                "critic_warmup_steps": g.critic_warmup_steps,
+                **adversarial_record(gan.settings()),
             }
             w = _save_stage(
                 gan.model_for_saving(),
@@ -290,6 +290,50 @@ def train_recipe(
             )
             summary["gan"] = {"weights": str(w), "steps": result.step}
     return summary
+
+
+def stage_label(step_type: str, loss: str) -> str:
+    """The card's ``training.stage``: what the stage optimised, from the recipe itself.
+
+    ``("supervised", "l2")`` -> ``"supervised (L2)"``; ``"wgan-gp"`` -> ``"WGAN-GP"``;
+    ``"gan"`` -> ``"GAN (BCE)"`` (``mrenhance ship`` finds a GAN stage's log by the prefix).
+    """
+    if step_type == "supervised":
+        return f"supervised ({loss.upper()})"
+    return {"wgan-gp": "WGAN-GP", "gan": "GAN (BCE)"}.get(step_type, step_type)
+
+
+#: The adversarial settings a card records, when the stage's step has them: a BCE GAN
+#: card never names the WGAN-GP critic schedule it does not use.
+_ADVERSARIAL_KEYS = (
+    "content_loss",
+    "adv_weight",
+    "lambda_gp",
+    "critic_warmup_steps",
+    "critic_steps_per_generator_step",
+    "extra_critic_every",
+    "extra_critic_steps",
+    "feature_model",
+    "feature_weight",
+    "feature_loss",
+)
+
+
+def adversarial_record(settings: dict[str, Any]) -> dict[str, Any]:
+    """A GAN stage's recipe for its card, from the settings its step trained with.
+
+    ``settings``: :meth:`mrenhance.engine.training.Trainer.settings` of the GAN stage (plain
+    JSON). Keeps the keys of :data:`_ADVERSARIAL_KEYS` the step has, the two learning rates
+    and the critic's name; the feature loss's name and model only when its weight is > 0.
+    """
+    record = {k: settings[k] for k in _ADVERSARIAL_KEYS if k in settings}
+    if not record.get("feature_weight"):
+        record.pop("feature_model", None)
+        record.pop("feature_loss", None)
+    record["lr"] = settings["optimizer"]["lr"]
+    record["critic_lr"] = settings["critic_optimizer"]["lr"]
+    record["critic"] = settings.get("critic_name")
+    return record
 
 
 def run_weights_name(run: Path) -> str:

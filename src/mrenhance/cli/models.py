@@ -121,6 +121,7 @@ def card_summary(card: Any) -> dict[str, Any]:
         },
         "test_protocol": metrics.get("test_protocol"),
         "test": metrics.get("test"),
+        "limitations": list(getattr(card, "limitations", [])),
     }
 
 
@@ -173,4 +174,6 @@ def _show_one(args: argparse.Namespace) -> int:
         print(f"  test basis   {doc['test_protocol']}")
     if doc["test"]:
         print(f"  test         {json.dumps(doc['test'], default=str)}")
+    for i, text in enumerate(doc["limitations"]):
+        print(f"  {'limitations' if i == 0 else '':<12} {text}")
     return 0

@@ -28,6 +28,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="destination folder (default: the package's shipped weights folder)",
     )
     p.add_argument("--note", default="", help="free text for the card's provenance (default: none)")
+    p.add_argument(
+        "--limitation",
+        action="append",
+        default=None,
+        metavar="TEXT",
+        help="where the model must not be trusted, for the card's limitations (repeatable; "
+        "default: those of WEIGHTS' card)",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default cpu)")
     p.add_argument("--overwrite", action="store_true", help="replace a shipped model")
     return p
@@ -49,7 +57,12 @@ def run(args: argparse.Namespace) -> int:
         for target in (dest / weights.name, dest / weights.with_suffix(".json").name):
             check_not_input(target, [weights, weights.with_suffix(".json")], what="ship output")
     card, rows = ship_weights(
-        weights, dest=dest, note=args.note, device=args.device, overwrite=args.overwrite
+        weights,
+        dest=dest,
+        note=args.note,
+        device=args.device,
+        overwrite=args.overwrite,
+        limitations=args.limitation,
     )
     print(format_markdown(rows))
     say(args, f"shipped {dest / (card.name + '.safetensors')} ({card.metrics['test_protocol']})")

@@ -19,6 +19,8 @@ Schema (JSON object; unknown top-level keys are kept as ``extra``)::
                     ``tiling: exact`` asks for memory-planned exact tiles instead
     training        {...}               recipe, overrides, data, steps, seconds, ...
     metrics         {...}               validation / held-out test numbers, with their protocol
+    limitations     [str, ...]          where the model must not be trusted, in words (e.g.
+                                        "trained on simulated anatomy only"); may be empty
     provenance      {...}               git commit, versions, machine, date
 
 Reading validates types and values and names the card file in a one-line
@@ -128,6 +130,7 @@ class ModelCard:
     inference: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_INFERENCE))
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    limitations: list[str] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -223,6 +226,15 @@ def _check_architecture(arch: Any, where: str) -> dict[str, Any]:
     return {"name": arch["name"], "config": dict(config)}
 
 
+def _check_limitations(value: Any, where: str) -> list[str]:
+    """Free-text limitations: a list of non-empty strings (an absent key: none)."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or any(not isinstance(v, str) or not v.strip() for v in value):
+        raise WeightsError(f"{where}: limitations must be a list of non-empty strings")
+    return [v.strip() for v in value]
+
+
 def _check_inference(inference: dict[str, Any], where: str) -> dict[str, Any]:
     """The card's tiling section must build a :class:`GridPlan` (same keys and checks)."""
     for key in ("patch_size", "overlap"):
@@ -293,6 +305,7 @@ def card_from_dict(d: Any, where: str = "model card") -> ModelCard:
         inference=inference,
         training=_require_mapping(d, "training", where),
         metrics=_require_mapping(d, "metrics", where),
+        limitations=_check_limitations(d.get("limitations"), where),
         provenance=provenance,
         extra=extra,
     )

@@ -100,6 +100,7 @@ register_model(
 # torchvision's VGG19 ``features`` layout: conv widths, "M" = 2x2 max pool
 _VGG19 = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512)
 _VGG19 += (512, 512, 512)
+_N_LAYERS = 2 * sum(item != "M" for item in _VGG19) + _VGG19.count("M")  # conv + ReLU, pools
 
 
 @register_model(
@@ -132,6 +133,11 @@ class VGG19Features(nn.Module):
                 "vgg19-features: no weights file (nothing is downloaded): set "
                 "gan.feature_model.weights to a .safetensors of torchvision's vgg19 state dict"
             )
+        if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < _N_LAYERS:
+            raise ConfigError(
+                f"vgg19-features: layer must be a features index in 0..{_N_LAYERS - 1} "
+                f"(35 = VGG54), got {layer!r}"
+            )
         path = Path(weights).expanduser()
         if not path.is_file():
             raise ConfigError(f"vgg19-features: weights file {path} not found")
@@ -144,18 +150,38 @@ class VGG19Features(nn.Module):
                 layers += [nn.Conv2d(cin, int(item), 3, padding=1), nn.ReLU(inplace=False)]
                 cin = int(item)
         self.features = nn.Sequential(*layers[: layer + 1])
-        from safetensors.torch import load_file
-
-        state = {k: v for k, v in load_file(str(path)).items() if k.startswith("features.")}
-        want = set(self.features.state_dict())
-        state = {k.removeprefix("features."): v for k, v in state.items()}
-        missing = sorted(want - set(state))
-        if missing:
-            raise ConfigError(f"{path}: not a torchvision vgg19 state dict (missing {missing[0]})")
-        self.features.load_state_dict({k: state[k] for k in want})
+        self.features.load_state_dict(_vgg19_state(path, self.features.state_dict()))
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
         self.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features((x.expand(-1, 3, -1, -1) - self.mean) / self.std)
+
+
+def _vgg19_state(path: Path, want: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The ``features.N`` tensors of a torchvision vgg19 safetensors file that ``want``
+    (a truncated ``features`` state dict) needs, checked by name, shape and value; any
+    problem is one ConfigError naming the file."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        stored = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise ConfigError(f"{path}: not a readable .safetensors file ({err})") from None
+    state = {}
+    for key in sorted(want, key=lambda k: (int(k.split(".")[0]), k)):
+        name = f"features.{key}"
+        if name not in stored:
+            raise ConfigError(f"{path}: not a torchvision vgg19 state dict (missing {name})")
+        tensor = stored[name]
+        if tuple(tensor.shape) != tuple(want[key].shape):
+            raise ConfigError(
+                f"{path}: {name} has shape {tuple(tensor.shape)}, vgg19 needs "
+                f"{tuple(want[key].shape)} (not torchvision's vgg19)"
+            )
+        if not tensor.is_floating_point() or not bool(torch.isfinite(tensor).all()):
+            raise ConfigError(f"{path}: {name} is not finite floating point; refused")
+        state[key] = tensor.to(want[key].dtype)
+    return state
