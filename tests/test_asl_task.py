@@ -249,3 +249,45 @@ def test_enhance_cli_on_a_3d_map_and_a_bids_series(tmp_path):
     assert main(["enhance", str(paths["asl"]), "-o", str(out4), "--model", str(weights),
                  "-q"]) == 0  # fmt: skip
     assert load(out4).shape == (40, 40, 4)
+
+
+@pytest.mark.slow
+def test_demo_section_writes_its_maps_metrics_row_and_figure(tmp_path, monkeypatch):
+    from mrenhance.demo import run_demo
+    from mrenhance.io import load
+
+    simulated = []
+    simulate = A.simulate_asl_subject
+
+    def recording(*args, **kwargs):
+        simulated.append(simulate(*args, **kwargs))
+        return simulated[-1]
+
+    monkeypatch.setattr(A, "simulate_asl_subject", recording)
+    result = run_demo(tmp_path / "demo", networks=False, echo=False, tasks=["asl"])
+    section = result["sections"]["asl"]
+    rows = {r["method"]: r for r in section["table_rows"]}
+    assert set(rows) == {"mean of 10 pairs (input)", "gaussian FWHM 4 mm"}
+    # one subject, simulated at the calibrated noise; its row holds the paper's metrics
+    (subject,) = simulated
+    assert subject.params["thermal_noise"] == A.CALIBRATED_THERMAL_NOISE
+    data_in = rows["mean of 10 pairs (input)"]
+    assert data_in["snr"] == pytest.approx(A.pseudo_gold_snr(subject, subject.input_10), 1e-5)
+    assert rows["gaussian FWHM 4 mm"]["snr"] > data_in["snr"]  # smoothing trades detail for SNR
+    folder = tmp_path / "demo" / "asl"
+    stored = json.loads((folder / "metrics.json").read_text())
+    assert [r["method"] for r in stored["rows"]] == list(rows)
+    assert stored["rows"][0]["psnr_truth"] == pytest.approx(data_in["psnr_truth"])
+    assert result["figure"] == folder / "figure.png"
+    assert result["figure"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert {p.name for p in section["files"].values()} == {
+        "mean_of_10_pairs.nii.gz",
+        "gaussian_FWHM_4_mm.nii.gz",
+        "pseudo_gold.nii.gz",
+        "truth.nii.gz",
+    }
+    truth = load(section["files"]["truth"])
+    assert truth.shape == (*A.MNI_SHAPE[:2], len(T.STORED_SLICES))
+    np.testing.assert_allclose(truth.data[:, :, T.STORED_SLICES.index(A.SNR_SLICE)],
+                               subject.truth[:, :, A.SNR_SLICE], atol=1e-4)  # fmt: skip
+    assert "ASL CBF denoising" in result["html"].read_text(encoding="utf-8")

@@ -39,6 +39,7 @@ import numpy as np
 from mrenhance.errors import InputError
 
 __all__ = [
+    "CALIBRATED_THERMAL_NOISE",
     "AslProtocol",
     "AslSubject",
     "Perfusion",
@@ -62,6 +63,12 @@ MNI_SHAPE = (91, 109, 91)
 PAPER_SLICES = tuple(range(36, 61, 3))
 #: The slice of the SNR measurement (Sec. 2.4: "in slice 50"), same indexing.
 SNR_SLICE = 50
+#: Thermal noise (std per image x the mean GM M0) at which the pseudo gold standard's SNR
+#: (:func:`pseudo_gold_snr`) is nearest the paper's 5.87 (Sec. 3), measured on 20
+#: calibration subjects by ``benchmarks/asl_calibration.py`` (table in docs/asl.md). The one
+#: source of the simulator default; the recipe ``asl_dwan``, the task's data default,
+#: ``mrenhance asl-simulate`` and the demo use it (tests/test_asl_simulate.py checks).
+CALIBRATED_THERMAL_NOISE = 0.00575
 
 # Residual misregistration after spatial normalisation to MNI: the subject grid stands for
 # the MNI space, and its deformation for what SPM's normalisation leaves (choice: about a
@@ -339,7 +346,7 @@ def acquire_pairs(
     rng: np.random.Generator,
     *,
     protocol: AslProtocol | None = None,
-    thermal_noise: float = 0.0035,
+    thermal_noise: float = CALIBRATED_THERMAL_NOISE,
     physiological_noise: float = 0.002,
     perfusion_fluctuation: float = 0.05,
     motion_mm: float = 0.5,
@@ -360,7 +367,7 @@ def acquire_pairs(
       the control image is unbiased).
     * thermal noise ``n``: Gaussian, std ``thermal_noise`` x the mean GM M0, independent per
       image (magnitude images at this SNR are Gaussian). Calibrated so the pseudo gold
-      standard's SNR is near the paper's 5.87 (see :func:`pseudo_gold_snr`).
+      standard's SNR is near the paper's 5.87 (:data:`CALIBRATED_THERMAL_NOISE`, the default).
     * physiological fluctuation: per image a global gain ``g`` and a smooth field ``h`` (60 mm
       knots), each with std ``physiological_noise`` (choice: 0.2 % of the signal, which
       survives the subtraction as an M0-shaped offset, as in real data before ASLtbx's
@@ -642,7 +649,7 @@ def simulate_asl_subject(
     *,
     name: str | None = None,
     outlier_fraction: float = 0.1,
-    thermal_noise: float = 0.0035,
+    thermal_noise: float = CALIBRATED_THERMAL_NOISE,
     keep_series: bool = False,
     perfusion_options: dict[str, Any] | None = None,
     acquisition_options: dict[str, Any] | None = None,

@@ -14,6 +14,8 @@ ORDER = 45
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from mrenhance.simulate.asl import CALIBRATED_THERMAL_NOISE
+
     p = sub.add_parser(
         NAME,
         help="simulate pCASL subjects (Xie et al. 2020 protocol) as BIDS ASL with the truth",
@@ -27,6 +29,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         type=float,
         default=0.1,
         help="share of label/control pairs with a motion spike (default 0.1)",
+    )
+    p.add_argument(
+        "--thermal-noise",
+        type=float,
+        default=CALIBRATED_THERMAL_NOISE,
+        help="noise std per image as a fraction of the mean GM M0 (default "
+        f"{CALIBRATED_THERMAL_NOISE:g}: calibrated to the paper's pseudo gold SNR 5.87)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing files")
     return p
@@ -43,12 +52,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.subjects < 1:
         raise InputError(f"--subjects {args.subjects}: must be >= 1")
+    if not 0 <= args.thermal_noise < 1:
+        raise InputError(f"--thermal-noise {args.thermal_noise:g}: must be in [0, 1)")
     out = Path(args.output)
     for i in range(args.subjects):
         label = f"{i + 1:02d}"
         s = simulate_asl_subject(
             [args.seed, i], name=f"sub-{label}", outlier_fraction=args.outlier_fraction,
-            keep_series=True,
+            thermal_noise=args.thermal_noise, keep_series=True,
         )  # fmt: skip
         series = s.series
         p = series.protocol
