@@ -106,6 +106,20 @@ def test_real_check_runs_on_dipy_small_64d():
     assert "fa_mae_wm" in rows[0]
 
 
+def test_real_regions_cover_the_tissue_of_a_crop_inside_the_brain():
+    """small_64D lies inside the brain: the head is nearly all of it, WM a real share of it
+    (Otsu on the b0 kept only bright CSF, and 'WM' was a few voxels at its borders)."""
+    from mrenhance.diffusion import fit_tensors
+    from mrenhance.tasks.dti import real_subject
+
+    subject = real_subject()
+    brain, wm = subject.regions["brain"], subject.regions["wm"]
+    assert brain.sum() > 0.8 * brain.size
+    assert wm.sum() > 0.3 * brain.sum()
+    md = fit_tensors(subject.hr, subject.bvals, subject.bvecs, brain)["md"]
+    assert 0.5e-3 < float(np.median(md[wm])) < 1.0e-3  # WM, not CSF (~3e-3)
+
+
 def test_demo_section_has_each_method_its_fa_map_and_a_figure(tmp_path, monkeypatch):
     from mrenhance.tasks import dti
 
