@@ -86,3 +86,49 @@ def test_cli_adapt_leaves_the_input_file_byte_identical(tmp_path, scan):
     row = json.loads(summary.read_text())["results"][0]
     assert row["adaptation"]["steps"] == 2
     assert main([*argv, "--overwrite", "--adapt-steps", "-1"]) == 2
+
+
+def _slice_coded_pairs():
+    """One (20, 24, 6) pair whose voxel values say their slice: 1000 z + in-plane index."""
+    from mrenhance.engine.adapt import AdaptationPairs
+
+    x, y, z = np.meshgrid(np.arange(20), np.arange(24), np.arange(6), indexing="ij")
+    arr = (1000.0 * z + 24 * x + y).astype(np.float32)
+    return AdaptationPairs(inputs=[arr], targets=[arr + 0.5], patch_size=(8, 10))
+
+
+@pytest.mark.parametrize(("slice_axis", "shape"), [(2, (8, 10)), (0, (8, 6))])
+def test_a_2d_network_adapts_on_2d_patches_of_one_slice(slice_axis, shape):
+    from mrenhance.engine.adapt import _draw_batch
+
+    pairs = _slice_coded_pairs()
+    x, y = _draw_batch(pairs, (8, 10), 5, np.random.default_rng(0), slice_axis)
+    assert x.shape == y.shape == (5, 1, *shape)  # clipped to the (24, 6) sagittal slices
+    np.testing.assert_array_equal(y, x + 0.5)  # input and target from the same box
+    arr = pairs.inputs[0]
+    for patch in x[:, 0]:
+        if slice_axis == 2:  # every value of a patch lies in one axial slice
+            assert len(set((patch // 1000).ravel().tolist())) == 1
+        else:  # a sagittal slice: one in-plane x index
+            assert len({int(v) % 1000 // 24 for v in patch.ravel()}) == 1
+        assert np.isin(patch, arr).all()
+
+
+def test_adapt_enhancer_tunes_a_2d_network_with_the_tasks_patch():
+    import torch
+
+    from mrenhance.errors import InputError
+
+    torch.manual_seed(0)
+    model = create_model("dwan", channels=4, wide=8).eval()
+    enhancer = Enhancer(model, "asl", inference={"patch_size": [32, 32], "overlap": 8})
+    pairs = _slice_coded_pairs()
+    pairs.inputs = [a / 6000.0 for a in pairs.inputs]
+    pairs.targets = [a / 6000.0 for a in pairs.inputs]
+    adapted = adapt_enhancer(enhancer, None, steps=3, lr=1e-3, pairs=pairs)
+    assert adapted.adaptation["patch_size"] == [8, 10] and adapted.adaptation["steps"] == 3
+    changed = [not torch.equal(a, b) for a, b in zip(model.parameters(),
+               adapted.model.parameters(), strict=True)]  # fmt: skip
+    assert any(changed)
+    with pytest.raises(InputError, match="a 2D network needs 2 sizes"):
+        adapt_enhancer(enhancer, None, steps=1, patch_size=(8, 8, 8), pairs=pairs)

@@ -136,20 +136,111 @@ def test_label_control_series_with_a_context_or_an_order_are_quantified():
 
 
 def test_adaptation_pairs_split_the_repeats_into_disjoint_halves():
+    from mrenhance.engine.adapt import AdaptationPairs
+
     rng = np.random.default_rng(4)
     vol = Volume(_label_control(rng, n=8), np.diag([2.0, 2.0, 5.0, 1.0]), {})
     vol.meta["aslcontext"] = ["control", "label"] * 8
     pairs = TASK.adaptation_pairs(vol, None, np.random.default_rng(0), n_splits=3)
-    assert len(pairs) == 3
+    assert isinstance(pairs, AdaptationPairs) and pairs.loss == "l1"
+    assert len(pairs.inputs) == len(pairs.targets) == len(pairs.masks) == 6  # + reverses
     prepared, _ = TASK.prepare(vol, None)
-    for p in pairs:
-        assert not set(p["pairs_in"]) & set(p["pairs_target"])
-        assert len(p["pairs_in"]) == len(p["pairs_target"]) == 4
-        assert p["inputs"].shape == p["target"].shape == prepared.shape
-        # the two halves average to the whole series' mean CBF
-        assert np.allclose((p["inputs"] + p["target"]) / 2, prepared, atol=1e-4)
+    for k, split in enumerate(pairs.info["splits"]):
+        assert not set(split["input_pairs"]) & set(split["target_pairs"])
+        assert len(split["input_pairs"]) == len(split["target_pairs"]) == 4
+        x, y = pairs.inputs[k], pairs.targets[k]
+        assert x.shape == y.shape == pairs.masks[k].shape == prepared.shape
+        # the two halves average to the whole series' mean CBF: the inference input
+        assert np.allclose((x + y) / 2, prepared, atol=1e-4)
+        assert pairs.inputs[3 + k] is y and pairs.targets[3 + k] is x
     with pytest.raises(InputError, match="4D"):
         TASK.adaptation_pairs(Volume(prepared, np.diag([2.0, 2.0, 5.0, 1.0])), None)
+
+
+def test_adaptation_patches_centre_in_the_brain_despite_an_outlier_pair():
+    rng = np.random.default_rng(5)
+    series = np.zeros((48, 48, 4, 6), np.float32)
+    series[8:40, 8:40] = rng.normal(60, 10, (32, 32, 4, 6))
+    series[:, :20, 1, 2] = 3000.0  # a motion spike in one slice of pair 3, off the brain
+    vol = Volume(series, np.diag([2.0, 2.0, 5.0, 1.0]), {"asl_order": "cbf"})
+    mask = TASK.adaptation_pairs(vol, None, np.random.default_rng(0)).masks[0]
+    brain = np.zeros(mask.shape, bool)
+    brain[8:40, 8:40] = True
+    assert mask[brain].mean() > 0.9 and not mask[~brain].any()
+
+
+def _tiny_dwan_weights(path):
+    import torch
+
+    from mrenhance.models import create_model
+    from mrenhance.models.weights import save_weights
+
+    torch.manual_seed(0)
+    model = create_model("dwan", channels=4, wide=8)
+    card = {
+        "task": "asl",
+        "preprocessing": TASK.preprocessing({}, []),
+        "inference": dict(T.INFERENCE),
+    }
+    return save_weights(model, path, card)
+
+
+def test_enhance_cli_adapt_on_a_label_control_series(tmp_path):
+    import hashlib
+
+    from mrenhance.cli import main
+    from mrenhance.io import load, save
+
+    weights = _tiny_dwan_weights(tmp_path / "tiny-dwan.safetensors")
+    series = Volume(_label_control(np.random.default_rng(10), n=6), np.diag([3.0, 3.0, 5.0, 1.0]))
+    src = tmp_path / "series.nii.gz"
+    save(series, src)
+    before = hashlib.sha256(src.read_bytes()).hexdigest()
+    base = ["enhance", str(src), "--model", str(weights), "--asl-order", "control,label", "-q"]
+
+    def run(name, *extra):
+        out = tmp_path / f"{name}.nii.gz"
+        summary = tmp_path / f"{name}.json"
+        assert main([*base, "-o", str(out), "--summary", str(summary), *extra]) == 0
+        return load(out), json.loads(summary.read_text())["results"][0]
+
+    plain, _ = run("plain")
+    adapted, row = run("adapted", "--adapt-steps", "4")
+    zero, _ = run("zero", "--adapt", "--adapt-steps", "0")
+    assert hashlib.sha256(src.read_bytes()).hexdigest() == before
+    assert adapted.shape == plain.shape == (40, 40, 4)
+    np.testing.assert_allclose(adapted.affine, series.affine)
+    assert np.abs(adapted.data - plain.data).max() > 1e-3  # the tuned copy ran
+    np.testing.assert_array_equal(zero.data, plain.data)
+    info = row["adaptation"]
+    assert info["steps"] == 4 and info["n_pairs"] == 6 and info["pairs_per_half"] == 3
+    assert info["patch_size"] == [48, 48]  # 2D patches of the 2 mm slices (60 x 60)
+
+
+def test_enhance_api_adapt_leaves_the_network_and_the_input_untouched(tmp_path):
+    import torch
+
+    from mrenhance.engine.adapt import adapt_enhancer
+    from mrenhance.enhance_api import Enhancer, enhance
+
+    enhancer = Enhancer.from_weights(_tiny_dwan_weights(tmp_path / "tiny.safetensors"))
+    weights = {k: v.clone() for k, v in enhancer.model.state_dict().items()}
+    rng = np.random.default_rng(11)
+    series = Volume(rng.normal(50, 10, (40, 40, 4, 6)).astype(np.float32),
+                    np.diag([3.0, 3.0, 5.0, 1.0]), {"source": "pairs.nii.gz"})  # fmt: skip
+    data = series.data.copy()
+    plain = enhance(series, enhancer)
+    adapted = enhance(series, enhancer, adapt_steps=3, adapt_seed=1)
+    assert adapted.meta["adaptation"]["steps"] == 3
+    assert "adapted(steps=3" in adapted.meta["provenance"][-1]
+    assert np.abs(adapted.data - plain.data).max() > 1e-3
+    again = enhance(series, enhancer, adapt_steps=3, adapt_seed=1)
+    np.testing.assert_array_equal(again.data, adapted.data)  # seeded: reproducible
+    zero = adapt_enhancer(enhancer, series, steps=0)(series)
+    np.testing.assert_array_equal(zero.data, plain.data)
+    np.testing.assert_array_equal(series.data, data)
+    for k, v in enhancer.model.state_dict().items():
+        assert torch.equal(v, weights[k]), k
 
 
 def test_metrics_rank_the_truth_above_the_noisy_input():

@@ -113,8 +113,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--adapt",
         action="store_true",
-        help="fine-tune a copy of the network on each input first (self-supervised: the "
-        "input degraded further, learnt back); the input file is never modified",
+        help="fine-tune a copy of the network on each input first, self-supervised (sr_t1: "
+        "the input degraded further, learnt back; asl: one half of a 4D series' pairs "
+        "learnt from the other); the input file is never modified",
     )
     p.add_argument(
         "--adapt-steps",

@@ -59,6 +59,9 @@ TRAINING_PIXEL_MM = (2.0, 2.0)
 DATA_RANGE = 100.0
 #: Smallest in-plane field of view (mm) an ASL map can have here.
 MIN_FOV_MM = 40.0
+#: ``enhance --adapt`` patch (pixels of the training grid); choice: the shipped
+#: ``dwan-asl-lfn``'s training patch (its card: 48 x 48).
+ADAPT_PATCH = (48, 48)
 
 DATA_DEFAULTS: dict[str, Any] = {
     "target": "lfn",  # "lfn" (learning from noise) or "asldn" (pseudo gold standard)
@@ -554,6 +557,16 @@ def _resize(array: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     return out[: shape[0], : shape[1]].astype(np.float32)
 
 
+def _flip_pair(
+    x: np.ndarray, y: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random in-plane flips of a (1, a, b) input/target pair, the same for both."""
+    for axis in (1, 2):
+        if rng.random() < 0.5:
+            x, y = np.flip(x, axis), np.flip(y, axis)
+    return x, y
+
+
 def _card_scale(card: Any) -> tuple[float, tuple[float, float]]:
     pre = None
     if card is not None and hasattr(card, "preprocessing"):
@@ -749,16 +762,33 @@ class AslTask(Task):
         rng: np.random.Generator | None = None,
         *,
         n_splits: int = 4,
-    ) -> list[dict[str, np.ndarray]]:
-        """Noisy input/target pairs from a user's own repeats, learning-from-noise style.
+    ) -> Any:
+        """Learning-from-noise pairs from a user's own repeats (``enhance --adapt``).
 
-        From a 4D label/control (or per-pair CBF) series: for each of ``n_splits`` random
-        splits of the pairs into two disjoint halves, the mean CBF of one half is the input
-        and the other's the target (both prepared exactly as :meth:`prepare` prepares an
-        input: RAS, training pixel size, / CBF scale). Returns dicts ``{"inputs": (x', y',
-        z), "target": (x', y', z), "pairs_in", "pairs_target"}``; slices along the last
-        axis are the 2D training samples. No clean data is needed (Sec. 2.1).
+        From a 4D label/control (or per-pair CBF) series of n >= 2 pairs: ``n_splits``
+        random splits of the pairs into two disjoint halves of n // 2 (an odd pair out);
+        one half's mean CBF is an input, the other half's its target, and (# choice, as
+        ``lfn_symmetric`` in training) the reverse too, so 2 x ``n_splits`` pairs. No
+        clean data is needed (Sec. 2.1: the Noise2Noise argument). Both maps are prepared
+        as :meth:`prepare` prepares the input: RAS, each slice resampled to the training
+        pixel size, / the CBF scale; axial slices (the last axis) are the 2D samples.
+
+        Patch centres lie in a head mask (:func:`mrenhance.preprocess.head_mask`) of the
+        voxel-wise median of the per-pair CBF maps (# choice: robust to outlier pairs; no
+        segmentation needed); patches are :data:`ADAPT_PATCH` with random flips (the training
+        augmentation); L1 loss (the paper's, robust to outlier pairs).
+
+        # choice: each half averages n // 2 pairs, so its noise is ~sqrt(2) above that of
+        the n-pair mean the adapted network then enhances: the network learns to denoise
+        slightly noisier maps than it is given (halves are the only split with no pair in
+        both roles and no clean data).
+
+        Returns :class:`mrenhance.engine.adapt.AdaptationPairs` (arrays (x', y', z)
+        float32; ``info["splits"]``: the 0-based pairs of each split's input and target).
         """
+        from mrenhance.engine.adapt import AdaptationPairs
+        from mrenhance.preprocess import head_mask
+
         self.check_input(volume)
         source = volume.meta.get("source", "input")
         if volume.data.ndim != 4:
@@ -769,14 +799,30 @@ class AslTask(Task):
         if n < 2:
             raise InputError(f"{source}: adaptation needs at least 2 pairs, got {n}")
         cbf_scale, pixel = _card_scale(card)
-        out = []
+
+        def prepared(cbf_map: np.ndarray) -> np.ndarray:
+            return self._prepare_map(cbf_map, volume.affine, cbf_scale, pixel)[0]
+
+        # the median over pairs: an outlier pair's spike (+-1000s of ml/100 g/min in a
+        # slab) would make Otsu's threshold of the mean pick the spike, not the brain
+        mask = head_mask(prepared(np.median(cbf, axis=-1)))
+        inputs, targets, splits = [], [], []
         for _ in range(int(n_splits)):
             order = rng.permutation(n)
             a, b = np.sort(order[: n // 2]), np.sort(order[n // 2 : 2 * (n // 2)])
-            x, _ = self._prepare_map(cbf[..., a].mean(-1), volume.affine, cbf_scale, pixel)
-            y, _ = self._prepare_map(cbf[..., b].mean(-1), volume.affine, cbf_scale, pixel)
-            out.append({"inputs": x, "target": y, "pairs_in": a, "pairs_target": b})
-        return out
+            inputs.append(prepared(cbf[..., a].mean(axis=-1)))
+            targets.append(prepared(cbf[..., b].mean(axis=-1)))
+            splits.append({"input_pairs": a.tolist(), "target_pairs": b.tolist()})
+        inputs, targets = inputs + targets, targets + inputs  # the reverse roles
+        return AdaptationPairs(
+            inputs=inputs,
+            targets=targets,
+            masks=[mask] * len(inputs),
+            augment=_flip_pair,
+            loss="l1",
+            patch_size=ADAPT_PATCH,
+            info={"n_pairs": int(n), "pairs_per_half": int(n // 2), "splits": splits},
+        )
 
     # -- protocol -------------------------------------------------------------------------
     def baselines(self, data: dict[str, Any] | None = None) -> dict[str, Method]:
