@@ -19,8 +19,9 @@ Peers (optional ``[bench]`` extra; skipped when not installed):
 - ``monai-gaussian``: the same with overlap 0.25, mode gaussian (MONAI's defaults);
 - ``torchio-crop``: ``GridSampler(64^3, overlap 6)`` + ``GridAggregator("crop")``;
 - ``torchio-hann``: ``GridSampler(64^3, overlap 32)`` + ``GridAggregator("hann")``.
-``approx-default`` is our tiling before this release: 64^3 tiles, 3-voxel crop margin,
-volume padded by the margin, eager network.
+``ours-fp32-onepass`` is our exact tiling with each tile in one pass (no streaming: the
+default of the previous release). ``approx-default`` is our tiling before that: 64^3
+tiles, 3-voxel crop margin, volume padded by the margin, eager network.
 
 Writes ``benchmarks/results/bench_inference.{json,md,csv}``.
 """
@@ -45,6 +46,7 @@ from _common import provenance, tune_allocator, write_results  # noqa: E402
 METHODS = (
     "ours-fp32",
     "ours-bf16",
+    "ours-fp32-onepass",
     "approx-default",
     "monai-constant",
     "monai-gaussian",
@@ -107,6 +109,8 @@ def worker(method: str, size: str, out: str, max_memory: float | None) -> dict:
         max_memory=max_memory,
     )
     eager = enhancer.model
+    if method == "ours-fp32-onepass":  # exact tiles, each in one pass (no streaming)
+        enhancer.net.stream_chunk = None
     tensor = torch.from_numpy(x)[None, None]
     info: dict = {}
     t0 = time.perf_counter()

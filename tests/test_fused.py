@@ -61,13 +61,24 @@ def test_fused_network_needs_less_activation_memory():
     assert fused < 0.5 * eager  # no cat of the 416-channel stack, one block buffer at a time
 
 
-def test_exact_tiling_equals_one_untiled_call(small_brain):
-    """With a budget that forces several tiles, the output equals the network on the whole."""
+@pytest.mark.parametrize("stream_chunk", [None, 16, 5])
+def test_exact_tiling_equals_one_untiled_call(small_brain, stream_chunk):
+    """With a budget that forces several tiles, the output equals the network on the whole
+    (tiles run in one pass, or streamed along their longest side)."""
     model = _trained_like("mdcsrn-b2u4", growth=4)
     task = get_task("sr_t1")
     volume = task.example_input(np.random.default_rng(1))
     volume = volume.with_data(np.tile(small_brain, (2, 1, 1)) * 100)  # (48, 28, 20)
-    enhancer = Enhancer(model, task, inference={"tiling": "exact"}, max_memory=6e6)
+    budget = 6e6
+    if stream_chunk is not None:  # 80 % of what one streamed tile of the whole would need
+        from mrenhance.engine.grid import estimate_tile_bytes, streaming_costs
+
+        net = for_inference(model)
+        net.stream_chunk = stream_chunk
+        costs = streaming_costs(net)
+        budget = 0.8 * estimate_tile_bytes(net, volume.shape, bytes_per_voxel=0, stream=costs)
+    enhancer = Enhancer(model, task, inference={"tiling": "exact"}, max_memory=budget)
+    enhancer.net.stream_chunk = stream_chunk
     out = enhancer(volume).data
     plan = enhancer.last_plan
     assert plan.overlap == (18, 18, 18)  # 2 x the receptive-field radius of b2u4 (9)
@@ -77,6 +88,48 @@ def test_exact_tiling_equals_one_untiled_call(small_brain):
         whole = model(torch.from_numpy(array)[None, None]).numpy()[0, 0]
     expected = np.clip(whole * ctx["scale"], 0, None)
     assert np.abs(out - expected).max() <= 1e-4 * ctx["scale"]
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "shape"),
+    [
+        ("mdcsrn-b2u4", {"growth": 4}, (1, 1, 14, 12, 10)),
+        ("mdcsrn-b3u4", {"growth": 4, "global_residual": True}, (1, 1, 11, 9, 13)),
+        ("dcsrn-b1u8", {"growth": 4}, (1, 1, 10, 10, 10)),
+        ("mdcsrn-b2u4", {"growth": 4}, (1, 1, 1, 5, 6)),  # one plane
+        ("mdcsrn-b2u4", {"growth": 4}, (1, 1, 2, 5, 6)),  # fewer planes than a 3^3 kernel
+    ],
+)
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 100])
+def test_streaming_computes_the_same_function(name, options, shape, chunk):
+    """Slab by slab along dim 2, every chunk size (one plane to more than the depth)."""
+    model = _trained_like(name, **options)
+    fused = for_inference(model)
+    x = torch.randn(shape)
+    with torch.no_grad():
+        np.testing.assert_allclose(fused.stream(x, chunk).numpy(), model(x).numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 9, 13, 11), (1, 1, 8, 7, 12), (1, 1, 6, 6, 6)])
+def test_streaming_along_the_longest_axis_transposes_the_kernels(shape):
+    """forward() streams along the longest side (here dims 3, 4 and 2): same function."""
+    model = _trained_like("mdcsrn-b2u4", growth=4)
+    fused = for_inference(model)
+    fused.stream_chunk = 3
+    x = torch.randn(shape)
+    with torch.no_grad():
+        np.testing.assert_allclose(fused(x).numpy(), model(x).numpy(), atol=1e-5)
+
+
+def test_streamed_memory_does_not_grow_along_the_streamed_axis():
+    from mrenhance.engine.grid import streaming_costs
+
+    fused = for_inference(_trained_like("mdcsrn-b2u4", growth=4))
+    per_plane, per_voxel = streaming_costs(fused)
+    assert per_voxel <= 12  # the input and output planes only (4 + 4 bytes, fp32)
+    assert per_plane > 50 * per_voxel  # the slabs and kept planes, paid once per plane
+    fused.stream_chunk = None
+    assert streaming_costs(fused) is None  # a one-pass network plans as any other
 
 
 def test_explicit_tiles_override_exact_tiling():
@@ -121,3 +174,26 @@ def test_parse_size(text, value):
 def test_parse_size_refuses(text):
     with pytest.raises(InputError, match="max-memory"):
         parse_size(text)
+
+
+@pytest.mark.parametrize("stream_chunk", [None, 4])
+def test_no_slow_path_for_the_one_channel_first_convolution(stream_chunk):
+    """PyTorch runs a 1-channel Conv3d as slow_conv3d; the fused network never does."""
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("no oneDNN in this torch build")
+    model = _trained_like("mdcsrn-b2u4", growth=4)
+    fused = for_inference(model)
+    fused.stream_chunk = stream_chunk
+    x = torch.randn(1, 1, 12, 10, 9)
+
+    def one_channel_slow_calls(net) -> int:
+        with torch.no_grad(), torch.profiler.profile(record_shapes=True) as prof:
+            net(x)
+        return sum(
+            e.count
+            for e in prof.key_averages(group_by_input_shape=True)
+            if e.key == "aten::slow_conv3d" and e.input_shapes and e.input_shapes[0][1] == 1
+        )
+
+    assert one_channel_slow_calls(fused) == 0
+    assert one_channel_slow_calls(model) > 0  # the eager network does take it: it can fail

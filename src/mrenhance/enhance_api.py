@@ -113,6 +113,7 @@ class Enhancer:
             raise InputError(f"--max-memory {max_memory}: must be a positive size")
         self.scale = scale
         self._bytes_per_voxel: float | None = None
+        self._stream_costs: tuple[float, float] | None = None
         # set by engine.adapt.adapt_enhancer: what the self-supervised fine-tuning did
         self.adaptation: dict[str, Any] | None = None
         check_tiling(
@@ -148,12 +149,20 @@ class Enhancer:
         """The tiling used for an input array of ``shape`` (x, y, z[, c])."""
         if not self.exact:
             return self.plan
-        from mrenhance.engine.grid import activation_bytes_per_voxel, plan_for_memory
+        from mrenhance.engine.grid import (
+            activation_bytes_per_voxel,
+            plan_for_memory,
+            streaming_costs,
+        )
 
         in_channels = shape[3] if len(shape) == 4 else 1
         if self._bytes_per_voxel is None:
             self._bytes_per_voxel = activation_bytes_per_voxel(
                 self.net, in_channels=in_channels, patch_dims=len(self.plan.patch)
+            )
+            dims = len(self.plan.patch)
+            self._stream_costs = (
+                streaming_costs(self.net, in_channels=in_channels) if dims == 3 else None
             )
         return plan_for_memory(
             self.net,
@@ -163,6 +172,7 @@ class Enhancer:
             in_channels=in_channels,
             batch_size=self.batch_size,
             bytes_per_voxel=self._bytes_per_voxel,
+            stream=self._stream_costs if self._stream_costs is not None else False,
         )
 
     def _infer(self, array: np.ndarray, source: str = "input") -> np.ndarray:

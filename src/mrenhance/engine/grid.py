@@ -55,6 +55,7 @@ __all__ = [
     "estimate_tile_bytes",
     "plan_for_memory",
     "receptive_field_radius",
+    "streaming_costs",
 ]
 
 BLEND_MODES = ("crop", "average", "gaussian")
@@ -528,18 +529,68 @@ def activation_bytes_per_voxel(
     return (tracker.peak + x.nbytes) / probe**patch_dims
 
 
+def streaming_costs(
+    model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
+    *,
+    in_channels: int = 1,
+    probe: int = 16,
+) -> tuple[float, float] | None:
+    """(bytes per plane voxel, bytes per voxel) of a streamed forward pass, or None.
+
+    For a network that evaluates a tile plane slab by plane slab along its longest axis
+    (it has ``stream(x, chunk)`` and a set ``stream_chunk``, e.g.
+    :class:`mrenhance.models.fused.FusedMDCSRN`), peak activation memory is
+    ``a * (H * W) + b * (D * H * W)``: ``a`` for the slabs, the halo planes each
+    convolution keeps and the delayed streams, ``b`` for the input and output tensors.
+    Both are measured as :func:`activation_bytes_per_voxel` does (live tensor storages
+    under a dispatch mode), on two probes of depth ``2 * chunk + 8`` and ``4 * chunk + 8``
+    and a ``probe`` x ``probe`` plane: ``b`` from the difference, ``a`` from the rest.
+    """
+    chunk = getattr(model, "stream_chunk", None)
+    stream = getattr(model, "stream", None)
+    if not chunk or stream is None:
+        return None
+    peaks = []
+    depths = (2 * chunk + 8, 4 * chunk + 8)
+    for depth in depths:
+        x = torch.zeros((1, in_channels, depth, probe, probe))
+        tracker = _PeakTensorBytes()
+        with torch.inference_mode(), tracker:
+            y = stream(x, chunk)
+            del y
+        peaks.append(tracker.peak + x.nbytes)
+    plane = probe * probe
+    per_voxel = max(0.0, (peaks[1] - peaks[0]) / ((depths[1] - depths[0]) * plane))
+    per_plane = max(0.0, (peaks[0] - per_voxel * depths[0] * plane) / plane)
+    return per_plane, per_voxel
+
+
 def estimate_tile_bytes(
     model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
     patch: Sequence[int],
     *,
     batch_size: int = 1,
     bytes_per_voxel: float,
+    stream: tuple[float, float] | None = None,
 ) -> int:
-    """Estimated device bytes for one forward pass: weights + batch x tile x bytes/voxel."""
+    """Estimated device bytes for one forward pass: weights + batch x tile x bytes/voxel.
+
+    With ``stream`` = (bytes per plane voxel, bytes per voxel) from :func:`streaming_costs`,
+    a 3D tile costs ``plane * (product of the sides other than the streamed one) +
+    per_voxel * (all sides)`` instead; the streamed side is the longest
+    (:func:`mrenhance.models.fused.stream_axis`).
+    """
     weights = 0
     if isinstance(model, nn.Module):
         weights = sum(t.numel() * t.element_size() for t in model.parameters())
         weights += sum(t.numel() * t.element_size() for t in model.buffers())
+    if stream is not None and len(patch) == 3:
+        from mrenhance.models.fused import stream_axis
+
+        along = stream_axis(tuple(patch))
+        area = math.prod(p for a, p in enumerate(patch) if a != along)
+        per_tile = stream[0] * area + stream[1] * math.prod(patch)
+        return int(weights + batch_size * per_tile)
     return int(weights + batch_size * math.prod(patch) * bytes_per_voxel)
 
 
@@ -553,6 +604,7 @@ def plan_for_memory(
     batch_size: int = 1,
     multiple_of: int = 1,
     bytes_per_voxel: float | None = None,
+    stream: tuple[float, float] | None | bool = True,
 ) -> GridPlan:
     """Exact ``"crop"`` tiles that fit ``max_bytes`` and waste the least work.
 
@@ -583,6 +635,12 @@ def plan_for_memory(
     bytes_per_voxel:
         Override the measured :func:`activation_bytes_per_voxel` (e.g. a peak measured on
         the target GPU).
+    stream:
+        For a network that streams a tile along its longest axis (:func:`streaming_costs`):
+        ``True`` (default) measures its costs, a (per plane voxel, per voxel) pair gives
+        them, ``False`` plans as for any network. A streamed tile's memory does not grow
+        along the streamed axis, so the plan usually keeps that axis whole and tiles (with
+        the halo) the other two only, or not at all.
     """
     base = DEFAULT_PLAN if base is None else base
     dims = len(base.patch)
@@ -592,6 +650,10 @@ def plan_for_memory(
         bytes_per_voxel = activation_bytes_per_voxel(
             model, in_channels=in_channels, patch_dims=dims, probe=max(16, multiple_of)
         )
+    if stream is True:
+        stream = streaming_costs(model, in_channels=in_channels) if dims == 3 else None
+    elif stream is False or dims != 3:
+        stream = None
     lengths = [int(shape[a]) for a in base.tiled_axes]
 
     def up(n: int) -> int:
@@ -620,7 +682,7 @@ def plan_for_memory(
     for combo in itertools.product(*[options(n) for n in lengths]):
         patch = tuple(side for _, side in combo)
         need = estimate_tile_bytes(
-            model, patch, batch_size=batch_size, bytes_per_voxel=bytes_per_voxel
+            model, patch, batch_size=batch_size, bytes_per_voxel=bytes_per_voxel, stream=stream
         )
         if need > max_bytes:
             continue
@@ -631,7 +693,11 @@ def plan_for_memory(
     if best is not None:
         return dataclasses.replace(base, patch=best[2], overlap=overlap, blend="crop")
     need = estimate_tile_bytes(
-        model, (smallest,) * dims, batch_size=batch_size, bytes_per_voxel=bytes_per_voxel
+        model,
+        (smallest,) * dims,
+        batch_size=batch_size,
+        bytes_per_voxel=bytes_per_voxel,
+        stream=stream,
     )
     raise InputError(
         f"plan_for_memory: {max_bytes / 2**20:.1f} MiB is too little; the smallest exact tile "

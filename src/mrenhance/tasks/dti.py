@@ -215,10 +215,10 @@ def real_subject(name: str = "dipy_small_64d", factor: int = 4) -> DWISubject:
     rule keeps 903 voxels there, and the head (not just its brightest part) of the
     ``S0_10slices`` b0.
     """
-    from mrenhance import samples
-    from mrenhance.diffusion import fit_tensors
     from scipy import ndimage
 
+    from mrenhance import samples
+    from mrenhance.diffusion import fit_tensors
     from mrenhance.simulate.dwi import degrade_dwi
 
     vol = samples.load_sample(name)
