@@ -98,7 +98,11 @@ class DSCProtocol:
     dispersion_s : time constant of the exponential dispersion of each voxel's AIF (0: none).
     variation : std of the log of the smooth CBV and CBF fields (choice: 0.15).
     variation_fwhm_mm : smoothness of those fields.
-    leakage_k2_per_s : BSW K2 of the enhancing rim (0: no leakage; 0.02 is visible).
+    leakage_k2_per_s : T1 leakage of the enhancing rim, s^-1: its Delta R2* is lowered by
+        this times the running integral of its own Delta R2* (0: no leakage; 0.02 is
+        visible). The BSW fit (:func:`mrenhance.baselines.perfusion.bsw_leakage_correction`)
+        measures K2 against the reference curve's integral instead, so it reads about K1
+        (the rim's curve over the reference) times this value.
     artery_blood_fraction : peak arterial blood fraction of the AIF voxels (partial volume of
         a ~1 mm artery in a 3 mm voxel; choice 0.05 keeps their peak signal above noise).
     """
