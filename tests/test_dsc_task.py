@@ -180,3 +180,42 @@ def test_enhance_with_the_shipped_stunet_writes_a_3d_cbv_map(tmp_path):
     np.testing.assert_allclose(cbv.affine, sim.affine, atol=1e-4)
     inside = sim.brain_mask & (sim.cbv > 0.5)
     assert np.corrcoef(cbv.data[inside], sim.cbv[inside])[0, 1] > 0.3
+
+
+def test_demo_section_scores_osvd_and_a_network_against_the_truth(tmp_path, monkeypatch):
+    from mrenhance.enhance_api import Enhancer
+
+    small = {"voxel_mm": 6.0, "slices": 2, "slice_size": 16, "n_frames": 30}
+    for key, value in small.items():  # one small test subject
+        monkeypatch.setitem(T.DATA_DEFAULTS, key, value)
+    made = []
+    monkeypatch.setattr(T, "make_case", lambda *a, _f=T.make_case: made.append(a) or _f(*a))
+    torch.manual_seed(0)
+    model = create_model("stunet", widths=[4, 8]).eval()  # untrained
+    card = {"preprocessing": {"dsc": {"slice_size": 16, "cbv_mean": 3.0, "cbv_std": 1.5}}}
+    plan = {"patch_size": [8, 16], "overlap": [4, 0], "blend": "average", "slice_axis": 2}
+    enhancers = {"tiny": Enhancer(model, get_task("dsc"), normalisation=card, inference=plan)}
+    section = get_task("dsc").demo(tmp_path, enhancers, say=lambda *_: None)
+    assert [a[1:] for a in made] == [("test", 0)]  # only the subject it shows
+    rows = section["table_rows"]
+    assert [(r["method"], r["dose"]) for r in rows] == [
+        ("oSVD", 1.0),
+        ("tiny", 1.0),
+        ("oSVD", 0.25),
+        ("tiny", 0.25),
+    ]
+    assert all(r["reference"] == "truth" and r["n"] == 1 for r in rows)
+    by = {(r["method"], r["dose"]): r for r in rows}
+    for dose in (1.0, 0.25):  # the classical maps beat an untrained network
+        assert by[("oSVD", dose)]["l1"] < 0.7 * by[("tiny", dose)]["l1"]
+    figure = section["images"][0]
+    assert figure.name == "figure.png" and figure.stat().st_size > 5000
+    assert {p.name for p in section["files"].values()} == {
+        "cbv_truth.nii.gz",
+        "cbv_osvd_dose1.nii.gz",
+        "cbv_osvd_dose0.25.nii.gz",
+        "cbv_tiny_dose1.nii.gz",
+        "cbv_tiny_dose0.25.nii.gz",
+    }
+    assert all(p.is_file() for p in section["files"].values())
+    assert (tmp_path / "dsc" / "metrics.md").is_file()
