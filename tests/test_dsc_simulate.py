@@ -97,3 +97,48 @@ def test_eq1_misses_the_exponential_where_the_signal_drop_is_large(subject):
     rim = full.masks["enhancing"]
     assert np.median(err[rim]) > 2 * np.median(err[wm])
     assert np.median(err[full.aif_mask]) > np.median(err[wm])
+
+
+def _fwhm_s(curve, h_s):
+    return float(np.count_nonzero(curve >= 0.5 * curve.max()) * h_s)
+
+
+def test_dispersion_lowers_delays_and_widens_the_aif_but_keeps_its_area():
+    h = 0.1
+    t = np.arange(900) * h
+    aif = D.arterial_input_function(t, D.DSCProtocol(n_frames=90))
+    np.testing.assert_array_equal(D.dispersed_aif(aif, h, 0.0), aif)
+    previous = aif
+    for tau in (1.0, 2.0, 4.0):  # each longer time constant disperses more
+        local = D.dispersed_aif(aif, h, tau)
+        assert local.max() < 0.95 * previous.max()
+        assert t[local.argmax()] > t[previous.argmax()] + 0.5
+        assert _fwhm_s(local, h) > _fwhm_s(previous, h) + 0.3
+        assert local.sum() == pytest.approx(aif.sum(), rel=0.02)  # a unit-area kernel
+        previous = local
+
+
+def test_recirculation_adds_a_later_wider_pass_of_its_share_of_the_area():
+    from dataclasses import replace
+
+    h = 0.1
+    t = np.arange(900) * h
+    p = D.DSCProtocol(n_frames=90)  # recirculation 0.15 of the area, 8 s after the arrival
+    first = D.arterial_input_function(t, replace(p, recirculation_fraction=0.0))
+    second = D.arterial_input_function(t, p) - first
+    assert np.all(second[t <= p.arrival_s + p.recirculation_delay_s] == 0)
+    assert second.sum() == pytest.approx(p.recirculation_fraction * first.sum(), rel=0.01)
+    # its peak: arrival + delay + alpha * (2 beta), twice as wide as the first pass
+    assert t[second.argmax()] == pytest.approx(10 + 8 + 3 * 3.0, abs=0.2)
+    assert _fwhm_s(second, h) == pytest.approx(2 * _fwhm_s(first, h), rel=0.05)
+    assert t[first.argmax()] == pytest.approx(14.5, abs=0.1) and first.max() == 8.0
+
+    # at the default 8 s it is a shoulder on the first pass's tail (DSCProtocol); a later
+    # recirculation is a second bump: the curve falls, rises again by > 30 %, falls
+    def dips(curve):
+        return np.flatnonzero((np.diff(curve[:-1]) < 0) & (np.diff(curve[1:]) >= 0)) + 1
+
+    assert dips(first + second).size == 0
+    late = D.arterial_input_function(t, replace(p, recirculation_delay_s=12.0))
+    (dip,) = dips(late)
+    assert 20 < t[dip] < 30 and late[dip:].max() > 1.3 * late[dip]

@@ -39,6 +39,7 @@ __all__ = [
     "DSCProtocol",
     "DSCSimulation",
     "arterial_input_function",
+    "dispersed_aif",
     "exponential_filter",
     "gamma_variate",
     "low_dose_eq1",
@@ -93,12 +94,18 @@ class DSCProtocol:
     arrival_s, alpha, beta_s : gamma variate of the first pass (arrival 10 s so ~10 baseline
         frames; alpha 3, beta 1.5 s: a ~4 s FWHM bolus, as Wu et al. 2003's simulations).
     recirculation_fraction, recirculation_delay_s : a second, wider gamma variate holding this
-        share of the first pass's area, this much later (choice: 0.15, 8 s).
+        share of the first pass's area, this much later (choice: 0.15, 8 s). At 8 s it
+        starts on the first pass's tail (still ~55 % of the peak) and shows as a shoulder
+        peaking ~17 s after the arrival; from ~10 s on the curve dips between two peaks.
     delay_range_s : tissue arrival delay after the AIF, a smooth field spanning this range.
     dispersion_s : time constant of the exponential dispersion of each voxel's AIF (0: none).
     variation : std of the log of the smooth CBV and CBF fields (choice: 0.15).
     variation_fwhm_mm : smoothness of those fields.
-    leakage_k2_per_s : BSW K2 of the enhancing rim (0: no leakage; 0.02 is visible).
+    leakage_k2_per_s : T1 leakage of the enhancing rim, s^-1: its Delta R2* is lowered by
+        this times the running integral of its own Delta R2* (0: no leakage; 0.02 is
+        visible). The BSW fit (:func:`mrenhance.baselines.perfusion.bsw_leakage_correction`)
+        measures K2 against the reference curve's integral instead, so it reads about K1
+        (the rim's curve over the reference) times this value.
     artery_blood_fraction : peak arterial blood fraction of the AIF voxels (partial volume of
         a ~1 mm artery in a 3 mm voxel; choice 0.05 keeps their peak signal above noise).
     """
@@ -190,6 +197,18 @@ def exponential_filter(x: np.ndarray, h_s: float, tau_s: np.ndarray | float) -> 
     return y
 
 
+def dispersed_aif(aif_fine: np.ndarray, h_s: float, dispersion_s: float) -> np.ndarray:
+    """The AIF after the vessels between the measured artery and a voxel: convolved with
+    ``exp(-t / dispersion) / dispersion`` (unit area; ``dispersion_s`` 0: unchanged).
+
+    aif_fine : (n,) mM on a grid of step ``h_s``. Returns (n,) float64.
+    """
+    aif = np.asarray(aif_fine, dtype=np.float64)
+    if dispersion_s <= 0:
+        return aif
+    return exponential_filter(aif[None], h_s, dispersion_s)[0] / dispersion_s
+
+
 def tissue_concentration(
     aif_fine: np.ndarray,
     h_s: float,
@@ -202,15 +221,13 @@ def tissue_concentration(
     """``C(t) = CBF * (AIF_local conv exp(-t / MTT))(t)`` for N voxels on a fine grid.
 
     aif_fine : (n,) mM on a grid of step ``h_s``. cbf_per_s, mtt_s, delay_s : (N,) (CBF as a
-    fraction per s: ml/100 g/min / 6000). The local AIF is the AIF dispersed by
-    ``exp(-t / dispersion) / dispersion`` and delayed by ``delay_s`` (linear interpolation).
+    fraction per s: ml/100 g/min / 6000). The local AIF is the AIF dispersed
+    (:func:`dispersed_aif`) and delayed by ``delay_s`` (linear interpolation).
     Returns (N, n) mM.
     """
     cbf = np.asarray(cbf_per_s, dtype=np.float64).reshape(-1)
     mtt = np.asarray(mtt_s, dtype=np.float64).reshape(-1)
-    aif = np.asarray(aif_fine, dtype=np.float64)
-    if dispersion_s > 0:
-        aif = exponential_filter(aif[None], h_s, dispersion_s)[0] / dispersion_s
+    aif = dispersed_aif(aif_fine, h_s, dispersion_s)
     conc = cbf[:, None] * exponential_filter(np.broadcast_to(aif, (cbf.size, aif.size)), h_s, mtt)
     delay = np.broadcast_to(np.asarray(delay_s, dtype=np.float64).reshape(-1), cbf.shape)
     if np.any(delay != 0):

@@ -712,7 +712,9 @@ class DSCTask(Task):
         out.mkdir(parents=True, exist_ok=True)
         cfg = self.data_config({})
         say("simulating a DSC test subject with a tumour (Eq. 1 for the quarter dose)")
-        cases = make_cases(cfg, "test")[: (None if full else 1)]
+        # only the subjects shown (each is a simulation and an oSVD): the first, or all
+        n_cases = int(cfg["subjects"]["test"]) if full else 1
+        cases = [make_case(cfg, "test", i) for i in range(n_cases)]
         methods: dict[str, Method] = {"oSVD": osvd_method(cfg["eq1"])}
         for name in sorted(enhancers):
             methods[name] = network_method(enhancers[name], cfg["eq1"])
