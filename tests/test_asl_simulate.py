@@ -156,3 +156,28 @@ def test_asldro_ground_truth_is_the_reference_of_the_gm_wm_values():
     cbf, labels = gt["perfusion_rate"].data, gt["seg_label"].data
     assert float(np.median(cbf[labels == 1])) == pytest.approx(60.0, abs=1)
     assert 15 <= float(np.median(cbf[labels == 2])) <= 25
+
+
+def test_subject_draws_vary_within_their_ranges_and_set_the_cbf():
+    """Global scale, GM/WM ratio and spatial variation are drawn per subject, in range, and
+    the truth follows them (GM mean ~ s * g, GM/WM ~ r up to partial volume)."""
+    draws = [A.draw_perfusion(np.random.default_rng(seed)) for seed in (11, 12, 13)]
+    scales = [p.params["global_scale"] for p in draws]
+    assert len(set(scales)) == 3 and all(0.8 <= s <= 1.2 for s in scales)
+    for p in draws:
+        assert 2.4 <= p.params["gm_wm_ratio"] <= 3.0
+        assert 0.0 <= p.params["spatial_variation"] <= 0.15
+        gm, wm = (p.gm > 0.95) & p.brain_mask, (p.wm > 0.95) & p.brain_mask
+        expected_gm = p.params["global_scale"] * p.params["gm_cbf"]
+        assert abs(np.median(p.cbf[gm]) / expected_gm - 1) < 0.1
+        ratio = np.median(p.cbf[gm]) / np.median(p.cbf[wm])
+        assert abs(ratio / p.params["gm_wm_ratio"] - 1) < 0.15
+
+
+def test_motion_is_a_small_bounded_walk_and_off_at_zero(subject):
+    motion = subject.series.motion  # (pairs, 6): rotations (deg), translations (mm)
+    assert motion.shape == (40, 6) and np.abs(motion).max() > 0
+    assert np.abs(motion[:, 3:]).max() < 5 * 0.5  # mm, motion_mm = 0.5
+    rng = np.random.default_rng(3)
+    still = A.acquire_pairs(A.draw_perfusion(rng), rng, motion_mm=0.0, outlier_fraction=0.0)
+    assert not np.any(still.motion)

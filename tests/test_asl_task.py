@@ -382,3 +382,16 @@ def test_demo_section_writes_its_maps_metrics_row_and_figure(tmp_path, monkeypat
     np.testing.assert_allclose(truth.data[:, :, T.STORED_SLICES.index(A.SNR_SLICE)],
                                subject.truth[:, :, A.SNR_SLICE], atol=1e-4)  # fmt: skip
     assert "ASL CBF denoising" in result["html"].read_text(encoding="utf-8")
+
+
+def test_splits_never_share_a_subject():
+    from mrenhance.tasks.asl import subject_seed
+
+    seeds = {
+        split: {tuple(subject_seed(0, split, i)) for i in range(300)}
+        for split in ("train", "validation", "test")
+    }
+    assert not seeds["train"] & seeds["validation"]
+    assert not seeds["train"] & seeds["test"]
+    assert not seeds["validation"] & seeds["test"]
+    assert len(seeds["train"]) == 300  # every index its own subject
