@@ -148,3 +148,58 @@ def test_demo_figure_outlines_the_true_pvs_on_a_zoomed_slice(tmp_path):
     )
     path = pvs_figure({"input": image, "target": image}, case, tmp_path / "f.png")
     assert path.stat().st_size > 1000
+
+
+@pytest.fixture(scope="module")
+def smoothing_weights(tmp_path_factory):
+    """A tiny untrained DCNN with non-negative weights and no biases: a positive linear
+    smoothing of its input (ReLUs pass it), so bright tubes stay bright in its output."""
+    torch.manual_seed(0)
+    model = create_model("dcnn1", growth=2, units=2, bottleneck_channels=2)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(p.abs() if name.endswith("weight") else torch.zeros_like(p))
+    path = tmp_path_factory.mktemp("w") / "smooth-pvs.safetensors"
+    card = {
+        "task": "pvs",
+        "preprocessing": {
+            "normalisation": {"method": "percentile", "percentile": 99.5, "mask": "head"},
+            "voxel_size_mm": [0.5, 0.5, 0.5],
+        },
+        "inference": {"patch_size": 16, "overlap": 4, "blend": "crop"},
+    }
+    return save_weights(model.eval(), path, card)
+
+
+def test_the_command_masks_what_the_protocol_scored_at_the_same_threshold(
+    tmp_path, smoothing_weights
+):
+    """One unit for thresholds: ``mrenhance pvs`` applies a threshold to the map the
+    protocol chose it on (enhanced / the input's scale), not to the raw enhanced image."""
+    from mrenhance.preprocess import intensity_scale
+    from mrenhance.tasks.pvs import load_cases, threshold_mask
+
+    tiny_weights = smoothing_weights
+    enhancer = Enhancer.from_weights(tiny_weights)
+    method = TASK.network_method(enhancer)
+    (row,) = TASK.evaluate({"tiny": method}, data=TINY)
+    case = load_cases(TASK.data_config(TINY), "test")[0]
+    scored = method(case)
+    t = row["threshold"]
+    expected = threshold_mask(scored["score"], t, case.possible)
+    vol = Volume(case.image, case.affine, {"source": "phantom"})
+    src = save(vol, tmp_path / "t2.nii.gz")
+    # the protocol's domain as --mask (on a crop with no air the automatic head mask is
+    # Otsu's bright CSF only)
+    domain = save(vol.with_data(case.possible.astype(np.float32)), tmp_path / "domain.nii.gz")
+    out = tmp_path / "out"
+    args = ["pvs", str(src), "-o", str(out), "--model", str(tiny_weights), "--mask", str(domain)]
+    assert main([*args, "--threshold", str(t), "--min-voxels", "1"]) == 0
+    written = load(out / "pvs_mask.nii.gz").data > 0
+    enhanced = load(out / "enhanced.nii.gz").data
+    assert np.allclose(enhanced[case.possible], scored["image"][case.possible], rtol=1e-5)
+    assert 0 < expected.sum() < case.possible.sum()
+    assert np.array_equal(written, expected)
+    # the raw enhanced image is in the phantom's units: thresholding it gives another mask
+    assert abs(intensity_scale(case.image, enhancer.card.normalisation) - 1) > 0.05
+    assert not np.array_equal(threshold_mask(scored["image"], t, case.possible), expected)
