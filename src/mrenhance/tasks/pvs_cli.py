@@ -10,7 +10,8 @@ Writes into the output folder:
   the unit of ``--threshold``). choice: a monotone map that is 0.5 at the threshold; it is
   not a calibrated probability;
 * ``pvs_mask.nii.gz`` - ``s >= t`` inside the mask (``--mask``, else the automatic head
-  mask), 26-connected clusters smaller than ``--min-voxels`` removed;
+  mask: on a crop with no air Otsu keeps bright CSF only, so pass ``--mask`` there),
+  26-connected clusters smaller than ``--min-voxels`` removed;
 * ``pvs_table.csv`` / ``.json`` - PVS count and volume (mm^3) per region: ``all`` and, with
   ``--regions`` (a label image on the input's grid: 1 = centrum semiovale, 2 = basal
   ganglia), per region. Without a registration to MNI space the regions cannot be found
