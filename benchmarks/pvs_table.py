@@ -9,18 +9,27 @@ volume differences (overall, per region, per tube radius), training time.
 
     python benchmarks/pvs_table.py                 # train what is missing, then the table
     python benchmarks/pvs_table.py --no-train      # only evaluate existing runs
+    python benchmarks/pvs_table.py --train-missing # only train what is missing, no table
+    python benchmarks/pvs_table.py --verdict benchmarks/results/pvs_table.json
 
 Runs go to ``runs/pvs/<model>/`` (git-ignored). Writes
 ``benchmarks/results/pvs_table.{json,md,csv}`` and says whether the paper's PSNR-WM
-ordering holds and whether the networks beat Frangi and the top-hat at detection.
+ordering holds (:func:`ordering_verdict`: "holds" only with every ranked network present,
+"incomplete" with the missing rows listed, "does not hold" when a present pair is out of
+order) and whether the networks beat Frangi and the top-hat at detection. ``--verdict``
+reads a results file (old ones too: the verdict is recomputed from its rows).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -45,7 +54,78 @@ PAPER_PSNR_WM = {
     "DCNN4+SC+B": 38.420,
     "DCNN6+SC+B": 38.739,
 }
+#: the ordering the issue asks about (Table 1's PSNR-WM, best first)
 ORDER = ["DCNN6+SC+B", "DCNN4+SC+B", "DCNN2+SC+B", "DCNN", "SRCNN"]
+#: the CPU budget of the committed results (their provenance: 200 steps of 5 x 16^3)
+DEFAULT_STEPS, DEFAULT_PATCH = 200, 16
+
+
+def ordering_verdict(
+    psnr_wm: Mapping[str, float | None], order: Sequence[str] = ORDER
+) -> dict[str, Any]:
+    """Whether ``order`` (best first) holds in ``psnr_wm`` (method -> PSNR-WM in dB).
+
+    Returns ``verdict``: "holds" when every network of ``order`` has a finite PSNR-WM and
+    each beats every one ranked after it; "does not hold" when some present network scores
+    at or below one ranked after it (no missing row can repair that); else "incomplete".
+    Also ``holds`` (True / False / None for incomplete), ``compared`` (the present
+    networks, "a > b > ..."), ``missing`` (ranked networks without a finite PSNR-WM) and
+    ``violations`` ("a <= b" for each pair out of order).
+    """
+    present = [m for m in order if _finite(psnr_wm.get(m))]
+    missing = [m for m in order if m not in present]
+    violations = [
+        f"{a} <= {b}"
+        for i, a in enumerate(present)
+        for b in present[i + 1 :]
+        if float(psnr_wm[a]) <= float(psnr_wm[b])  # type: ignore[arg-type]
+    ]
+    verdict = "does not hold" if violations else "incomplete" if missing else "holds"
+    return {
+        "verdict": verdict,
+        "holds": {"holds": True, "does not hold": False}.get(verdict),
+        "compared": " > ".join(present),
+        "missing": missing,
+        "violations": violations,
+    }
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def verdict_of_results(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`ordering_verdict` of a results file's rows (any version of this benchmark),
+    with ``missing_rows``: every Table 1 network without a row."""
+    rows = payload.get("rows") or []
+    psnr = {r.get("method"): r.get("psnr_wm") for r in rows}
+    out = ordering_verdict(psnr)
+    out["missing_rows"] = [m for m in NETWORKS if not _finite(psnr.get(m))]
+    return out
+
+
+def verdict_meta(verdict: Mapping[str, Any]) -> dict[str, Any]:
+    """The provenance keys of a verdict (``paper_ordering_holds`` kept: None = incomplete)."""
+    return {
+        "paper_ordering_psnr_wm": " > ".join(ORDER),
+        "paper_ordering_compared": verdict["compared"],
+        "paper_ordering_verdict": verdict["verdict"],
+        "paper_ordering_holds": verdict["holds"],
+        "paper_ordering_missing": list(verdict["missing"]),
+        "paper_ordering_violations": list(verdict["violations"]),
+        "missing_rows": list(verdict.get("missing_rows", [])),
+    }
+
+
+def _say_verdict(verdict: Mapping[str, Any]) -> None:
+    line = f"paper's PSNR-WM ordering ({' > '.join(ORDER)}): {verdict['verdict']}"
+    if verdict["violations"]:
+        line += f" ({', '.join(verdict['violations'])})"
+    if verdict["missing"]:
+        line += f"; missing ranked rows: {', '.join(verdict['missing'])}"
+    print(line)
+    if verdict.get("missing_rows"):
+        print(f"Table 1 networks without a row: {', '.join(verdict['missing_rows'])}")
 
 
 def budget_overrides(model: str, steps: int, patch: int) -> list[str]:
@@ -61,15 +141,68 @@ def budget_overrides(model: str, steps: int, patch: int) -> list[str]:
     ]
 
 
+def same_overrides(a: Sequence[str], b: Sequence[str]) -> bool:
+    """Whether two override lists set the same keys to the same values (numbers compared
+    as numbers: ``9.98e-5`` and ``9.98e-05`` are one budget)."""
+
+    def parse(items: Sequence[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for item in items:
+            key, _, value = item.partition("=")
+            try:
+                out[key] = float(value)
+            except ValueError:
+                out[key] = value
+        return out
+
+    return parse(a) == parse(b)
+
+
+def recheck_results(path: Path, write: bool) -> dict[str, Any]:
+    """The verdict of a results file; ``write``: store it in the file's provenance (rows
+    unchanged) and rewrite its .md / .csv from the same rows."""
+    payload = json.loads(path.read_text(encoding="utf-8"))
+    verdict = verdict_of_results(payload)
+    _say_verdict(verdict)
+    if write:
+        meta = dict(payload.get("provenance") or {})
+        meta.update(verdict_meta(verdict))
+        meta["verdict_recomputed_at"] = provenance()["git_commit"]
+        write_results(payload.get("benchmark") or path.stem, payload["rows"], meta)
+    return verdict
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default=",".join(NETWORKS))
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--patch", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    parser.add_argument("--patch", type=int, default=DEFAULT_PATCH)
     parser.add_argument("--runs", default=str(ROOT / "runs" / "pvs"))
-    parser.add_argument("--no-train", action="store_true")
+    parser.add_argument("--no-train", action="store_true", help="only evaluate existing runs")
+    parser.add_argument(
+        "--train-missing",
+        action="store_true",
+        help="only train the networks of --models without weights in --runs, then stop",
+    )
+    parser.add_argument(
+        "--verdict",
+        metavar="RESULTS_JSON",
+        default=None,
+        help="print the ordering verdict of a results file (no training, no evaluation)",
+    )
+    parser.add_argument(
+        "--write-verdict", action="store_true", help="with --verdict: store it in that file"
+    )
     parser.add_argument("--name", default="pvs_table")
     args = parser.parse_args()
+    if args.verdict:
+        recheck_results(Path(args.verdict), args.write_verdict)
+        return
+    if args.no_train and args.train_missing:
+        parser.error("--no-train and --train-missing exclude each other")
+    unknown = [m for m in args.models.split(",") if m not in NETWORKS]
+    if unknown:
+        parser.error(f"--models: unknown {', '.join(unknown)}; use {', '.join(NETWORKS)}")
     tune_allocator()
 
     from mrenhance.enhance_api import Enhancer
@@ -80,9 +213,26 @@ def main() -> None:
     task = get_task("pvs")
     cfg = task.data_config({})
     runs = Path(args.runs)
+    labels = args.models.split(",")
+    if args.train_missing:
+        for label in labels:
+            model = NETWORKS[label]
+            weights = runs / model / f"{model}.safetensors"
+            if weights.exists():
+                print(f"{label}: trained ({weights})")
+                continue
+            print(f"training {label} ({model}): {args.steps} steps of 5 x {args.patch}^3")
+            train_recipe(
+                "pvs_dcnn",
+                budget_overrides(model, args.steps, args.patch),
+                run_dir=runs / model,
+                progress=False,
+            )
+        return
     methods = dict(task.baselines())
     info: dict[str, dict] = {}
-    for label in args.models.split(","):
+    off_budget: list[str] = []  # networks whose card records other overrides than ours
+    for label in labels:
         model = NETWORKS[label]
         weights = runs / model / f"{model}.safetensors"
         if not weights.exists():
@@ -97,6 +247,12 @@ def main() -> None:
             )
         enhancer = Enhancer.from_weights(weights, inference={"patch_size": 96, "overlap": 16})
         methods[label] = task.network_method(enhancer)
+        if not same_overrides(
+            enhancer.card.training.get("overrides") or [],
+            budget_overrides(model, args.steps, args.patch),
+        ):
+            print(f"warning: {label} was not trained at --steps {args.steps} --patch {args.patch}")
+            off_budget.append(label)
         info[label] = {
             "parameters": enhancer.card.parameters,
             "train_seconds": enhancer.card.training.get("seconds"),
@@ -110,11 +266,10 @@ def main() -> None:
         row["train_hours"] = (
             round(extra["train_seconds"] / 3600, 3) if extra.get("train_seconds") else None
         )
+        row["train_steps"] = extra.get("train_steps")
         row["paper_psnr_wm"] = PAPER_PSNR_WM.get(row["method"])
     by = {r["method"]: r for r in rows}
-    present = [m for m in ORDER if m in by]
-    psnr = [by[m]["psnr_wm"] for m in present]
-    ordering = all(a > b for a, b in zip(psnr, psnr[1:], strict=False))
+    verdict = verdict_of_results({"rows": rows})
     nets = [m for m in NETWORKS if m in by]
     classical = ["Frangi", "top-hat (Uchiyama)"]
     beats = {
@@ -126,12 +281,12 @@ def main() -> None:
         budget={"steps": args.steps, "patch": args.patch, "batch": 5, "threads": 1},
         protocol=task.protocol(),
         evaluation_seconds=round(time.time() - t0, 1),
-        paper_ordering_psnr_wm=" > ".join(present),
-        paper_ordering_holds=ordering,
+        off_budget=off_budget,
+        **verdict_meta(verdict),
         networks_beat_frangi_and_tophat=beats,
     )
     write_results(args.name, rows, meta)
-    print(f"paper's PSNR-WM ordering ({' > '.join(present)}) holds here: {ordering}")
+    _say_verdict(verdict)
     for key, res in beats.items():
         winners = ", ".join(n for n, ok in res.items() if ok) or "none"
         print(f"beat Frangi and top-hat in {key}: {winners}")

@@ -86,3 +86,119 @@ def test_regions_come_from_the_anatomy(case):
     assert callable(mni)
     # the centrum semiovale lies above the basal ganglia (z is superior in the subject too)
     assert np.argwhere(cso)[:, 2].mean() > np.argwhere(bg)[:, 2].mean()
+
+
+def _principal_axis(points: np.ndarray) -> np.ndarray:
+    """(3,) unit vector of the largest variance of ``points`` (n, 3)."""
+    _, vectors = np.linalg.eigh(np.cov((points - points.mean(0)).T))
+    return vectors[:, -1]
+
+
+def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
+    """Angle between two axes (directions without sign), degrees in [0, 90]."""
+    cos = abs(a @ b) / (np.linalg.norm(a) * np.linalg.norm(b))
+    return float(np.degrees(np.arccos(min(cos, 1.0))))
+
+
+@pytest.fixture(scope="module")
+def dense_case():
+    """No deformation, so subject world mm are MNI mm and the expected axes are known."""
+    density = {"centrum_semiovale": (6.0, 6.0), "basal_ganglia": (6.0, 6.0)}
+    return pvs.simulate_pvs_case(
+        np.random.default_rng(7),
+        crop_shape=(48, 48, 64),
+        hemisphere=1,
+        deform="none",
+        density_per_cm3=density,
+    )
+
+
+@pytest.mark.slow
+def test_tubes_are_radial_in_the_centrum_semiovale_and_vertical_in_the_basal_ganglia(dense_case):
+    """Each instance's principal axis (from the instance mask) against its region's axis:
+    radial in the coronal plane from MNI (x, z) = (0, 5) mm in the CSO, z in the BG."""
+    case = dense_case
+    angles: dict[str, list[float]] = {"centrum_semiovale": [], "basal_ganglia": []}
+    to_vertical: dict[str, list[float]] = {"centrum_semiovale": [], "basal_ganglia": []}
+    for k, tube in enumerate(case.tubes, start=1):
+        vox = np.argwhere(case.instances == k)
+        if len(vox) < 12:  # too few voxels for an axis (cut by the crop or by CSF)
+            continue
+        xyz = vox @ case.affine[:3, :3].T + case.affine[:3, 3]
+        centre = xyz.mean(0)
+        if tube.region == "centrum_semiovale":
+            x0, z0 = pvs.RADIAL_ORIGIN_MM
+            expected = np.array([centre[0] - x0, 0.0, centre[2] - z0])
+        else:
+            expected = np.array([0.0, 0.0, 1.0])
+        axis = _principal_axis(xyz)
+        angles[tube.region].append(_angle_deg(axis, expected))
+        to_vertical[tube.region].append(_angle_deg(axis, np.array([0.0, 0.0, 1.0])))
+    for region, values in angles.items():
+        assert len(values) >= 8, region
+        # tilted up to 15 deg and curved: mostly, not exactly, along the region's axis
+        assert np.median(values) < 15 and np.mean(np.array(values) < 30) >= 0.9, region
+    # the CSO axis is not the vertical one: the two regions are told apart
+    assert np.median(to_vertical["centrum_semiovale"]) > 25
+    assert np.median(to_vertical["basal_ganglia"]) < 15
+
+
+def test_tube_centrelines_are_curved(dense_case):
+    """A straight centreline has zero distance from its chord; these wander off it."""
+    deviation, length = [], []
+    for tube in dense_case.tubes:
+        p = tube.points_mm
+        chord = (p[-1] - p[0]) / np.linalg.norm(p[-1] - p[0])
+        off = (p - p[0]) - np.outer((p - p[0]) @ chord, chord)
+        deviation.append(np.linalg.norm(off, axis=1).max())
+        length.append(tube.length_mm)
+    deviation, length = np.array(deviation), np.array(length)
+    assert np.mean(deviation > 0.05) >= 0.8  # most bend by more than a tenth of a voxel
+    assert np.median(deviation / length) > 0.01
+    # and the drawn length is the arc length, not the chord
+    arcs = [np.linalg.norm(np.diff(t.points_mm, axis=0), axis=1).sum() for t in dense_case.tubes]
+    assert np.allclose(arcs, length, rtol=0.02)
+
+
+@pytest.fixture(scope="module")
+def whole_brain_subject():
+    from mrenhance.simulate import subjects as S
+
+    params = S.draw_subject_params(np.random.default_rng(0), voxel_mm=1.0, lesions=())
+    subject = S.build_subject(params)
+    return subject, pvs.pvs_regions(subject)
+
+
+@pytest.mark.slow
+def test_counts_vary_per_subject_from_a_few_to_hundreds(whole_brain_subject):
+    subject, regions = whole_brain_subject
+    counts = [
+        len(pvs.draw_tubes(np.random.default_rng([5, i]), subject, regions)[0]) for i in range(8)
+    ]
+    assert len(set(counts)) == len(counts) and max(counts) > 4 * min(counts)
+    # the ends of the default density ranges: a few tens in a healthy brain, hundreds in SVD
+    ends = {}
+    for end in (0, 1):
+        density = {k: (v[end], v[end]) for k, v in pvs.DEFAULT_DENSITY_PER_CM3.items()}
+        tubes, _ = pvs.draw_tubes(
+            np.random.default_rng(1), subject, regions, density_per_cm3=density
+        )
+        ends[end] = {r: sum(t.region == r for t in tubes) for r in pvs.REGIONS}
+    assert sum(ends[0].values()) < 40 and sum(ends[1].values()) > 300
+    for region in pvs.REGIONS:  # each region's count spans more than a factor of 10
+        assert ends[1][region] > 10 * max(ends[0][region], 1), (region, ends)
+
+
+@pytest.mark.slow
+def test_whole_brain_mode_at_1mm():
+    density = {"centrum_semiovale": (0.05, 0.05), "basal_ganglia": (0.1, 0.1)}
+    case = pvs.simulate_pvs_case(
+        np.random.default_rng(2), voxel_mm=1.0, crop_shape=None, density_per_cm3=density
+    )
+    assert case.image.shape == case.target.shape == case.instances.shape == (197, 233, 189)
+    assert np.allclose(np.abs(np.diag(case.affine)[:3]), 1.0) and case.voxel_mm == 1.0
+    assert 0 < len(case.tubes) < 60
+    for region in pvs.REGIONS:  # both regions of both hemispheres are in the image
+        xs = np.argwhere(case.regions[region])[:, 0]
+        assert xs.min() < 98 < xs.max(), region
+    assert case.pvs_mask.any() and case.possible[case.pvs_mask].mean() > 0.8

@@ -148,3 +148,139 @@ def test_demo_figure_outlines_the_true_pvs_on_a_zoomed_slice(tmp_path):
     )
     path = pvs_figure({"input": image, "target": image}, case, tmp_path / "f.png")
     assert path.stat().st_size > 1000
+
+
+@pytest.fixture(scope="module")
+def smoothing_weights(tmp_path_factory):
+    """A tiny untrained DCNN with non-negative weights and no biases: a positive linear
+    smoothing of its input (ReLUs pass it), so bright tubes stay bright in its output."""
+    torch.manual_seed(0)
+    model = create_model("dcnn1", growth=2, units=2, bottleneck_channels=2)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(p.abs() if name.endswith("weight") else torch.zeros_like(p))
+    path = tmp_path_factory.mktemp("w") / "smooth-pvs.safetensors"
+    card = {
+        "task": "pvs",
+        "preprocessing": {
+            "normalisation": {"method": "percentile", "percentile": 99.5, "mask": "head"},
+            "voxel_size_mm": [0.5, 0.5, 0.5],
+        },
+        "inference": {"patch_size": 16, "overlap": 4, "blend": "crop"},
+    }
+    return save_weights(model.eval(), path, card)
+
+
+def test_the_command_masks_what_the_protocol_scored_at_the_same_threshold(
+    tmp_path, smoothing_weights
+):
+    """One unit for thresholds: ``mrenhance pvs`` applies a threshold to the map the
+    protocol chose it on (enhanced / the input's scale), not to the raw enhanced image."""
+    from mrenhance.preprocess import intensity_scale
+    from mrenhance.tasks.pvs import load_cases, threshold_mask
+
+    tiny_weights = smoothing_weights
+    enhancer = Enhancer.from_weights(tiny_weights)
+    method = TASK.network_method(enhancer)
+    (row,) = TASK.evaluate({"tiny": method}, data=TINY)
+    case = load_cases(TASK.data_config(TINY), "test")[0]
+    scored = method(case)
+    t = row["threshold"]
+    expected = threshold_mask(scored["score"], t, case.possible)
+    vol = Volume(case.image, case.affine, {"source": "phantom"})
+    src = save(vol, tmp_path / "t2.nii.gz")
+    # the protocol's domain as --mask (on a crop with no air the automatic head mask is
+    # Otsu's bright CSF only)
+    domain = save(vol.with_data(case.possible.astype(np.float32)), tmp_path / "domain.nii.gz")
+    out = tmp_path / "out"
+    args = ["pvs", str(src), "-o", str(out), "--model", str(tiny_weights), "--mask", str(domain)]
+    assert main([*args, "--threshold", str(t), "--min-voxels", "1"]) == 0
+    written = load(out / "pvs_mask.nii.gz").data > 0
+    enhanced = load(out / "enhanced.nii.gz").data
+    assert np.allclose(enhanced[case.possible], scored["image"][case.possible], rtol=1e-5)
+    assert 0 < expected.sum() < case.possible.sum()
+    assert np.array_equal(written, expected)
+    # the raw enhanced image is in the phantom's units: thresholding it gives another mask
+    assert abs(intensity_scale(case.image, enhancer.card.normalisation) - 1) > 0.05
+    assert not np.array_equal(threshold_mask(scored["image"], t, case.possible), expected)
+
+
+@pytest.mark.parametrize("kind", ["tophat", "nlm_tophat", "frangi"])
+def test_a_classical_target_switch_trains_on_that_enhancers_output(kind):
+    """data.target: the training pairs' targets are the enhancer's output of the noisy
+    input (/ the input's scale), not the phantom's truth."""
+    from mrenhance.baselines import vessels
+    from mrenhance.models.card import Normalisation
+    from mrenhance.tasks.pvs import classical_target, input_scale, training_target
+
+    data = TASK.training_data({**TINY, "target": kind}, (16, 16, 16))
+    case = data.subjects[0]
+    fn = {
+        "tophat": vessels.white_tophat,
+        "nlm_tophat": vessels.nlm_tophat,
+        "frangi": vessels.frangi_vesselness,
+    }[kind]
+    expected = fn(case.image, voxel_mm=case.voxel_mm)[0]
+    assert np.array_equal(classical_target(case.image, kind, case.voxel_mm), expected)
+    assert np.array_equal(training_target(case, kind), expected)
+    scale = np.float32(input_scale(case, Normalisation()))
+    target = data.dataset.targets[0][0]
+    assert np.allclose(target, expected / scale, rtol=1e-6)
+    assert not np.allclose(target, case.target / scale, rtol=0.05)
+    sample = data.dataset[0]
+    assert sample["target"].shape == (1, 16, 16, 16) and np.isfinite(sample["target"]).all()
+    if kind == "tophat":  # the validation metric scores against the same switch
+        torch.manual_seed(0)
+        model = create_model("dcnn1", growth=2, units=2, bottleneck_channels=2).eval()
+        assert np.isfinite(data.validate(model)["psnr"])
+
+
+def test_demo_writes_the_pvs_figure_table_and_images(tmp_path, monkeypatch, tiny_weights):
+    from mrenhance.tasks import pvs
+
+    for key, value in TINY.items():  # a small phantom
+        monkeypatch.setitem(pvs.DATA_DEFAULTS, key, value)
+    enhancers = {"tiny": Enhancer.from_weights(tiny_weights)}
+    section = TASK.demo(tmp_path, enhancers, say=lambda *_: None)
+    methods = [r["method"] for r in section["table_rows"]]
+    assert methods == ["input (noisy)", "Frangi", "top-hat (Uchiyama)", "tiny"]
+    assert section["images"][0].is_file() and section["images"][0].stat().st_size > 1000
+    table = (tmp_path / "pvs" / "metrics.md").read_text()
+    assert all(m in table for m in methods) and "dice" in table
+    assert set(section["files"]) == {*methods, "target (enhanced truth)", "true PVS mask"}
+    mask = load(section["files"]["true PVS mask"])
+    assert mask.shape == tuple(TINY["crop_shape"]) and mask.data.max() == 1
+
+
+def test_pvs_command_counts_pvs_by_region(tmp_path, smoothing_weights, capsys):
+    from scipy import ndimage
+
+    from mrenhance.detection import CONNECTIVITY_26, best_threshold
+    from mrenhance.tasks.pvs import load_cases, network_score
+
+    case = load_cases(TASK.data_config(TINY), "test")[0]
+    vol = Volume(case.image, case.affine, {"source": "phantom"})
+    enhancer = Enhancer.from_weights(smoothing_weights)
+    score = network_score(enhancer, case.image, enhancer(vol).data)
+    t = best_threshold([score], [case.pvs_mask], [case.possible])
+    labels = np.zeros(case.image.shape, np.float32)
+    labels[case.regions["centrum_semiovale"]] = 1
+    labels[case.regions["basal_ganglia"]] = 2
+    src = save(vol, tmp_path / "t2.nii.gz")
+    regions = save(vol.with_data(labels), tmp_path / "labels.nii.gz")
+    domain = save(vol.with_data(case.possible.astype(np.float32)), tmp_path / "domain.nii.gz")
+    out = tmp_path / "out"
+    args = ["pvs", str(src), "-o", str(out), "--model", str(smoothing_weights)]
+    args += ["--mask", str(domain), "--regions", str(regions), "--threshold", f"{t:.6g}"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    rows = {r["region"]: r for r in json.loads((out / "pvs_table.json").read_text())["rows"]}
+    assert list(rows) == ["all", "centrum_semiovale", "basal_ganglia"]
+    mask = load(out / "pvs_mask.nii.gz").data > 0
+    for k, name in ((1, "centrum_semiovale"), (2, "basal_ganglia")):
+        inside = mask & (labels == k)
+        count = ndimage.label(inside, structure=CONNECTIVITY_26)[1]
+        assert rows[name]["count"] == count > 0, name
+        assert rows[name]["volume_mm3"] == pytest.approx(inside.sum() * 0.125, abs=0.01)
+        assert f"{name}: {count} PVS" in printed
+    assert rows["all"]["volume_mm3"] >= sum(rows[n]["volume_mm3"] for n in list(rows)[1:])

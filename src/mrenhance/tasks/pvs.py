@@ -30,6 +30,15 @@ Metrics (Table 1 and what the paper could not measure)
     maximises Dice on the validation subjects, |count| and |volume| differences; the same
     per region and the share of tubes found per radius bin. A network's map is its enhanced
     image; a filter's map is its own response (top-hat, vesselness).
+
+Threshold units (one rule for the protocol, the card and ``mrenhance pvs``)
+    Every detection map is in units of the input's normalisation scale: a network's map is
+    its enhanced image / the input's scale (:func:`network_score`, i.e. the network's own
+    output before ``restore`` scales it back), the noisy input's is the input / its scale,
+    a filter's is its response on the input / its scale. So the card's
+    ``metrics.test.threshold`` is unit-free and ``mrenhance pvs`` applies it to a scan in
+    any intensity unit (the raw enhanced image is in the scanner's units, and each
+    phantom's scale differs: 0.8-1.6 on the default test and validation phantoms).
 """
 
 from __future__ import annotations
@@ -173,22 +182,63 @@ def baseline_methods(voxel_mm: float) -> dict[str, Method]:
 
         return method
 
+    def noisy(case: Any) -> dict[str, np.ndarray]:
+        scale = np.float32(input_scale(case, Normalisation()))
+        return {"image": case.image, "score": case.image / scale}
+
     return {
-        "input (noisy)": lambda case: {"image": case.image, "score": case.image},
+        "input (noisy)": noisy,
         "top-hat (Uchiyama)": wrap(vessels.white_tophat),
         "Frangi": wrap(vessels.frangi_vesselness),
         "NLM + top-hat": wrap(vessels.nlm_tophat),
     }
 
 
-def network_method(enhancer: Any) -> Method:
-    """A network through the Enhancer (the code path of ``enhance``); its map is its image."""
+def network_score(enhancer: Any, image: np.ndarray, enhanced: np.ndarray) -> np.ndarray:
+    """The detection map of a network: ``enhanced`` / the normalisation scale of ``image``.
 
-    def method(case: Any) -> np.ndarray:
+    image, enhanced : (x, y, z) the input and the Enhancer's output on the input's grid.
+    The scale is the Enhancer's own when it was given one, else the input's by the
+    Enhancer's rule (the card's). Returns (x, y, z) float32 in threshold units (module doc).
+    """
+    from mrenhance.preprocess import intensity_scale
+
+    scale = enhancer.scale
+    if scale is None:
+        rule, _ = _rule_and_voxel(enhancer.normalisation)
+        scale = intensity_scale(np.asarray(image, np.float32), rule)
+    return (np.asarray(enhanced, np.float32) / np.float32(scale)).astype(np.float32)
+
+
+def network_method(enhancer: Any) -> Method:
+    """A network through the Enhancer (the code path of ``enhance``): its image, and as its
+    map that image in threshold units (:func:`network_score`, as ``mrenhance pvs``)."""
+
+    def method(case: Any) -> dict[str, np.ndarray]:
         vol = Volume(case.image, case.affine, {"source": "pvs phantom"})
-        return enhancer(vol).data
+        image = enhancer(vol).data
+        return {"image": image, "score": network_score(enhancer, case.image, image)}
 
     return method
+
+
+def threshold_mask(
+    score: np.ndarray, threshold: float, domain: np.ndarray, min_voxels: int = 1
+) -> np.ndarray:
+    """(x, y, z) bool: ``score >= threshold`` in ``domain``, 26-connected clusters of fewer
+    than ``min_voxels`` voxels removed (1: none; the protocol's detection mask)."""
+    from scipy import ndimage
+
+    from mrenhance.detection import CONNECTIVITY_26
+
+    pred = (np.asarray(score) >= threshold) & np.asarray(domain, bool)
+    if min_voxels > 1:
+        labels, n = ndimage.label(pred, structure=CONNECTIVITY_26)
+        if n:
+            small = np.bincount(labels.ravel()) < min_voxels
+            small[0] = False
+            pred[small[labels]] = False
+    return pred
 
 
 def _as_result(out: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -518,8 +568,8 @@ class PVSTask(Task):
             f"{cfg['test_subjects']} synthetic PVS phantoms (seed {cfg['seed']}, test stream), "
             f"{cfg['voxel_mm']} mm, {crop}, SNR {cfg['snr']}, target '{cfg['target']}'; "
             "PSNR/SSIM in WM and brain, intensities / target's 99.5th brain percentile, "
-            "data_range 1; detection in WM + basal ganglia, threshold maximising Dice on "
-            f"{cfg['validation_subjects']} validation phantoms"
+            "data_range 1; detection in WM + basal ganglia, maps / the input's normalisation "
+            f"scale, threshold maximising Dice on {cfg['validation_subjects']} validation phantoms"
         )
 
     def example_input(self, rng: np.random.Generator) -> Volume:

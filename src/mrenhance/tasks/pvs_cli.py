@@ -3,12 +3,15 @@
 Writes into the output folder:
 
 * ``enhanced.nii.gz`` - the network's enhanced image (as ``mrenhance enhance``);
-* ``pvs_probability.nii.gz`` - ``sigmoid((s - t) / (0.1 t))`` of the enhanced image ``s``
-  (divided by the input's normalisation scale), ``t`` the detection threshold the model
-  card records (chosen on validation phantoms to maximise Dice). choice: a monotone map
-  that is 0.5 at the threshold; it is not a calibrated probability;
+* ``pvs_probability.nii.gz`` - ``sigmoid((s - t) / (0.1 t))`` of the detection map ``s``
+  (the enhanced image / the input's normalisation scale, :func:`mrenhance.tasks.pvs.
+  network_score`: the units the protocol chose the threshold in), ``t`` the detection
+  threshold the model card records (chosen on validation phantoms to maximise Dice; also
+  the unit of ``--threshold``). choice: a monotone map that is 0.5 at the threshold; it is
+  not a calibrated probability;
 * ``pvs_mask.nii.gz`` - ``s >= t`` inside the mask (``--mask``, else the automatic head
-  mask), 26-connected clusters smaller than ``--min-voxels`` removed;
+  mask: on a crop with no air Otsu keeps bright CSF only, so pass ``--mask`` there),
+  26-connected clusters smaller than ``--min-voxels`` removed;
 * ``pvs_table.csv`` / ``.json`` - PVS count and volume (mm^3) per region: ``all`` and, with
   ``--regions`` (a label image on the input's grid: 1 = centrum semiovale, 2 = basal
   ganglia), per region. Without a registration to MNI space the regions cannot be found
@@ -50,7 +53,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--threshold",
         type=float,
         default=None,
-        help="detection threshold (default: the model card's)",
+        help="detection threshold, in units of the input's normalisation scale "
+        "(default: the model card's)",
     )
     p.add_argument(
         "--min-voxels", type=int, default=2, help="smallest cluster kept, in voxels (default 2)"
@@ -71,8 +75,9 @@ def run(args: argparse.Namespace) -> int:
     from mrenhance.io.atomic import write_text_atomic
     from mrenhance.io.paths import check_not_input
     from mrenhance.io.validate import check_same_grid
-    from mrenhance.preprocess import head_mask, intensity_scale
+    from mrenhance.preprocess import head_mask
     from mrenhance.report.tables import write_table
+    from mrenhance.tasks.pvs import network_score, threshold_mask
     from mrenhance.volume import voxel_sizes
 
     if args.min_voxels < 1:
@@ -107,19 +112,12 @@ def run(args: argparse.Namespace) -> int:
     if not (usable and np.isfinite(threshold) and threshold > 0):
         raise InputError(f"{args.model}: its card's detection threshold {threshold!r} is unusable")
     enhanced = enhancer(vol, mask=mask_vol)
-    # the score the threshold was chosen on: the enhanced image / the input's scale
-    scale = intensity_scale(np.asarray(vol.data, np.float32), enhancer.card.normalisation)
-    s = enhanced.data / np.float32(scale)
+    # the map the protocol chose the card's threshold on (the same function)
+    s = network_score(enhancer, vol.data, enhanced.data)
     t = float(threshold)
     prob = (1.0 / (1.0 + np.exp(-(s - t) / (0.1 * t)))).astype(np.float32)
     domain = mask_vol.data > 0 if mask_vol is not None else head_mask(vol.data)
-    pred = (s >= t) & domain
-    labels, n = ndimage.label(pred, structure=CONNECTIVITY_26)
-    if n:
-        sizes = np.bincount(labels.ravel())
-        small = sizes < args.min_voxels
-        small[0] = False
-        pred[small[labels]] = False
+    pred = threshold_mask(s, t, domain, args.min_voxels)
     voxel_mm3 = float(np.prod(voxel_sizes(vol.affine)))
     rows = []
     groups = {"all": pred}
