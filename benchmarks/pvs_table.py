@@ -172,6 +172,14 @@ def recheck_results(path: Path, write: bool) -> dict[str, Any]:
     return verdict
 
 
+def _weights(runs: Path, model: str) -> Path:
+    """The weights ``train_recipe`` wrote into ``runs/model``: named after the run folder,
+    with ``-run`` appended when that name is a registered model's (``training.py``)."""
+    plain = runs / model / f"{model}.safetensors"
+    suffixed = runs / model / f"{model}-run.safetensors"
+    return suffixed if suffixed.exists() and not plain.exists() else plain
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default=",".join(NETWORKS))
@@ -217,7 +225,7 @@ def main() -> None:
     if args.train_missing:
         for label in labels:
             model = NETWORKS[label]
-            weights = runs / model / f"{model}.safetensors"
+            weights = _weights(runs, model)
             if weights.exists():
                 print(f"{label}: trained ({weights})")
                 continue
@@ -234,7 +242,7 @@ def main() -> None:
     off_budget: list[str] = []  # networks whose card records other overrides than ours
     for label in labels:
         model = NETWORKS[label]
-        weights = runs / model / f"{model}.safetensors"
+        weights = _weights(runs, model)
         if not weights.exists():
             if args.no_train:
                 print(f"skipping {label}: no {weights}")
@@ -245,6 +253,7 @@ def main() -> None:
                 run_dir=runs / model,
                 progress=False,
             )
+        weights = _weights(runs, model)
         enhancer = Enhancer.from_weights(weights, inference={"patch_size": 96, "overlap": 16})
         methods[label] = task.network_method(enhancer)
         if not same_overrides(
