@@ -310,22 +310,11 @@ def test_bids_asl_round_trip(tmp_path):
 
 
 def test_enhance_cli_on_a_3d_map_and_a_bids_series(tmp_path):
-    import torch
-
     from mrenhance.cli import main
     from mrenhance.io import load, save
     from mrenhance.io.bids_asl import write_bids_asl
-    from mrenhance.models import create_model
-    from mrenhance.models.weights import save_weights
 
-    torch.manual_seed(0)
-    model = create_model("dwan", channels=4, wide=8)
-    card = {
-        "task": "asl",
-        "preprocessing": TASK.preprocessing({}, []),
-        "inference": dict(T.INFERENCE),
-    }
-    weights = save_weights(model, tmp_path / "tiny-dwan.safetensors", card)
+    weights = _tiny_dwan_weights(tmp_path / "tiny-dwan.safetensors")
     rng = np.random.default_rng(9)
     cbf = rng.normal(50, 10, (40, 48, 5)).astype(np.float32)
     affine = np.diag([3.0, 3.0, 5.0, 1.0])
