@@ -109,17 +109,21 @@ def test_sigkill_during_large_nifti_writes_leaves_old_or_new_file(tmp_path: Path
     _, write_s = fork_write_and_kill(_nifti_writer(target, 1), None)  # the good old file
     current, kills, mid_write = 1, 0, 0
 
-    # under load a write can outrun its drawn delay: keep writing (at most 60 writes) until
-    # the counts asserted below are reached, so they do not depend on the machine's speed
+    # the first write can be much slower than later ones (a cold page cache, a loaded
+    # machine), so delays drawn from its time can outlast most writes: keep writing (at most
+    # 60 writes) until the counts asserted below are reached, shrinking the delay scale after
+    # each write that finished first, so the counts do not depend on the machine's speed
+    scale = write_s
     for version in range(2, 62):
         if version >= 18 and kills >= 10 and mid_write >= 4:
             break
         temps = stale_temps(target)
-        delay = rng.uniform(0, 1.15 * write_s)  # a few land after the rename
+        delay = rng.uniform(0, 1.15 * scale)  # a few land after the rename
         killed, _ = fork_write_and_kill(_nifti_writer(target, version), delay)
         found = _nifti_version(target)
         assert found in (current, version)  # old or new, complete, nothing else
         kills += killed
+        scale = scale if killed else 0.75 * scale
         mid_write += bool(set(stale_temps(target)) - set(temps))  # this kill left a temp
         current = found
 
@@ -157,15 +161,17 @@ def test_sigkill_during_checkpoint_writes_leaves_old_or_new_file(tmp_path: Path)
     _, write_s = fork_write_and_kill(_checkpoint_writer(target, 1), None)
     current, kills = 1, 0
 
-    # under load a write can outrun its drawn delay: keep writing until 5 kills landed
-    # (at most 40 writes), so the count asserted below does not depend on the machine
+    # as above: keep writing until 5 kills landed (at most 40 writes), shrinking the delay
+    # scale after each write that finished first, so the count does not depend on the machine
+    scale = write_s
     for version in range(2, 42):
         killed, _ = fork_write_and_kill(
-            _checkpoint_writer(target, version), rng.uniform(0, 1.15 * write_s)
+            _checkpoint_writer(target, version), rng.uniform(0, 1.15 * scale)
         )
         found = _checkpoint_version(target)
         assert found in (current, version)
         kills += killed
+        scale = scale if killed else 0.75 * scale
         current = found
         if kills >= 5 and version >= 11:
             break
