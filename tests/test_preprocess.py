@@ -46,3 +46,19 @@ def test_rules_and_degenerate_images():
     ramp = np.arange(1000, dtype=np.float32).reshape(10, 10, 10)
     assert intensity_scale(ramp, Normalisation("percentile", 50.0, "all")) == pytest.approx(499.5)
     assert intensity_scale(ramp - 500, Normalisation("percentile", 100.0, "nonzero")) == 499.0
+
+
+def test_air_is_found_around_a_head_and_not_in_a_crop_inside_it(rng):
+    from mrenhance.preprocess import has_air, head_or_field_of_view
+
+    img, truth = _head(rng)
+    assert has_air(img)
+    assert np.array_equal(head_or_field_of_view(img), head_mask(img))
+    # a crop inside the brain: tissue (500) with a bright CSF-like blob (900), noisy
+    crop = np.full((16, 16, 16), 500.0)
+    crop[6:10, 6:10, 6:10] = 900.0
+    crop = np.abs(crop + rng.normal(0, 10, crop.shape)).astype(np.float32)
+    assert not has_air(crop)
+    assert head_mask(crop).mean() < 0.5  # Otsu splits the tissue classes there
+    assert head_or_field_of_view(crop).all()  # the detection domain is the whole crop
+    assert not has_air(np.zeros((4, 4, 4), np.float32))

@@ -284,3 +284,34 @@ def test_pvs_command_counts_pvs_by_region(tmp_path, smoothing_weights, capsys):
         assert rows[name]["volume_mm3"] == pytest.approx(inside.sum() * 0.125, abs=0.01)
         assert f"{name}: {count} PVS" in printed
     assert rows["all"]["volume_mm3"] >= sum(rows[n]["volume_mm3"] for n in list(rows)[1:])
+
+
+def test_pvs_command_without_a_mask_looks_everywhere_in_an_air_free_crop(
+    tmp_path, smoothing_weights
+):
+    from mrenhance.detection import best_threshold
+    from mrenhance.preprocess import has_air, head_mask
+    from mrenhance.tasks.pvs import load_cases, network_score
+
+    case = load_cases(TASK.data_config(TINY), "test")[0]
+    assert not has_air(case.image)  # the phantom is a crop inside the brain
+    # Otsu's head mask there keeps the bright class (CSF and the tubes themselves), not the
+    # white matter and basal ganglia where tubes are looked for
+    assert (head_mask(case.image) & case.possible).sum() < 0.2 * case.possible.sum()
+    vol = Volume(case.image, case.affine, {"source": "phantom"})
+    enhancer = Enhancer.from_weights(smoothing_weights)
+    score = network_score(enhancer, case.image, enhancer(vol).data)
+    t = best_threshold([score], [case.pvs_mask], [case.possible])
+    labels = np.zeros(case.image.shape, np.float32)
+    labels[case.regions["centrum_semiovale"]] = 1
+    src = save(vol, tmp_path / "t2.nii.gz")
+    regions = save(vol.with_data(labels), tmp_path / "labels.nii.gz")
+    out = tmp_path / "out"
+    args = ["pvs", str(src), "-o", str(out), "--model", str(smoothing_weights)]
+    assert main([*args, "--regions", str(regions), "--threshold", f"{t:.6g}"]) == 0
+    rows = {r["region"]: r for r in json.loads((out / "pvs_table.json").read_text())["rows"]}
+    assert rows["centrum_semiovale"]["count"] > 0
+    found = load(out / "pvs_mask.nii.gz").data > 0
+    assert (found & case.pvs_mask).sum() > 0.3 * case.pvs_mask.sum()
+    # the tubes' dimmer partial-volume rims lie below Otsu's threshold: found there too
+    assert (found & case.pvs_mask & ~head_mask(case.image)).any()

@@ -10,7 +10,7 @@ Writes into the output folder:
   the unit of ``--threshold``). choice: a monotone map that is 0.5 at the threshold; it is
   not a calibrated probability;
 * ``pvs_mask.nii.gz`` - ``s >= t`` inside the mask (``--mask``, else the automatic head
-  mask: on a crop with no air Otsu keeps bright CSF only, so pass ``--mask`` there),
+  mask; on a crop with no air, every voxel of the field of view: :func:`head_or_field_of_view`),
   26-connected clusters smaller than ``--min-voxels`` removed;
 * ``pvs_table.csv`` / ``.json`` - PVS count and volume (mm^3) per region: ``all`` and, with
   ``--regions`` (a label image on the input's grid: 1 = centrum semiovale, 2 = basal
@@ -42,7 +42,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--model", default="dcnn-pvs", help="shipped name or .safetensors path (default dcnn-pvs)"
     )
     p.add_argument(
-        "--mask", default=None, help="brain mask on the input's grid (default: automatic head mask)"
+        "--mask",
+        default=None,
+        help="brain mask on the input's grid (default: the automatic head mask; the whole "
+        "field of view when the image holds no air)",
     )
     p.add_argument(
         "--regions",
@@ -75,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from mrenhance.io.atomic import write_text_atomic
     from mrenhance.io.paths import check_not_input
     from mrenhance.io.validate import check_same_grid
-    from mrenhance.preprocess import head_mask
+    from mrenhance.preprocess import head_or_field_of_view
     from mrenhance.report.tables import write_table
     from mrenhance.tasks.pvs import network_score, threshold_mask
     from mrenhance.volume import voxel_sizes
@@ -116,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     s = network_score(enhancer, vol.data, enhanced.data)
     t = float(threshold)
     prob = (1.0 / (1.0 + np.exp(-(s - t) / (0.1 * t)))).astype(np.float32)
-    domain = mask_vol.data > 0 if mask_vol is not None else head_mask(vol.data)
+    domain = mask_vol.data > 0 if mask_vol is not None else head_or_field_of_view(vol.data)
     pred = threshold_mask(s, t, domain, args.min_voxels)
     voxel_mm3 = float(np.prod(voxel_sizes(vol.affine)))
     rows = []
