@@ -301,3 +301,14 @@ def test_dsc_steps_are_the_papers_200_epochs_of_this_data(name):
         * len(d["doses"])
     )
     assert r.train.steps == 200 * strips // r.train.batch_size  # Sec. 3: 200 epochs
+
+
+@pytest.mark.parametrize("name", list_recipes())
+def test_a_shipped_recipe_passes_the_checks_made_before_training(name):
+    """``mrenhance train NAME`` must not refuse its own recipe (a 2D network given three
+    patch sizes did, for both DSC recipes)."""
+    from mrenhance.config import recipe_path
+    from mrenhance.training import _check_model_patch
+
+    path = recipe_path(name)
+    _check_model_patch(load_recipe(path, []), path)

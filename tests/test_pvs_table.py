@@ -44,15 +44,21 @@ def test_a_present_pair_out_of_order_fails_whatever_is_missing(bench):
     assert "SRCNN" in verdict["missing"]
 
 
-def test_the_committed_results_read_as_incomplete(bench):
-    """Old results (written before the verdict could say "incomplete") stay readable."""
+def test_the_committed_results_state_the_verdict_of_their_own_rows(bench):
+    """The committed table holds every Table 1 network, and its stored verdict is the one its
+    rows give (recomputed, not copied)."""
     payload = json.loads(RESULTS.read_text(encoding="utf-8"))
     verdict = bench.verdict_of_results(payload)
-    assert verdict["verdict"] == "incomplete"
-    assert verdict["missing"] == ["DCNN4+SC+B", "DCNN2+SC+B", "SRCNN"]
-    assert verdict["missing_rows"] == ["SRCNN", "DCNN6", "DCNN6+SC", "DCNN2+SC+B", "DCNN4+SC+B"]
-    meta = bench.verdict_meta(verdict)
-    assert meta["paper_ordering_holds"] is None and meta["paper_ordering_verdict"] == "incomplete"
+    assert verdict["missing_rows"] == [] and verdict["missing"] == []
+    assert verdict["verdict"] in ("holds", "does not hold")
+    meta = payload["provenance"]
+    assert meta["paper_ordering_verdict"] == verdict["verdict"]
+    assert meta["paper_ordering_holds"] is verdict["holds"]
+    assert meta["paper_ordering_violations"] == verdict["violations"]
+    # and a file without some rows reads as incomplete, not as a pass
+    payload["rows"] = [r for r in payload["rows"] if r["method"] != "SRCNN"]
+    partial = bench.verdict_of_results(payload)
+    assert "SRCNN" in partial["missing_rows"] and partial["verdict"] != "holds"
 
 
 def test_the_default_budget_is_the_shipped_cards(bench):
