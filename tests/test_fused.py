@@ -197,3 +197,24 @@ def test_no_slow_path_for_the_one_channel_first_convolution(stream_chunk):
 
     assert one_channel_slow_calls(fused) == 0
     assert one_channel_slow_calls(model) > 0  # the eager network does take it: it can fail
+
+    # nor for thin slabs: PyTorch's heuristic sends a batch-1 3^3 conv whose
+    # channels x depth x height is <= 20480 to slow_conv3d (every conv of this small input)
+    with torch.no_grad(), torch.profiler.profile() as prof:
+        fused(x)
+    assert not [e for e in prof.key_averages() if e.key.startswith("aten::slow_conv3d")]
+
+
+def test_bf16_on_a_cpu_without_native_bf16_warns_and_auto_avoids_it(monkeypatch, caplog):
+    import mrenhance.enhance_api as api
+
+    monkeypatch.setattr(api, "cpu_has_native_bf16", lambda: False)
+    assert resolve_precision("auto", "cpu") == "fp32"
+    with caplog.at_level("WARNING", logger="mrenhance"):
+        assert resolve_precision("bf16", "cpu") == "bf16"  # still the user's choice
+    assert any("no native bf16" in r.getMessage() for r in caplog.records)
+    monkeypatch.setattr(api, "cpu_has_native_bf16", lambda: True)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="mrenhance"):
+        assert resolve_precision("bf16", "cpu") == resolve_precision("auto", "cpu") == "bf16"
+    assert not caplog.records

@@ -58,16 +58,17 @@ def _bn_affine(bn: nn.Module, channels: int) -> tuple[torch.Tensor, torch.Tensor
 def _conv3d(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: tuple[int, ...]
 ) -> torch.Tensor:
-    """``F.conv3d`` (stride 1), without PyTorch's slow path for one input channel on the CPU.
+    """``F.conv3d`` (stride 1), without PyTorch's slow path on the CPU.
 
-    PyTorch sends a 3D convolution with one input channel (mDCSRN's first layer) to
-    ``slow_conv3d`` (im2col + GEMM), ~4x slower than oneDNN on the same call
-    (``docs/performance.md``); ``torch.mkldnn_convolution`` takes it directly. Under CPU
-    autocast the result is cast to the autocast dtype, as ``F.conv3d`` would return it.
+    PyTorch sends some fp32 3D convolutions to ``slow_conv3d`` (im2col + GEMM): those with
+    one input channel (mDCSRN's first layer, ~4x slower than oneDNN on the same call) and,
+    by its shape heuristic, thin inputs such as a streamed slab of 6-12 planes (260 ms
+    against ~60 ms through oneDNN for 64 channels of 6 x 48 x 48; ``docs/performance.md``).
+    ``torch.mkldnn_convolution`` takes every fp32 CPU call directly. Under CPU autocast
+    the result is cast to the autocast dtype, as ``F.conv3d`` would return it.
     """
     if (
-        x.shape[1] == 1
-        and x.device.type == "cpu"
+        x.device.type == "cpu"
         and x.dtype == torch.float32
         and weight.dtype == torch.float32
         and torch.backends.mkldnn.is_available()
@@ -225,7 +226,17 @@ class FusedMDCSRN(nn.Module):
         self.stream_chunk: int | None = 16 if streamable else None
 
     def _partial(self, m: int, piece: int, x: torch.Tensor) -> torch.Tensor:
-        return self._conv1x1(x, getattr(self, f"w_l{m}_p{piece}"))
+        w = getattr(self, f"w_l{m}_p{piece}")
+        if self.spatial_dims == 3:
+            return _conv3d(x, w, None, (0, 0, 0))
+        return self._conv1x1(x, w)
+
+    def _unit(self, unit: int, x: torch.Tensor) -> torch.Tensor:
+        cv = self.units_conv[unit]
+        if self.spatial_dims == 3 and cv.padding_mode == "zeros" and cv.stride == (1, 1, 1):
+            if cv.dilation == (1, 1, 1) and cv.groups == 1 and isinstance(cv.padding, tuple):
+                return _conv3d(x, cv.weight, cv.bias, cv.padding)
+        return cv(x)
 
     @torch.no_grad()
     def _one(self, x: torch.Tensor) -> torch.Tensor:
@@ -262,7 +273,7 @@ class FusedMDCSRN(nn.Module):
                     out=work,
                 )
                 F.elu(work, inplace=True)
-                buf[:, c : c + self.growth] = self.units_conv[unit](work)
+                buf[:, c : c + self.growth] = self._unit(unit, work)
                 unit += 1
             del scratch
             for m in range(i, n):  # this block is piece i + 1 of the layers after it
