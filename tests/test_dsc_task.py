@@ -260,3 +260,36 @@ def test_stride_1_test_strips_agree_with_the_default_stride_4(tmp_path):
     assert np.corrcoef(a[brain], b[brain])[0, 1] > 0.995
     assert np.abs(a - b)[brain].mean() < 0.02 * b[brain].mean()
     assert np.abs(a - b)[brain].max() < 0.5 * b[brain].std()
+
+
+@pytest.mark.parametrize("recipe", ["dsc_stunet", "dsc_hess"])
+def test_the_shipped_recipe_trains_and_writes_weights_with_a_card(recipe, tmp_path):
+    """``mrenhance train dsc_stunet|dsc_hess`` runs its own recipe (both refused it once)."""
+    import json
+
+    from mrenhance.cli import main
+    from mrenhance.enhance_api import Enhancer
+
+    overrides = [
+        "data.subjects={train: 1, validation: 1, test: 1}",
+        "data.slices=2",
+        "data.slice_size=24",
+        "data.n_frames=16",
+        "train.steps=2",
+        "train.batch_size=2",
+        "train.patch_size=[8, 24]",
+        "train.val_every=2",
+        "train.checkpoint_every=2",
+        "train.log_every=1",
+        "infer.patch_size=[8, 24]",
+        "infer.overlap=[4, 0]",
+    ]
+    run = tmp_path / "run"
+    assert main(["train", recipe, *overrides, "--run-dir", str(run), "-q"]) == 0
+    weights = sorted(run.glob("*.safetensors"))
+    assert len(weights) == 1
+    card = json.loads(weights[0].with_suffix(".json").read_text())
+    assert card["task"] == "dsc" and card["training"]["steps"] == 2
+    assert card["training"]["recipe"] == recipe
+    enhancer = Enhancer.from_weights(weights[0])
+    assert enhancer.card.task == "dsc"
