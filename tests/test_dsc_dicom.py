@@ -82,3 +82,35 @@ def test_enhance_with_the_shipped_stunet_reads_a_dicom_dsc_series(series):
     np.testing.assert_allclose(cbv.data, ref, atol=1e-3 * ref.max())
     inside = sim.brain_mask & (sim.cbv > 0.5)
     assert np.corrcoef(cbv.data[inside], sim.cbv[inside])[0, 1] > 0.3
+
+
+def test_the_echo_time_comes_from_dicom_or_the_sidecar_and_ms_are_refused(tmp_path, capsys):
+    import json
+
+    from mrenhance.tasks.dsc_cli import DEFAULT_TE_S, echo_time_s
+    from mrenhance.volume import Volume
+
+    rng = np.random.default_rng(0)
+    data = (100 + rng.random((4, 4, 2, 12))).astype(np.float32)
+    folder = tmp_path / "dicom"
+    folder.mkdir()
+
+    def te_25ms(ds, *_):
+        ds.EchoTime = "25"
+
+    write_series(folder, data, np.eye(4), edit=te_25ms, shuffle=False)
+    vol = load(folder)
+    assert vol.meta["te_s"] == pytest.approx(0.025)
+    assert echo_time_s(vol, folder) == pytest.approx(0.025)
+    # NIfTI: the BIDS sidecar's EchoTime (seconds), else the default
+    nifti = save(Volume(data, np.eye(4)), tmp_path / "dsc.nii.gz")
+    assert echo_time_s(load(nifti), nifti) == DEFAULT_TE_S
+    side = tmp_path / "dsc.json"
+    side.write_text(json.dumps({"EchoTime": 0.032}))
+    assert echo_time_s(load(nifti), nifti) == pytest.approx(0.032)
+    side.write_text(json.dumps({"EchoTime": 32}))  # milliseconds: a units mistake
+    out = tmp_path / "maps"
+    assert main(["perfusion", str(nifti), "-o", str(out), "--tr", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "EchoTime 32" in err[0] and "--te" in err[0]
+    assert not out.exists()  # refused before any output

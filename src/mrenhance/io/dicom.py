@@ -822,7 +822,8 @@ def load_dicom(
         ``modality``, ``series_description``, ``series_uid``, ``stored_dtype`` (of the
         pixel data, e.g. ``"int16"``), ``dicom_header`` (the first file's dataset without
         its pixel data), ``dicom_grid`` ((x, y, z) shape, affine: the series' own grid),
-        ``tr_s`` (RepetitionTime),
+        ``tr_s`` (RepetitionTime), ``te_s`` (EchoTime, or the enhanced multi-frame
+        EffectiveEchoTime; s),
         and for 4D series ``times_s`` (t,) seconds from the first volume (for cardiac
         series ordered by TriggerTime: the trigger delays in s), or ``bvals``
         (t,) s/mm^2 and ``bvecs`` (t, 3) in FSL convention (image frame, x negated when
@@ -960,6 +961,13 @@ def _load(path: Path, nan_policy: str, max_voxels: int, series_uid: str | None) 
                             "RepetitionTime"))  # fmt: skip
     if tr_ms is not None and tr_ms > 0:
         meta["tr_s"] = tr_ms / 1000.0
+    te_ms = _float(_get([ds0], None, "EchoTime"))
+    if te_ms is None:
+        shared = _item(ds0, "SharedFunctionalGroupsSequence")
+        te_ms = _float(_get([shared] if shared else [], "MREchoSequence",
+                            "EffectiveEchoTime"))  # fmt: skip
+    if te_ms is not None and np.isfinite(te_ms) and te_ms > 0:
+        meta["te_s"] = te_ms / 1000.0
     if n_t > 1:
         if has_b:
             meta["bvals"] = np.array([g.bval for g in groups[0]], dtype=np.float64)
