@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+
+from benchmark_module import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "dsc_table.json"
@@ -14,10 +15,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "dsc_table.json"
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("dsc_table", ROOT / "benchmarks" / "dsc_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("dsc_table")
 
 
 def _rows(l1: dict[tuple[str, float, str], float]) -> list[dict]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import sys
@@ -10,16 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from benchmark_module import load_benchmark
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "pvs_table.json"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("pvs_table", ROOT / "benchmarks" / "pvs_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("pvs_table")
 
 
 def test_the_ordering_holds_only_with_every_ranked_network(bench):

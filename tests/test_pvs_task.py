@@ -252,20 +252,29 @@ def test_demo_writes_the_pvs_figure_table_and_images(tmp_path, monkeypatch, tiny
     assert mask.shape == tuple(TINY["crop_shape"]) and mask.data.max() == 1
 
 
-def test_pvs_command_counts_pvs_by_region(tmp_path, smoothing_weights, capsys):
-    from scipy import ndimage
-
-    from mrenhance.detection import CONNECTIVITY_26, best_threshold
+def _phantom_and_threshold(weights, regions=("centrum_semiovale", "basal_ganglia")):
+    """The first tiny test phantom as a Volume, a label image (1, 2, ... for ``regions``)
+    and the Dice-optimal threshold of ``weights``' detection map on it."""
+    from mrenhance.detection import best_threshold
     from mrenhance.tasks.pvs import load_cases, network_score
 
     case = load_cases(TASK.data_config(TINY), "test")[0]
     vol = Volume(case.image, case.affine, {"source": "phantom"})
-    enhancer = Enhancer.from_weights(smoothing_weights)
+    enhancer = Enhancer.from_weights(weights)
     score = network_score(enhancer, case.image, enhancer(vol).data)
     t = best_threshold([score], [case.pvs_mask], [case.possible])
     labels = np.zeros(case.image.shape, np.float32)
-    labels[case.regions["centrum_semiovale"]] = 1
-    labels[case.regions["basal_ganglia"]] = 2
+    for k, name in enumerate(regions, start=1):
+        labels[case.regions[name]] = k
+    return case, vol, labels, t
+
+
+def test_pvs_command_counts_pvs_by_region(tmp_path, smoothing_weights, capsys):
+    from scipy import ndimage
+
+    from mrenhance.detection import CONNECTIVITY_26
+
+    case, vol, labels, t = _phantom_and_threshold(smoothing_weights)
     src = save(vol, tmp_path / "t2.nii.gz")
     regions = save(vol.with_data(labels), tmp_path / "labels.nii.gz")
     domain = save(vol.with_data(case.possible.astype(np.float32)), tmp_path / "domain.nii.gz")
@@ -289,21 +298,13 @@ def test_pvs_command_counts_pvs_by_region(tmp_path, smoothing_weights, capsys):
 def test_pvs_command_without_a_mask_looks_everywhere_in_an_air_free_crop(
     tmp_path, smoothing_weights
 ):
-    from mrenhance.detection import best_threshold
     from mrenhance.preprocess import has_air, head_mask
-    from mrenhance.tasks.pvs import load_cases, network_score
 
-    case = load_cases(TASK.data_config(TINY), "test")[0]
+    case, vol, labels, t = _phantom_and_threshold(smoothing_weights, ("centrum_semiovale",))
     assert not has_air(case.image)  # the phantom is a crop inside the brain
     # Otsu's head mask there keeps the bright class (CSF and the tubes themselves), not the
     # white matter and basal ganglia where tubes are looked for
     assert (head_mask(case.image) & case.possible).sum() < 0.2 * case.possible.sum()
-    vol = Volume(case.image, case.affine, {"source": "phantom"})
-    enhancer = Enhancer.from_weights(smoothing_weights)
-    score = network_score(enhancer, case.image, enhancer(vol).data)
-    t = best_threshold([score], [case.pvs_mask], [case.possible])
-    labels = np.zeros(case.image.shape, np.float32)
-    labels[case.regions["centrum_semiovale"]] = 1
     src = save(vol, tmp_path / "t2.nii.gz")
     regions = save(vol.with_data(labels), tmp_path / "labels.nii.gz")
     out = tmp_path / "out"
