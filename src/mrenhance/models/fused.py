@@ -222,8 +222,11 @@ class FusedMDCSRN(nn.Module):
             and c.padding_mode == "zeros"
             for c in [self.conv0, *self.units_conv]
         )
-        #: planes per slab of a streamed forward pass; None = one pass over the whole tile
-        self.stream_chunk: int | None = 16 if streamable else None
+        #: planes per slab of a streamed forward pass; None = one pass over the whole tile.
+        #: choice: 8, measured (docs/performance.md): on a 48 x 197 x 189 slab (the MNI
+        #: plane) 8 planes ran as fast as 16 (52-59 s vs 54-66 s, 3 runs each) at 2.2-2.7
+        #: GB peak RSS instead of 3.0-6.3 GB; 4 planes saved little more (2.0 GB, 58 s).
+        self.stream_chunk: int | None = 8 if streamable else None
 
     def _partial(self, m: int, piece: int, x: torch.Tensor) -> torch.Tensor:
         w = getattr(self, f"w_l{m}_p{piece}")
