@@ -236,8 +236,9 @@ class FusedMDCSRN(nn.Module):
 
     def _unit(self, unit: int, x: torch.Tensor) -> torch.Tensor:
         cv = self.units_conv[unit]
-        if self.spatial_dims == 3 and cv.padding_mode == "zeros" and cv.stride == (1, 1, 1):
-            if cv.dilation == (1, 1, 1) and cv.groups == 1 and isinstance(cv.padding, tuple):
+        plain = cv.stride == cv.dilation == (1, 1, 1) and cv.groups == 1
+        if self.spatial_dims == 3 and plain and cv.padding_mode == "zeros":
+            if isinstance(cv.padding, tuple):  # not "same"/"valid"
                 return _conv3d(x, cv.weight, cv.bias, cv.padding)
         return cv(x)
 
