@@ -44,7 +44,7 @@ def write_results(name: str, rows: list[dict[str, Any]], meta: dict[str, Any]) -
     print(table)
     print(
         f"\n[{name}] {meta['command']} @ {meta['git_commit']} on {meta['machine']}, "
-        f"{meta['torch_threads']} threads -> {path.relative_to(ROOT)}"
+        f"{meta['torch_threads']} threads -> {path}"
     )
     return path
 

@@ -18,7 +18,13 @@ Peers (optional ``[bench]`` extra; skipped when not installed):
 - ``monai-constant``: ``sliding_window_inference(roi 64^3, overlap 0, mode constant)``;
 - ``monai-gaussian``: the same with overlap 0.25, mode gaussian (MONAI's defaults);
 - ``torchio-crop``: ``GridSampler(64^3, overlap 6)`` + ``GridAggregator("crop")``;
-- ``torchio-hann``: ``GridSampler(64^3, overlap 32)`` + ``GridAggregator("hann")``.
+- ``torchio-hann``: ``GridSampler(64^3, overlap 32)`` + ``GridAggregator("hann")``;
+- ``torchio-crop-exact``: the peer setting with our accuracy: ``GridSampler(96^3, overlap
+  2 x the network's receptive-field radius)`` + ``GridAggregator("crop")``, so every kept
+  voxel saw its whole receptive field (seam-free inside the volume; at the volume border
+  TorchIO's zero padding of the input differs from per-layer padding). MONAI's
+  ``sliding_window_inference`` blends and cannot crop, so it has no such setting short of
+  one window over the whole volume.
 ``ours-fp32-onepass`` is our exact tiling with each tile in one pass (no streaming: the
 default of the previous release). ``approx-default`` is our tiling before that: 64^3
 tiles, 3-voxel crop margin, volume padded by the margin, eager network.
@@ -52,6 +58,7 @@ METHODS = (
     "monai-gaussian",
     "torchio-crop",
     "torchio-hann",
+    "torchio-crop-exact",
 )
 SIZES = {
     "tiny": (48, 48, 40),
@@ -134,9 +141,16 @@ def worker(method: str, size: str, out: str, max_memory: float | None) -> dict:
     else:
         import torchio as tio
 
-        overlap, mode = (6, "crop") if method == "torchio-crop" else (32, "hann")
+        from mrenhance.engine.grid import receptive_field_radius
+
+        patch, overlap, mode = {
+            "torchio-crop": (64, 6, "crop"),
+            "torchio-hann": (64, 32, "hann"),
+            "torchio-crop-exact": (96, 2 * receptive_field_radius(eager), "crop"),
+        }[method]
+        patch = tuple(min(patch, n) for n in x.shape)  # TorchIO refuses patches > image
         subject = tio.Subject(img=tio.ScalarImage(tensor=tensor[0]))
-        sampler = tio.inference.GridSampler(subject, 64, overlap)
+        sampler = tio.inference.GridSampler(subject, patch, overlap)
         aggregator = tio.inference.GridAggregator(sampler, overlap_mode=mode)
         loader = torch.utils.data.DataLoader(sampler, batch_size=1)
         with torch.inference_mode():
@@ -144,7 +158,7 @@ def worker(method: str, size: str, out: str, max_memory: float | None) -> dict:
                 pred = eager(batch["img"][tio.DATA])
                 aggregator.add_batch(pred, batch[tio.LOCATION])
         y = aggregator.get_output_tensor()[0].numpy()
-        info = {"tiles": [64, 64, 64], "overlap": overlap, "mode": mode}
+        info = {"tiles": list(patch), "overlap": overlap, "mode": mode}
     seconds = time.perf_counter() - t0
     np.save(out, np.asarray(y, dtype=np.float32))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB

@@ -207,6 +207,43 @@ def test_no_slow_path_for_the_one_channel_first_convolution(stream_chunk):
     assert not [e for e in prof.key_averages() if e.key.startswith("aten::slow_conv3d")]
 
 
+class _ConvInputs(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records (layout, dtypes) of every convolution and pointwise call under it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.convs: list[tuple[int, bool]] = []  # (input channels, channels-last dense)
+        self.mixed: list[str] = []  # pointwise calls mixing tensor dtypes
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.__name__
+        if "convolution" in name:
+            x = args[0]
+            cl = x.is_contiguous(memory_format=torch.channels_last_3d)
+            self.convs.append((x.shape[1], cl))
+        if name.split(".")[0] in ("addcmul", "add_", "addcmul_"):
+            dtypes = {a.dtype for a in [*args, *(kwargs or {}).values()] if torch.is_tensor(a)}
+            if len(dtypes) > 1:
+                self.mixed.append(f"{name} {sorted(map(str, dtypes))}")
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_streamed_pass_convolves_channels_last_without_mixed_dtypes(autocast):
+    """Every conv of a streamed pass reads a dense channels-last input (oneDNN's native
+    layout: no reorder; a plane range is a view, not a copy), and under bf16 autocast no
+    BatchNorm affine or running sum mixes dtypes (PyTorch's slow casting path)."""
+    fused = for_inference(_trained_like("mdcsrn-b2u4", growth=4))
+    x = torch.randn(1, 1, 14, 10, 9)
+    ctx = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else torch.no_grad()
+    with torch.no_grad(), ctx, _ConvInputs() as seen:
+        fused.stream(x, 4)
+    wide = [cl for c, cl in seen.convs if c > 1]
+    assert len(wide) > 20
+    assert all(wide)
+    assert seen.mixed == []
+
+
 def test_bf16_on_a_cpu_without_native_bf16_warns_and_auto_avoids_it(monkeypatch, caplog):
     import mrenhance.enhance_api as api
 

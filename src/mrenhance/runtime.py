@@ -85,6 +85,29 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} CPUs"
 
 
+#: the instruction-set flags that decide CPU inference speed (docs/performance.md: the same
+#: network ran 5x slower on an AVX2-only VM than on an AVX-512 one, bf16 25x slower again)
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where that file is absent)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_isa() -> str:
+    """The speed-relevant ISA flags this CPU has, e.g. ``"avx2 fma avx512f avx512_bf16"``."""
+    flags = cpu_flags()
+    return " ".join(f for f in ISA_FLAGS if f in flags) or "unknown"
+
+
 def provenance(
     command: str | None = None, *, folder: str | os.PathLike | None = None
 ) -> dict[str, Any]:
@@ -109,6 +132,7 @@ def provenance(
         "python": platform.python_version(),
         "platform": platform.platform(),
         "machine": machine(),
+        "cpu_isa": cpu_isa(),
     }
     try:
         import torch

@@ -543,15 +543,16 @@ def streaming_costs(
     ``a * (H * W) + b * (D * H * W)``: ``a`` for the slabs, the halo planes each
     convolution keeps and the delayed streams, ``b`` for the input and output tensors.
     Both are measured as :func:`activation_bytes_per_voxel` does (live tensor storages
-    under a dispatch mode), on two probes of depth ``2 * chunk + 8`` and ``4 * chunk + 8``
-    and a ``probe`` x ``probe`` plane: ``b`` from the difference, ``a`` from the rest.
+    under a dispatch mode), on two probes of depth ``max(4 * chunk, 32) + 8`` and
+    ``max(8 * chunk, 64) + 8`` (past the first slabs, where the stream's buffers still
+    grow to their steady size) and a ``probe`` x ``probe`` plane: ``b`` from the difference, ``a`` from the rest.
     """
     chunk = getattr(model, "stream_chunk", None)
     stream = getattr(model, "stream", None)
     if not chunk or stream is None:
         return None
     peaks = []
-    depths = (2 * chunk + 8, 4 * chunk + 8)
+    depths = (max(4 * chunk, 32) + 8, max(8 * chunk, 64) + 8)
     for depth in depths:
         x = torch.zeros((1, in_channels, depth, probe, probe))
         tracker = _PeakTensorBytes()

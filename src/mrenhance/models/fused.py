@@ -42,6 +42,18 @@ from mrenhance.models.blocks import DenseBlock
 
 __all__ = ["FusedMDCSRN", "for_inference", "stream_axis"]
 
+#: the memory layout of every feature map in a streamed pass: channels last (N, D, H, W, C
+#: in memory). oneDNN computes 3^3 convolutions on it without reordering to and from its
+#: blocked layout (measured, docs/performance.md: a 112 -> 16 channel conv on a 10 x 197 x
+#: 189 slab ran at 134 GFLOP/s instead of 96), and a range of planes along dim 2 is one
+#: contiguous block, so slicing a slab never copies.
+_CL = torch.channels_last_3d
+
+
+def _cl(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in the channels-last layout (no copy when it already is)."""
+    return t.contiguous(memory_format=_CL)
+
 
 def _bn_affine(bn: nn.Module, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(scale, shift) of an eval-mode BatchNorm (or identity) over ``channels``."""
@@ -94,68 +106,120 @@ def stream_axis(shape: tuple[int, ...] | list[int]) -> int:
 class _PlaneConv:
     """One stride-1 3^3 convolution (zero padding 1) fed slab by slab along dim 2.
 
-    ``push(planes, last)`` takes the next planes of the input (1, C, t, H, W) and returns
-    the output planes whose neighbourhood is now complete, starting at :attr:`next_out`:
-    the input padded by one zero plane at the start, the last two input planes kept for
-    the next call, one zero plane appended after the ``last`` call. Over a whole stream
-    the outputs are exactly the planes of the convolution of the whole input.
+    Two steps per slab: :meth:`input` returns the (1, C, t, H, W) channels-last view the
+    caller fills with the next ``t`` input planes (written straight into the conv's input,
+    no concatenation copy); :meth:`run` then returns the output planes whose neighbourhood
+    is now complete, starting at :attr:`next_out`. The input is padded by one zero plane
+    at the start, the last two input planes are kept for the next slab, one zero plane is
+    appended on the ``last`` slab. Over a whole stream the outputs are exactly the planes
+    of the convolution of the whole input.
     """
 
     def __init__(self, conv: nn.Module, swap: int = 2) -> None:
         # streaming a transposed input (dim 2 <-> dim ``swap``) needs the kernel transposed
         # the same way: conv(x^T, W^T) = conv(x, W)^T for cubic kernels, symmetric padding
-        w = conv.weight
-        self.weight = w if swap == 2 else w.transpose(2, swap).contiguous()
+        w = conv.weight.detach()
+        self.weight = _cl(w if swap == 2 else w.transpose(2, swap))
         self.bias = conv.bias
         self.out_channels = conv.out_channels
         self.hist: torch.Tensor | None = None
         self.next_out = 0
+        self._inp: torch.Tensor | None = None
+        self._last = False
 
-    def push(self, planes: torch.Tensor, last: bool) -> torch.Tensor:
-        zero = planes.new_zeros(planes.shape[:2] + (1,) + planes.shape[3:])
-        parts = [zero if self.hist is None else self.hist.to(planes.dtype)]
-        if planes.shape[2]:
-            parts.append(planes)
+    def input(
+        self, channels: int, t: int, last: bool, plane: tuple[int, ...], like: torch.Tensor
+    ) -> torch.Tensor:
+        """The view (1, channels, t, *plane) to fill with the next ``t`` input planes."""
+        h = 1 if self.hist is None else self.hist.shape[2]
+        inp = torch.empty(
+            (1, channels, h + t + int(last), *plane),
+            dtype=like.dtype,
+            device=like.device,
+            memory_format=_CL,
+        )
+        if self.hist is None:
+            inp[:, :, :1].zero_()
+        else:
+            inp[:, :, :h].copy_(self.hist)
         if last:
-            parts.append(zero)
-        inp = torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]
+            inp[:, :, h + t :].zero_()
+        self._inp, self._last = inp, last
+        return inp[:, :, h : h + t]
+
+    def run(self) -> torch.Tensor:
+        """The output planes (1, out_channels, n, H, W) that the filled input completes."""
+        inp, last = self._inp, self._last
+        assert inp is not None, "input() first"
+        self._inp = None
         if inp.shape[2] < 3:
             self.hist = inp
-            return planes.new_empty((1, self.out_channels, 0, *planes.shape[3:]))
-        out = _conv3d(inp, self.weight, self.bias, (0, 1, 1))
+            return inp.new_empty((1, self.out_channels, 0, *inp.shape[3:]))
+        out = _cl(_conv3d(inp, self.weight, self.bias, (0, 1, 1)))
         self.hist = None if last else inp[:, :, -2:].clone()
         self.next_out += out.shape[2]
         return out
 
 
-class _Planes:
-    """Planes [start, start + n) of one stream along dim 2, kept until they are consumed."""
+class _Window:
+    """Planes [start, end) of one channels-last stream (1, C, planes, H, W), in place.
 
-    def __init__(self) -> None:
-        self.data: torch.Tensor | None = None
-        self.start = 0
+    Planes are addressed by their absolute index along dim 2; :meth:`write` copies planes
+    (optionally into a channel range: a dense block keeps all its pieces, which lag each
+    other, in one buffer), :meth:`view` returns planes without a copy (a range of planes
+    of a channels-last tensor is one contiguous block), :meth:`drop_before` frees the
+    front. A write past the end moves the kept planes to the front of the buffer, and
+    grows it only when they and the new planes do not fit.
+    """
+
+    def __init__(self, channels: int, plane: tuple[int, ...]) -> None:
+        self.channels, self.plane = channels, tuple(plane)
+        self.buf: torch.Tensor | None = None
+        self.base = self.start = self.end = 0
 
     @property
-    def end(self) -> int:
-        return self.start + (0 if self.data is None else self.data.shape[2])
+    def dtype(self) -> torch.dtype:
+        assert self.buf is not None
+        return self.buf.dtype
 
-    def append(self, planes: torch.Tensor, at: int) -> None:
-        if self.data is None or self.data.shape[2] == 0:
-            self.data, self.start = planes, at
-        elif planes.shape[2]:
-            if at != self.end:
-                raise RuntimeError(f"stream gap: planes at {at}, expected {self.end}")
-            self.data = torch.cat([self.data, planes], dim=2)
+    def _reserve(self, upto: int, like: torch.Tensor) -> None:
+        if self.buf is not None and upto - self.base <= self.buf.shape[2]:
+            return
+        keep, need = max(0, self.end - self.start), upto - self.start
+        if self.buf is not None and need <= self.buf.shape[2]:  # fits: move the kept planes
+            if keep:  # to the front (through a copy: the two ranges may overlap)
+                self.buf[:, :, :keep].copy_(self.view(self.start, self.end).clone())
+            self.base = self.start
+            return
+        new = torch.empty(
+            (1, self.channels, need, *self.plane),
+            dtype=like.dtype if self.buf is None else self.buf.dtype,
+            device=like.device,
+            memory_format=_CL,
+        )
+        if self.buf is not None and keep:
+            new[:, :, :keep].copy_(self.view(self.start, self.end))
+        self.buf, self.base = new, self.start
 
-    def get(self, a: int, b: int) -> torch.Tensor:
-        assert self.data is not None and self.start <= a <= b <= self.end
-        return self.data[:, :, a - self.start : b - self.start]
+    def write(self, planes: torch.Tensor, at: int, channels: slice = slice(None)) -> None:
+        n = planes.shape[2]
+        if n == 0:
+            return
+        if at < self.start:
+            raise RuntimeError(f"stream write at plane {at}, before the window {self.start}")
+        self._reserve(at + n, planes)
+        assert self.buf is not None
+        self.buf[:, channels, at - self.base : at - self.base + n].copy_(planes)
+        self.end = max(self.end, at + n)
+
+    def view(self, a: int, b: int, channels: slice = slice(None)) -> torch.Tensor:
+        assert self.buf is not None and self.start <= a <= b and b - self.base <= self.buf.shape[2]
+        return self.buf[:, channels, a - self.base : b - self.base]
 
     def drop_before(self, z: int) -> None:
-        if self.data is not None and z > self.start:
-            keep = max(0, self.end - z)
-            self.data = self.data[:, :, self.data.shape[2] - keep :].clone() if keep else None
-            self.start = z
+        self.start = max(self.start, z)
+        if self.start >= self.end:  # nothing kept: release the storage
+            self.buf, self.base, self.end = None, self.start, self.start
 
 
 class FusedMDCSRN(nn.Module):
@@ -223,10 +287,12 @@ class FusedMDCSRN(nn.Module):
             for c in [self.conv0, *self.units_conv]
         )
         #: planes per slab of a streamed forward pass; None = one pass over the whole tile.
-        #: choice: 8, measured (docs/performance.md): on a 48 x 197 x 189 slab (the MNI
-        #: plane) 8 planes ran as fast as 16 (52-59 s vs 54-66 s, 3 runs each) at 2.2-2.7
-        #: GB peak RSS instead of 3.0-6.3 GB; 4 planes saved little more (2.0 GB, 58 s).
-        self.stream_chunk: int | None = 8 if streamable else None
+        #: choice: 4, measured (docs/performance.md, channels-last streaming): the whole MNI
+        #: volume ran in 71 s at 4, 70 s at 6 and 71 s at 8 planes (one tile each), but the
+        #: activation estimate is 34 KB per plane voxel at 4 against 44 KB at 8, so at 4 the
+        #: whole MNI plane fits the default 1.5 GiB budget in one tile (at 8 it took two tiles
+        #: and 101 s).
+        self.stream_chunk: int | None = 4 if streamable else None
 
     def _partial(self, m: int, piece: int, x: torch.Tensor) -> torch.Tensor:
         w = getattr(self, f"w_l{m}_p{piece}")
@@ -287,7 +353,7 @@ class FusedMDCSRN(nn.Module):
         return y.add_(x) if self.global_residual else y
 
     @torch.no_grad()
-    def stream(self, x: torch.Tensor, chunk: int = 8, swapped: int = 2) -> torch.Tensor:
+    def stream(self, x: torch.Tensor, chunk: int = 4, swapped: int = 2) -> torch.Tensor:
         """The network on one 3D sample (1, C_in, D, H, W), ``chunk`` planes of D at a time.
 
         Same output as :meth:`_one` (float rounding aside); activation memory grows with
@@ -299,78 +365,91 @@ class FusedMDCSRN(nn.Module):
             raise ValueError("stream() takes one 3D sample (1, C, D, H, W)")
         chunk = max(1, int(chunk))
         n = self.n_blocks
-        depth = x.shape[2]
+        depth, plane = x.shape[2], tuple(x.shape[3:])
         conv0 = _PlaneConv(self.conv0, swapped)
         convs = [_PlaneConv(c, swapped) for c in self.units_conv]
         fed = [0] * len(convs)  # next input plane of each unit conv
-        sums = [_Planes() for _ in range(n)]
-        groups = [[_Planes() for _ in range(len(ch) + 1)] for ch in self.unit_channels]
-        block_next = [0] * n  # next plane each block hands on
         biases = [
             getattr(self, f"bias_l{m}").reshape((1, -1) + (1,) * self.spatial_dims)
             for m in range(n)
         ]
+        sums = [_Window(biases[m].shape[1], plane) for m in range(n)]
+        # biases and folded BatchNorms in the dtype of the maps (bf16 under autocast): a
+        # mixed-dtype addcmul or add_ into a bf16 buffer takes PyTorch's slow casting path
+        # (measured: 3x the time of all the bf16 network's convolutions)
+        dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+        affine = [
+            (getattr(self, f"scale{u}").to(dtype), getattr(self, f"shift{u}").to(dtype))
+            for u in range(len(convs))
+        ]
+        biases = [b.to(dtype) for b in biases]
+        # one buffer per dense block: its input and each unit's new maps in their channels;
+        # ends[i][p] = planes of piece p (0: the block's input, j + 1: unit j) written so far
+        blocks = [_Window(c, plane) for c in self.block_channels]
+        ends = [[0] * (len(ch) + 1) for ch in self.unit_channels]
+        block_next = [0] * n  # next plane each block hands on
         out: torch.Tensor | None = None
         n_chunks = -(-depth // chunk)
         for k in range(n_chunks):
             last = k == n_chunks - 1
             a = conv0.next_out
-            f0 = conv0.push(x[:, :, k * chunk : (k + 1) * chunk], last)
+            slab = x[:, :, k * chunk : (k + 1) * chunk]
+            conv0.input(x.shape[1], slab.shape[2], last, plane, x).copy_(slab)
+            del slab  # (a view of x: the memory tracker counts x's storage while it lives)
+            f0 = conv0.run()
             if f0.shape[2] == 0:  # nothing new downstream either (only a flush emits more)
                 continue
             for m in range(n):
-                if f0.shape[2]:
-                    sums[m].append(self._partial(m, 0, f0).add_(biases[m]), a)
+                sums[m].write(self._partial(m, 0, f0).add_(biases[m]), a)
             inp, at = f0, a
             del f0
             unit = 0
             for i in range(n):
-                g = groups[i]
-                g[0].append(inp, at)
-                for j, c in enumerate(self.unit_channels[i]):
-                    lo, hi = fed[unit], min(p.end for p in g[: j + 1])
-                    work = x.new_empty((1, c, max(0, hi - lo), *x.shape[3:]), dtype=g[0].data.dtype)
-                    if hi > lo:
-                        scale, shift = getattr(self, f"scale{unit}"), getattr(self, f"shift{unit}")
-                        off = 0
-                        for p in g[: j + 1]:
-                            piece = p.get(lo, hi)
-                            w = piece.shape[1]
-                            torch.addcmul(
-                                shift[:, off : off + w],
-                                piece,
-                                scale[:, off : off + w],
-                                out=work[:, off : off + w],
-                            )
-                            off += w
+                block, e = blocks[i], ends[i]
+                channels = self.unit_channels[i]
+                if inp.shape[2]:
+                    block.write(inp, at, slice(0, channels[0]))
+                    e[0] = max(e[0], at + inp.shape[2])
+                for j, c in enumerate(channels):
+                    lo, hi = fed[unit], min(e[: j + 1])
+                    t = max(0, hi - lo)
+                    like = block.buf if block.buf is not None else x
+                    work = convs[unit].input(c, t, last, plane, like)
+                    if t:
+                        scale, shift = affine[unit]
+                        torch.addcmul(shift, block.view(lo, hi, slice(0, c)), scale, out=work)
                         F.elu(work, inplace=True)
-                    start = convs[unit].next_out
-                    new = convs[unit].push(work, last)
                     del work
-                    g[j + 1].append(new, start)
+                    start = convs[unit].next_out
+                    new = convs[unit].run()
+                    if new.shape[2]:
+                        block.write(new, start, slice(c, c + self.growth))
+                        e[j + 1] = max(e[j + 1], start + new.shape[2])
                     del new
-                    fed[unit] = hi
+                    fed[unit] = max(fed[unit], hi)
                     unit += 1
-                lo, hi = block_next[i], min(p.end for p in g)
+                lo, hi = block_next[i], min(e)
                 if hi > lo:
-                    buf = torch.cat([p.get(lo, hi) for p in g], dim=1)
+                    piece = block.view(lo, hi)  # cat[input, unit maps] on [lo, hi), no copy
                     for m in range(i, n):
-                        sums[m].get(lo, hi).add_(self._partial(m, i + 1, buf))
-                    del buf
-                    for p in g:
-                        p.drop_before(hi)
+                        sums[m].view(lo, hi).add_(self._partial(m, i + 1, piece))
+                    del piece
+                    block.drop_before(hi)
                     block_next[i] = hi
-                done = sums[i].get(lo, hi)  # layer i has all its pieces on [lo, hi)
+                    done = sums[i].view(lo, hi)  # layer i has all its pieces on [lo, hi)
+                else:
+                    done = x.new_empty((1, 0, 0, *plane))
                 if i < n - 1:
                     inp, at = done, lo  # block i + 1's input
                 elif hi > lo:
                     if out is None:
-                        out = done.new_empty((1, done.shape[1], depth, *x.shape[3:]))
+                        out = done.new_empty((1, done.shape[1], depth, *plane))
                     out[:, :, lo:hi] = done
                     if self.global_residual:
                         out[:, :, lo:hi].add_(x[:, :, lo:hi])
                 del done
-                sums[i].drop_before(hi)
+                if hi > lo:
+                    sums[i].drop_before(hi)
         assert out is not None and block_next[-1] == depth
         return out
 
