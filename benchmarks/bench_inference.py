@@ -166,22 +166,29 @@ def worker(method: str, size: str, out: str, max_memory: float | None) -> dict:
 
 
 def conv_peak_gflops(seconds: float = 3.0) -> dict[str, float]:
-    """Attainable conv throughput here: Conv3d 64->64, 3^3, 48^3, fp32 and bf16 autocast."""
+    """Attainable conv throughput here: Conv3d 64->64, 3^3, 48^3, fp32 and bf16 autocast.
+
+    The best of the two memory layouts (NCDHW and channels-last), so that our
+    channels-last streaming is not measured against a slower layout's peak.
+    """
     import torch
 
     conv = torch.nn.Conv3d(64, 64, 3, padding=1).eval()
-    x = torch.randn(1, 64, 48, 48, 48)
     flops = 2 * 64 * 64 * 27 * 48**3
-    result = {}
-    for label, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
-        ctx = torch.autocast("cpu", dtype=dtype) if dtype else torch.inference_mode()
-        with torch.inference_mode(), ctx:
-            conv(x)
-            n, t0 = 0, time.perf_counter()
-            while time.perf_counter() - t0 < seconds:
+    result: dict[str, float] = {}
+    for layout in (torch.contiguous_format, torch.channels_last_3d):
+        x = torch.randn(1, 64, 48, 48, 48).contiguous(memory_format=layout)
+        conv = conv.to(memory_format=layout)
+        for label, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
+            ctx = torch.autocast("cpu", dtype=dtype) if dtype else torch.inference_mode()
+            with torch.inference_mode(), ctx:
                 conv(x)
-                n += 1
-        result[label] = flops * n / (time.perf_counter() - t0) / 1e9
+                n, t0 = 0, time.perf_counter()
+                while time.perf_counter() - t0 < seconds:
+                    conv(x)
+                    n += 1
+            rate = flops * n / (time.perf_counter() - t0) / 1e9
+            result[label] = max(result.get(label, 0.0), rate)
     return result
 
 
