@@ -545,7 +545,8 @@ def streaming_costs(
     Both are measured as :func:`activation_bytes_per_voxel` does (live tensor storages
     under a dispatch mode), on two probes of depth ``max(4 * chunk, 32) + 8`` and
     ``max(8 * chunk, 64) + 8`` (past the first slabs, where the stream's buffers still
-    grow to their steady size) and a ``probe`` x ``probe`` plane: ``b`` from the difference, ``a`` from the rest.
+    grow to their steady size) and a ``probe`` x ``probe`` plane: ``b`` from the
+    difference, ``a`` from the rest.
     """
     chunk = getattr(model, "stream_chunk", None)
     stream = getattr(model, "stream", None)
