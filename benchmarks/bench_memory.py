@@ -67,8 +67,8 @@ def run_one(n: int, precision: str, threads: int, folder: str) -> dict:
 
     steps = (read_sidecar(dst) or {}).get("mrenhance", {}).get("provenance", [])
     steps = [s for s in steps if s.startswith("enhance ")]
-    for path in (src, dst):
-        os.remove(path)
+    for path in Path(folder).glob(f"*{n}.*"):  # the volumes and the output's JSON sidecar
+        path.unlink()
     return {
         "size": f"{n}^3",
         "precision": precision,
