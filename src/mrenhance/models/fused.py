@@ -298,7 +298,8 @@ class FusedMDCSRN(nn.Module):
         )
         #: planes per slab of a streamed forward pass; None = one pass over the whole tile.
         #: choice: 4, measured (docs/performance.md, channels-last streaming): the whole MNI
-        #: volume ran in 71 s at 4, 70 s at 6 and 71 s at 8 planes (one tile each), but the
+        #: volume ran in 71 s at 4, 70 s at 6 and 71 s at 8 planes (one tile each, Intel
+        #: Xeon VM; a 48-plane slab on the AMD EPYC VM: 4, 6, 8 equally fast), but the
         #: activation estimate is 34 KB per plane voxel at 4 against 44 KB at 8, so at 4 the
         #: whole MNI plane fits the default 1.5 GiB budget in one tile (at 8 it took two tiles
         #: and 101 s).
