@@ -467,6 +467,8 @@ class FusedMDCSRN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.spatial_dims == 3 and self.stream_chunk:
+            if x.shape[0] == 1:  # no cat: it would copy the whole output tile once more
+                return self._streamed(x)
             return torch.cat([self._streamed(x[b : b + 1]) for b in range(x.shape[0])], dim=0)
         if x.shape[0] == 1:
             return self._one(x)
