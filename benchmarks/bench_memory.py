@@ -4,7 +4,7 @@ The goal (issue "Performance"): a 512^3 float32 volume super-resolved with peak 
 3x the size of its input plus its output (2 x 512 MiB, so under 3 GiB). Each size runs in
 a fresh process, exactly as a user runs it: ``python -m mrenhance enhance IN -o OUT
 --model mdcsrn-b4u4 [--precision P]`` on a float32 NIfTI (the normalised LR MNI152 volume
-of ``bench_inference.py``, reflect-padded to N^3), default ``--max-memory``. Measured:
+of ``bench_inference.py``, symmetric-padded to N^3), default ``--max-memory``. Measured:
 wall time (loading, inference, writing), the child's peak RSS (``wait4`` rusage), and
 the tile plan the command records in its output's provenance.
 
@@ -30,7 +30,7 @@ from _common import provenance, tune_allocator, write_results  # noqa: E402
 
 
 def _volume(n: int):
-    """The normalised LR MNI volume reflect-padded (or cropped) to n^3, float32."""
+    """The normalised LR MNI volume symmetric-padded (or cropped) to n^3, float32."""
     import numpy as np
     from bench_inference import _input
 
@@ -55,10 +55,12 @@ def run_one(n: int, precision: str, threads: int, folder: str) -> dict:
     cmd += ["--model", "mdcsrn-b4u4", "--precision", precision, "--threads", str(threads)]
     cmd += ["--overwrite", "-q"]
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    stderr = proc.stderr.read() if proc.stderr else ""
+    with tempfile.TemporaryFile("w+") as err:  # a file, not a pipe: wait4 cannot deadlock
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        err.seek(0)
+        stderr = err.read()
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{n}^3 failed: {stderr.strip()[-400:]}")
     out_bytes = os.path.getsize(dst)
