@@ -12,12 +12,14 @@ them used for training or model selection, is degraded by
     (c) (a) plus Rician noise at SNR 20 (mean head signal / sigma, seed 0).
 
 and restored by: the input itself, tricubic interpolation of the low-matrix image ((a)
-only; for (b) the input *is* the cubic interpolation of the thick slices), the MNI-only
-model, the synthetic-trained model and the synthetic model adapted to each input
-(``enhance(..., adapt_steps=N)``). PSNR / SSIM inside an automatic head mask of the scan
-(``preprocess.head_mask``), both images divided by the scan's 99.5th head percentile,
-data_range 1; gain = PSNR - PSNR of the input. Scans larger than ``--crop`` voxels along an
-axis are cropped around the head's centre (CPU time; choice).
+only; for (b) the input *is* the cubic interpolation of the thick slices), each model as
+``enhance`` runs it by default (data consistency ``auto``: a detected zero-filled band is
+kept, ``mrenhance.consistency``) and, with ``--raw``, the raw network (``consistency="off"``,
+rows marked "raw"), and a model adapted to each input (``enhance(..., adapt_steps=N)``).
+PSNR / SSIM inside an automatic head mask of the scan (``preprocess.head_mask``), both
+images divided by the scan's 99.5th head percentile, data_range 1; gain = PSNR - PSNR of
+the input. Scans larger than ``--crop`` voxels along an axis are cropped around the head's
+centre (CPU time; choice).
 
     python benchmarks/sr_real.py                          # the committed table
     python benchmarks/sr_real.py --adapt-steps 50 --models mdcsrn-b4u4,runs/x.safetensors
@@ -137,6 +139,11 @@ def main() -> int:
         default="(a)",
         help="comma-separated degradation labels, e.g. '(a),(b)', or 'all' (CPU time)",
     )
+    p.add_argument(
+        "--raw",
+        action="store_true",
+        help="also the raw network of each model (enhance(..., consistency='off'))",
+    )
     p.add_argument("--name", default="sr_real")
     p.add_argument(
         "--cache",
@@ -177,7 +184,9 @@ def main() -> int:
                 t0 = time.perf_counter()
                 tc = interpolation_baseline(hr, drawn["kspace_factors"], "cubic")
                 outputs["tricubic"] = (tc, time.perf_counter() - t0, {})
-            runs = [(model, 0) for model in models]
+            runs = [(model, 0, "auto") for model in models]
+            if args.raw:
+                runs += [(model, 0, "off") for model in models]
             if (
                 args.adapt_steps > 0
                 and (args.adapt_scans == "all" or scan in args.adapt_scans.split(","))
@@ -186,25 +195,35 @@ def main() -> int:
                     or degradation.split(" ")[0] in args.adapt_degradations.split(",")
                 )
             ):
-                runs.append((args.adapt_model, args.adapt_steps))
-            for model, steps in runs:
+                runs.append((args.adapt_model, args.adapt_steps, "auto"))
+            for model, steps, consistency in runs:
                 if steps:
                     name = f"{args.adapt_label} {steps}"
                 else:
                     name = labels.get(model, Path(model).stem)
-                key = f"{scan}|{degradation}|{_sha(model)}|{steps}|{args.adapt_patch}|{args.crop}"
+                if consistency == "off":
+                    name += " raw"
+                key = (
+                    f"{scan}|{degradation}|{_sha(model)}|{steps}|{args.adapt_patch}|"
+                    f"{args.crop}|{consistency}"
+                )
                 cached = _cache_get(args.cache, key)
                 if cached is None:
                     t0 = time.perf_counter()
                     if steps:
-                        enhancer = Enhancer.from_weights(resolve_weights(model))
+                        enhancer = Enhancer.from_weights(
+                            resolve_weights(model), consistency=consistency
+                        )
                         enhancer = adapt_enhancer(
                             enhancer, vol, steps=steps, patch_size=args.adapt_patch
                         )
                         res = enhancer(vol)
                     else:
-                        res = enhance(vol, model)
-                    info = res.meta.get("adaptation", {})
+                        res = enhance(vol, model, consistency=consistency)
+                    info = {
+                        **res.meta.get("adaptation", {}),
+                        "consistency": res.meta.get("consistency", {}).get("mode", ""),
+                    }
                     cached = (res.data, time.perf_counter() - t0, info)
                     _cache_put(args.cache, key, cached)
                 outputs[name] = cached
@@ -223,7 +242,9 @@ def main() -> int:
                     "gain_db": round(m["psnr"] - base["psnr"], 3),
                     "seconds": round(seconds, 2),
                 }
-                if info:
+                if info.get("consistency"):
+                    row["consistency"] = info["consistency"]
+                if info.get("steps"):
                     row["adapt_seconds"] = info.get("seconds")
                     row["adapt_loss"] = f"{info.get('loss_before')}->{info.get('loss_after')}"
                 rows.append(row)

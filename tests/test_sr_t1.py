@@ -141,7 +141,9 @@ def test_training_and_enhance_feed_the_network_identical_arrays(tmp_path, small_
     monkeypatch.setattr(engine_infer, "infer", spy)
     out = tmp_path / "sr.nii.gz"
     assert main(["enhance", str(lr_file), "-o", str(out), "--model", str(weights), "-q"]) == 0
-    assert len(seen) == 1
+    # the first call is the network on the input (a second one may be the consistency
+    # self-check on a further-degraded copy, tasks/sr_t1.py run_network)
+    assert len(seen) >= 1
     np.testing.assert_array_equal(seen[0], subject.inputs)
 
 

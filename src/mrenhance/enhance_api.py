@@ -57,6 +57,10 @@ class Enhancer:
     max_memory : bytes for one tile's activations in exact tiling (default
         :func:`default_max_memory`).
     scale : a known normalisation scale (skips computing it; validation on a crop).
+    consistency : "auto" or "off": for tasks whose ``run_network`` takes it
+        (sr_t1), how the network output is made consistent with the input
+        (:mod:`mrenhance.consistency`); what was done is in ``last_consistency`` and the
+        provenance.
     """
 
     def __init__(
@@ -74,6 +78,7 @@ class Enhancer:
         max_memory: float | None = None,
         amp_dtype: Any = None,
         scale: float | None = None,
+        consistency: str = "auto",
     ) -> None:
         from mrenhance.models.card import DEFAULT_INFERENCE
         from mrenhance.models.fused import for_inference
@@ -112,6 +117,12 @@ class Enhancer:
         if self.max_memory <= 0:
             raise InputError(f"--max-memory {max_memory}: must be a positive size")
         self.scale = scale
+        if consistency not in CONSISTENCY:
+            raise InputError(
+                f"--consistency {consistency!r}: must be one of {', '.join(CONSISTENCY)}"
+            )
+        self.consistency = consistency
+        self.last_consistency: dict[str, Any] | None = None
         self._bytes_per_voxel: float | None = None
         self._stream_costs: tuple[float, float] | None = None
         # set by engine.adapt.adapt_enhancer: what the self-supervised fine-tuning did
@@ -188,7 +199,12 @@ class Enhancer:
         # a task may say how its network meets its array (e.g. a 2D model on every slice
         # of every volume of a 4D DWI series); by default: one tiled inference
         run_network = getattr(self.task, "run_network", None)
+        self.last_consistency = None
         if run_network is not None:
+            if "consistency" in inspect.signature(run_network).parameters:
+                self.last_consistency = {}
+                options["consistency"] = self.consistency
+                options["report"] = self.last_consistency
             out = run_network(self.net, array, self.last_plan, **options)
         else:
             out = infer(self.net, array, self.last_plan, **options)
@@ -219,6 +235,10 @@ class Enhancer:
             f"overlap={list(plan.overlap)} blend={plan.blend} precision={self.precision} "
             f"scale={ctx.get('scale', 1.0):.6g}"
         )
+        if self.last_consistency:
+            step += " consistency=" + ",".join(
+                f"{k}:{v}" for k, v in self.last_consistency.items()
+            ).replace(" ", "")
         if self.adaptation is not None:
             a = self.adaptation
             step += (
@@ -228,6 +248,8 @@ class Enhancer:
         result = result.with_data(result.data, step=step)
         if self.adaptation is not None:
             result.meta["adaptation"] = dict(self.adaptation)
+        if self.last_consistency:
+            result.meta["consistency"] = dict(self.last_consistency)
         if card is not None:
             result.meta["model_card"] = {
                 "name": card.name,
@@ -250,6 +272,8 @@ class Enhancer:
 
 
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+#: data consistency of the SR output with its input (mrenhance.consistency; tasks/sr_t1.py)
+CONSISTENCY = ("auto", "off")
 _AMP: dict[str, Any] = {"fp32": None}
 
 
@@ -359,6 +383,7 @@ def enhance(
     adapt_seed: int = 0,
     per_volume: bool = False,
     resample: bool = False,
+    consistency: str = "auto",
 ) -> Volume:
     """Enhance ``volume`` with a shipped model name, a weights path or an :class:`Enhancer`.
 
@@ -404,6 +429,12 @@ def enhance(
         an axis gets one warning (:func:`mrenhance.logs.warn_user`). Tasks whose
         ``prepare`` resamples by itself (pvs, asl, dsc) are left alone.
 
+    consistency : "auto" (default) or "off" (sr_t1 models; other tasks ignore it).
+        "auto": where the input is a zero-filled k-space truncation (detected from its
+        spectrum, :mod:`mrenhance.consistency`) the output keeps the input's measured band;
+        other inputs get the network output as is. "off": always the raw network. What was
+        done is in ``result.meta["consistency"]``.
+
     Returns
     -------
     The same kind as ``volume`` (see above), on the input grid (or the upsampled grid),
@@ -421,6 +452,7 @@ def enhance(
             progress=progress,
             precision=precision,
             max_memory=parse_size(max_memory),
+            consistency=consistency,
         )
     each = _check_dimensions(enhancer, volume, per_volume)
     if upsample is not None:

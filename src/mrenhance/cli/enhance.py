@@ -87,6 +87,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "(bf16 on GPUs and on CPUs with native bf16, else fp32)",
     )
     p.add_argument(
+        "--consistency",
+        choices=("auto", "off"),
+        default="auto",
+        help="sr_t1 models: auto (default): where the input is a zero-filled k-space "
+        "truncation (detected from its spectrum) the output keeps the input's measured "
+        "band (data consistency); off: the raw network output",
+    )
+    p.add_argument(
         "--max-memory",
         default=None,
         help="memory for one tile's activations with exact tiling, e.g. 2G or 512M "
@@ -181,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         precision=args.precision,
         max_memory=enhance_api.parse_size(args.max_memory),
+        consistency=args.consistency,
     )
     if args.asl_order and enhancer.task.name != "asl":  # else silently ignored
         raise InputError(
@@ -333,6 +342,8 @@ def _run_batch(
             adaptation = out.meta.get("adaptation")
             if adaptation:
                 row["adaptation"] = adaptation
+            if out.meta.get("consistency"):
+                row["consistency"] = out.meta["consistency"]
             results.append(row)
             if not args.quiet:
                 extra = ""

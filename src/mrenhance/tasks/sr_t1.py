@@ -627,6 +627,41 @@ class SRT1Task(Task):
             },
         )
 
+    def run_network(
+        self,
+        model: Any,
+        array: np.ndarray,
+        plan: Any,
+        *,
+        consistency: str = "auto",
+        report: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> np.ndarray:
+        """The network on the prepared input, then made consistent with it.
+
+        array : (x, y, z) float32, the normalised input. ``consistency`` "auto": where the
+        input is a zero-filled k-space truncation (a spectral cliff,
+        :func:`mrenhance.consistency.detect_kspace_cutoffs`) the output's measured band is
+        replaced by the input's (:func:`mrenhance.consistency.kspace_consistency`); any
+        other input gets the network output as is. "off": always the network output.
+        ``report`` receives what was done (mode, cut-off bins per axis).
+        """
+        from mrenhance.consistency import detect_kspace_cutoffs, kspace_consistency
+        from mrenhance.engine.infer import infer
+
+        out = infer(model, array, plan, **options)
+        report = report if report is not None else {}
+        if consistency == "off":
+            report["mode"] = "off"
+            return out
+        cuts = detect_kspace_cutoffs(array)
+        if any(c is not None for c in cuts) and np.isfinite(out).all():
+            kspace_consistency(out, array, cuts)
+            report.update(mode="kspace", cutoffs=[c if c is None else int(c) for c in cuts])
+        else:
+            report["mode"] = "none detected"
+        return out
+
     def restore(self, array: np.ndarray, context: dict[str, Any], volume: Volume) -> Volume:
         """Undo :meth:`prepare`'s scaling on the input's grid; negative ringing is clipped."""
         # in place: the network output is ours, and a 512^3 volume is 0.5 GB per copy

@@ -1,0 +1,180 @@
+"""Data consistency of SR outputs (mrenhance.consistency, SRT1Task.run_network)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mrenhance import consistency as dc
+from mrenhance.simulate.kspace import thick_slice, truncate_kspace
+
+
+def _phantom(shape=(40, 36, 32), seed=0) -> np.ndarray:
+    """A head-like image: a smooth random field with a 1/f-ish spectrum inside an ellipsoid."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    field = sum(gaussian_filter(rng.standard_normal(shape), s) * s for s in (1.0, 2.0, 4.0))
+    grid = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")
+    head = gaussian_filter((sum(g**2 for g in grid) < 0.7).astype(float), 1.0)
+    tissue = 1.0 + 0.4 * field / np.abs(field).max()
+    return (0.05 + head * tissue).astype(np.float32)  # a scan's background is not zero
+
+
+def test_detects_the_truncated_axes_and_nothing_else():
+    hr = _phantom()
+    lr = truncate_kspace(hr, (2, 2, 1), output="same_grid")
+    cuts = dc.detect_kspace_cutoffs(lr)
+    assert cuts[2] is None
+    for axis in (0, 1):
+        n = hr.shape[axis]
+        assert cuts[axis] is not None and abs(cuts[axis] - n // 4) <= 1
+    assert dc.detect_kspace_cutoffs(hr) == (None, None, None)
+    thick = thick_slice(hr, 2, axis=2, profile="gaussian", fwhm_vox=2.0)
+    assert dc.detect_kspace_cutoffs(thick)[0:2] == (None, None)
+
+
+def test_detects_a_truncation_under_noise():
+    hr = _phantom()
+    lr = truncate_kspace(hr, (2, 1, 1), output="same_grid")
+    noisy = lr + np.random.default_rng(1).normal(0, 0.01, lr.shape).astype(np.float32)
+    cuts = dc.detect_kspace_cutoffs(noisy)
+    assert cuts[0] is not None and cuts[1:] == (None, None)
+
+
+def test_consistency_never_adds_error_on_a_noise_free_truncation():
+    hr = _phantom()
+    lr = truncate_kspace(hr, (2, 2, 1), output="same_grid")
+    cuts = dc.detect_kspace_cutoffs(lr)
+    rng = np.random.default_rng(2)
+    guess = (hr + rng.normal(0, 0.05, hr.shape)).astype(np.float32)  # a noisy "network"
+    before = float(np.sum((guess - hr) ** 2))
+    fixed = dc.kspace_consistency(guess.copy(), lr, cuts)
+    after = float(np.sum((fixed - hr) ** 2))
+    assert after < before
+    # the measured band is the input's
+    np.testing.assert_allclose(
+        dc.band_project(fixed.copy(), cuts), dc.band_project(lr.copy(), cuts), atol=1e-4
+    )
+    # with no cut the output is left alone
+    same = guess.copy()
+    assert dc.kspace_consistency(same, lr, (None, None, None)) is same
+    np.testing.assert_array_equal(same, guess)
+
+
+def test_band_project_in_chunks_equals_one_fft(monkeypatch):
+    x = _phantom(seed=3)
+    cuts = (7, None, 5)
+    mask = np.ones(x.shape, bool)
+    for axis, c in enumerate(cuts):
+        if c is None:
+            continue
+        n = x.shape[axis]
+        k = np.minimum(np.arange(n), n - np.arange(n))
+        shape = [1, 1, 1]
+        shape[axis] = n
+        mask &= (k < c).reshape(shape)
+    expected = np.real(np.fft.ifftn(np.fft.fftn(x) * mask))
+    monkeypatch.setattr(dc, "_CHUNK_VOXELS", 200)  # many slabs
+    got = dc.band_project(x.copy(), cuts)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    power = dc.axis_power(x, 1)
+    np.testing.assert_allclose(power.sum() > 0, True)
+
+
+def test_find_cliff_needs_a_step_and_a_flat_tail():
+    smooth = 10.0 ** (-np.arange(20) / 10.0)  # 1 dB per bin: no cliff
+    assert dc.find_cliff(smooth) is None
+    cliff = smooth.copy()
+    cliff[12:] = 1e-9
+    assert dc.find_cliff(cliff) == 12
+    sloped = smooth.copy()
+    sloped[12:] *= 1e-2 * 10.0 ** (-np.arange(8) / 2.0)  # a step, then still falling 5 dB/bin
+    assert dc.find_cliff(sloped) is None
+
+
+class _AddNoise:
+    """A 'network' whose change is pure noise, the same each call (tensors in and out)."""
+
+    def __call__(self, x):
+        import torch
+
+        g = torch.Generator().manual_seed(0)
+        return x + 0.2 * torch.randn(x.shape, generator=g)
+
+
+def test_run_network_modes():
+    from mrenhance.engine.grid import GridPlan
+    from mrenhance.tasks.sr_t1 import SRT1Task
+
+    task = SRT1Task()
+    plan = GridPlan.from_legacy(48, 0, "crop")
+    hr = _phantom()
+    lr = truncate_kspace(hr, (2, 2, 1), output="same_grid")
+
+    report: dict = {}
+    out = task.run_network(_AddNoise(), lr, plan, consistency="off", report=report)
+    assert report == {"mode": "off"} and np.abs(out - lr).max() > 0.1
+
+    report = {}
+    out = task.run_network(_AddNoise(), lr, plan, consistency="auto", report=report)
+    assert report["mode"] == "kspace" and report["cutoffs"][2] is None
+    # the measured band is the input's; only the unmeasured band carries the network's noise
+    np.testing.assert_allclose(
+        dc.band_project(out.copy(), report["cutoffs"]),
+        dc.band_project(lr.copy(), report["cutoffs"]),
+        atol=1e-4,
+    )
+
+    # a thick-slice input: no k-space cliff, the network output as is
+    thick = np.clip(thick_slice(hr, 2, axis=2, profile="gaussian", fwhm_vox=2.0), 0, None)
+    report = {}
+    out = task.run_network(_AddNoise(), thick, plan, consistency="auto", report=report)
+    assert report == {"mode": "none detected"}
+    raw = task.run_network(_AddNoise(), thick, plan, consistency="off")
+    np.testing.assert_array_equal(out, raw)
+
+
+def test_enhancer_refuses_an_unknown_consistency():
+    from mrenhance.enhance_api import Enhancer
+    from mrenhance.errors import InputError
+    from mrenhance.models import create_model
+
+    with pytest.raises(InputError, match="--consistency"):
+        Enhancer(create_model("mdcsrn-b4u4"), "sr_t1", consistency="maybe")
+
+
+def test_enhance_records_what_consistency_did(tmp_path):
+    """enhance(): the default keeps a zero-filled input's band; 'off' is the raw network."""
+    from mrenhance.enhance_api import Enhancer, enhance
+    from mrenhance.models import create_model
+    from mrenhance.volume import Volume
+
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = create_model("mdcsrn-b2u4", growth=4)
+    lr = truncate_kspace(_phantom(), (2, 2, 1), output="same_grid")
+    vol = Volume(lr, np.eye(4))
+    inference = {"patch_size": 48, "overlap": 0}
+    auto = enhance(vol, Enhancer(model, "sr_t1", inference=inference))
+    off = enhance(vol, Enhancer(model, "sr_t1", inference=inference, consistency="off"))
+    assert auto.meta["consistency"]["mode"] == "kspace"
+    assert "consistency=mode:kspace" in auto.meta["provenance"][-1]
+    assert off.meta["consistency"] == {"mode": "off"}
+    cuts = auto.meta["consistency"]["cutoffs"]
+    # scale and clipping aside, the measured band of the default output is the input's
+    np.testing.assert_allclose(
+        dc.band_project(auto.data.copy(), cuts), dc.band_project(lr.copy(), cuts), atol=2e-3
+    )
+    assert np.abs(off.data - auto.data).max() > 1e-4
+
+
+def test_consistency_in_slabs_equals_one_projection(monkeypatch):
+    hr = _phantom(seed=5)
+    lr = truncate_kspace(hr, (2, 1, 2), output="same_grid")
+    guess = (hr + np.random.default_rng(6).normal(0, 0.05, hr.shape)).astype(np.float32)
+    cuts = (10, None, 8)
+    whole = guess + dc.band_project(lr - guess, cuts)
+    monkeypatch.setattr(dc, "_CHUNK_VOXELS", 100)  # slabs along the free axis 1
+    got = dc.kspace_consistency(guess.copy(), lr, cuts)
+    np.testing.assert_allclose(got, whole, atol=1e-5)
