@@ -178,3 +178,36 @@ def test_consistency_in_slabs_equals_one_projection(monkeypatch):
     monkeypatch.setattr(dc, "_CHUNK_VOXELS", 100)  # slabs along the free axis 1
     got = dc.kspace_consistency(guess.copy(), lr, cuts)
     np.testing.assert_allclose(got, whole, atol=1e-5)
+
+
+def test_cli_consistency_option(tmp_path, capsys):
+    """--consistency off is the raw network; the default records its cut-offs in the sidecar;
+    an unknown value is refused with exit code 2 before any work."""
+    import nibabel as nib
+    import torch
+
+    from mrenhance.cli import main
+    from mrenhance.io.sidecar import read_sidecar
+    from mrenhance.models import create_model
+    from mrenhance.models.weights import save_weights
+
+    torch.manual_seed(0)
+    card = {"task": "sr_t1", "inference": {"patch_size": 48, "overlap": 0, "blend": "crop"}}
+    weights = save_weights(create_model("mdcsrn-b2u4", growth=4), tmp_path / "t.safetensors", card)
+    lr = truncate_kspace(_phantom(), (2, 2, 1), output="same_grid") * 500
+    src = tmp_path / "lr.nii.gz"
+    nib.save(nib.Nifti1Image(lr.astype(np.float32), np.eye(4)), src)
+    before = src.read_bytes()
+    run = ["enhance", str(src), "--model", str(weights), "-q", "-o"]
+    assert main([*run, str(tmp_path / "auto.nii.gz")]) == 0
+    assert main([*run, str(tmp_path / "off.nii.gz"), "--consistency", "off"]) == 0
+    auto = np.asarray(nib.load(tmp_path / "auto.nii.gz").dataobj)
+    off = np.asarray(nib.load(tmp_path / "off.nii.gz").dataobj)
+    assert np.abs(auto - off).max() > 1e-3
+    steps = read_sidecar(tmp_path / "auto.nii.gz")["mrenhance"]["provenance"]
+    assert any("consistency=mode:kspace,cutoffs:[" in s for s in steps)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main([*run, str(tmp_path / "x.nii.gz"), "--consistency", "maybe"])
+    assert exc.value.code == 2 and not (tmp_path / "x.nii.gz").exists()
+    assert src.read_bytes() == before
