@@ -185,6 +185,35 @@ def test_a_voxel_size_far_from_the_training_one_is_warned_about_once(tmp_path, w
     assert "training voxel size 1x1x1 mm" in line and "--resample" in line
 
 
+def test_a_card_trained_on_a_range_of_voxel_sizes_warns_only_beyond_it(tmp_path, capsys):
+    """mdcsrn-b4u4-synth saw 1-2.5 mm scans: a 3 mm input is fine, 4 mm is warned about."""
+    import torch
+
+    from mrenhance.models import create_model
+    from mrenhance.models.card import DEFAULT_NORMALISATION
+    from mrenhance.models.weights import save_weights
+
+    torch.manual_seed(0)
+    card = {
+        "task": "sr_t1",
+        "inference": TINY_INFERENCE,
+        "preprocessing": {
+            "normalisation": DEFAULT_NORMALISATION,
+            "voxel_size_mm": [1, 1, 1],
+            "voxel_size_range_mm": [1.0, 2.5],
+        },
+    }
+    w = save_weights(create_model("mdcsrn-b2u4", growth=4), tmp_path / "rng.safetensors", card)
+    ok = write_nifti(tmp_path / "ok.nii.gz", smooth_image((20, 18, 12)), np.diag([3, 3, 3, 1]))
+    far = write_nifti(tmp_path / "far.nii.gz", smooth_image((20, 18, 12)), np.diag([1, 1, 4, 1]))
+    capsys.readouterr()
+    assert _enhance(ok, tmp_path / "ok_sr.nii.gz", w) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert _enhance(far, tmp_path / "far_sr.nii.gz", w) == 0
+    warned = [x for x in capsys.readouterr().err.splitlines() if "warning:" in x]
+    assert len(warned) == 1 and "training voxel sizes 1-2.5 mm" in warned[0]
+
+
 def test_resample_runs_the_model_on_the_training_grid(tmp_path, weights, capsys):
     affine = np.diag([2.0, 2.0, 1.0, 1.0])
     affine[:3, 3] = [-20.0, -18.0, 5.0]

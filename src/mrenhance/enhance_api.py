@@ -492,7 +492,11 @@ def _check_dimensions(enhancer: Enhancer, volume: Volume, per_volume: bool) -> b
 
 
 def _training_voxel_size(enhancer: Enhancer, volume: Volume, resample: bool) -> Volume:
-    """The card's training voxel size: warn when the input is far from it, or resample."""
+    """The card's training voxel size: warn when the input is far from it, or resample.
+
+    A card trained on a range of voxel sizes (``voxel_size_range_mm``, synthetic scans)
+    warns only when an axis lies beyond that range by more than ``VOXEL_SIZE_FACTOR``.
+    """
     from mrenhance.resample import VOXEL_SIZE_FACTOR, resample_to_voxel_size, voxel_size_mismatch
 
     training = enhancer.card.voxel_size_mm if enhancer.card is not None else None
@@ -500,15 +504,22 @@ def _training_voxel_size(enhancer: Enhancer, volume: Volume, resample: bool) -> 
         return volume
     if resample:
         return resample_to_voxel_size(volume, training)
-    if voxel_size_mismatch(volume.voxel_size, training):
+    span = enhancer.card.voxel_size_range_mm
+    if span is not None:
+        lo, hi = span[0] / VOXEL_SIZE_FACTOR, span[1] * VOXEL_SIZE_FACTOR
+        far = not all(lo <= v <= hi for v in volume.voxel_size)
+        want = f"sizes {span[0]:.3g}-{span[1]:.3g}"
+    else:
+        far = voxel_size_mismatch(volume.voxel_size, training)
+        want = "size " + "x".join(f"{v:.3g}" for v in training)
+    if far:
         from mrenhance.logs import warn_user
 
         have = "x".join(f"{v:.3g}" for v in volume.voxel_size)
-        want = "x".join(f"{v:.3g}" for v in training)
         source = volume.meta.get("source", "input")
         warn_user(
             f"{source}: voxel size {have} mm differs from the {enhancer.name} training voxel "
-            f"size {want} mm by more than {VOXEL_SIZE_FACTOR:g}x; results may suffer "
+            f"{want} mm by more than {VOXEL_SIZE_FACTOR:g}x; results may suffer "
             "(--resample resamples the input to the training voxel size first)"
         )
     return volume

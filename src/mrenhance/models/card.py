@@ -146,6 +146,13 @@ class ModelCard:
         v = self.preprocessing.get("voxel_size_mm")
         return tuple(float(x) for x in v) if v else None
 
+    @property
+    def voxel_size_range_mm(self) -> tuple[float, float] | None:
+        """(smallest, largest) voxel size in mm the model was trained on, when it saw a range
+        (synthetic scans at random resolutions); None: only ``voxel_size_mm``."""
+        v = self.preprocessing.get("voxel_size_range_mm")
+        return (float(v[0]), float(v[1])) if v else None
+
     def inference_defaults(self) -> dict[str, Any]:
         """Tiling defaults: the card's ``inference`` over :data:`DEFAULT_INFERENCE`."""
         return {**DEFAULT_INFERENCE, **self.inference}
@@ -290,6 +297,16 @@ def card_from_dict(d: Any, where: str = "model card") -> ModelCard:
         or any(isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0 for v in voxel)
     ):
         raise WeightsError(f"{where}: preprocessing.voxel_size_mm must be positive numbers")
+    span = preprocessing.get("voxel_size_range_mm")
+    if span is not None and (
+        not isinstance(span, list)
+        or len(span) != 2
+        or any(isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0 for v in span)
+        or span[0] > span[1]
+    ):
+        raise WeightsError(
+            f"{where}: preprocessing.voxel_size_range_mm must be [smallest, largest] in mm"
+        )
     inference = _check_inference(_require_mapping(d, "inference", where), where)
     provenance = _require_mapping(d, "provenance", where) or _require_mapping(d, "shipped", where)
     extra = {k: v for k, v in d.items() if k not in _FIELDS and k != "shipped"}

@@ -385,7 +385,12 @@ class SRT1Task(Task):
             from mrenhance.volume import voxel_sizes
 
             voxel = [round(float(v), 4) for v in voxel_sizes(subjects[0].affine)]
-        return {"normalisation": dict(cfg["normalise"]), "voxel_size_mm": voxel}
+        out = {"normalisation": dict(cfg["normalise"]), "voxel_size_mm": voxel}
+        synthetic = cfg.get("synthetic") or {}
+        if synthetic.get("voxel_mm") and voxel:  # synthetic scans at random resolutions
+            sizes = [float(v) for v in synthetic["voxel_mm"]] + [float(v) for v in voxel]
+            out["voxel_size_range_mm"] = [min(sizes), max(sizes)]
+        return out
 
     def training_data(
         self,
