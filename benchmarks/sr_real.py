@@ -21,8 +21,8 @@ images divided by the scan's 99.5th head percentile, data_range 1; gain = PSNR -
 the input. Scans larger than ``--crop`` voxels along an axis are cropped around the head's
 centre (CPU time; choice).
 
-    python benchmarks/sr_real.py                          # the committed table
-    python benchmarks/sr_real.py --adapt-steps 50 --models mdcsrn-b4u4,runs/x.safetensors
+    python benchmarks/sr_real.py --raw                    # the committed table
+    python benchmarks/sr_real.py --adapt-steps 0 --models mdcsrn-b4u4,runs/x.safetensors
 
 Writes ``benchmarks/results/sr_real.{json,md,csv}`` and ``sr_real.png``.
 """
@@ -121,23 +121,31 @@ def crop_to_head(data: np.ndarray, mask: np.ndarray, width: int) -> tuple[slice,
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", default="mdcsrn-b4u4,runs/synth/mdcsrn-b4u4.safetensors")
-    p.add_argument("--labels", default="mdcsrn-b4u4 (MNI only),synthetic (runs/synth)")
-    p.add_argument("--adapt-model", default="runs/synth/mdcsrn-b4u4.safetensors")
-    p.add_argument("--adapt-label", default="synthetic + adapt")
-    p.add_argument("--adapt-steps", type=int, default=10)
+    p.add_argument("--models", default="mdcsrn-b4u4,mdcsrn-b4u4-synth")
+    p.add_argument("--labels", default="mdcsrn-b4u4 (MNI only; default),mdcsrn-b4u4-synth")
+    p.add_argument(
+        "--adapt-model",
+        default="mdcsrn-b4u4-synth,mdcsrn-b4u4",
+        help="comma-separated models that get adapted rows",
+    )
+    p.add_argument(
+        "--adapt-label",
+        default="mdcsrn-b4u4-synth + adapt,mdcsrn-b4u4 + adapt",
+        help="comma-separated labels of the adapted rows (the step count is appended)",
+    )
+    p.add_argument("--adapt-steps", type=int, default=50)
     p.add_argument("--crop", type=int, default=48)
     p.add_argument("--scans", default=None, help="comma-separated subset of the scan names")
     p.add_argument("--adapt-patch", type=int, default=16)
     p.add_argument(
         "--adapt-scans",
-        default="nibabel anatomical.nii",
-        help="comma-separated scans that get the adapted row ('all' for every scan; CPU time)",
+        default="all",
+        help="comma-separated scans that get the adapted rows (default all; CPU time)",
     )
     p.add_argument(
         "--adapt-degradations",
-        default="(a)",
-        help="comma-separated degradation labels, e.g. '(a),(b)', or 'all' (CPU time)",
+        default="all",
+        help="comma-separated degradation labels, e.g. '(a),(b)', or 'all' (default)",
     )
     p.add_argument(
         "--raw",
@@ -163,6 +171,10 @@ def main() -> int:
 
     models = [m for m in args.models.split(",") if m]
     labels = dict(zip(models, [x for x in args.labels.split(",") if x], strict=False))
+    adapt_models = [m for m in args.adapt_model.split(",") if m]
+    adapt_labels = dict(
+        zip(adapt_models, [x for x in args.adapt_label.split(",") if x], strict=False)
+    )
     scans = SCANS if not args.scans else {k: SCANS[k] for k in args.scans.split(",")}
     rows, pictures = [], {}
     for scan, (what, load) in scans.items():
@@ -195,10 +207,10 @@ def main() -> int:
                     or degradation.split(" ")[0] in args.adapt_degradations.split(",")
                 )
             ):
-                runs.append((args.adapt_model, args.adapt_steps, "auto"))
+                runs += [(m, args.adapt_steps, "auto") for m in adapt_models]
             for model, steps, consistency in runs:
                 if steps:
-                    name = f"{args.adapt_label} {steps}"
+                    name = f"{adapt_labels.get(model, Path(model).stem + ' + adapt')} {steps}"
                 else:
                     name = labels.get(model, Path(model).stem)
                 if consistency == "off":
