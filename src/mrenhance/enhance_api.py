@@ -114,6 +114,11 @@ class Enhancer:
         self.precision = resolve_precision(precision, device)
         self.amp_dtype = amp_dtype if amp_dtype is not None else _AMP[self.precision]
         self.max_memory = float(max_memory) if max_memory is not None else default_max_memory()
+        # the default budget also shrinks for huge volumes (volume_budget); a given one is kept
+        self.max_memory_given = max_memory is not None
+        # set by the CLI, which owns the loaded input: tasks whose prepare can normalise in
+        # place (sr_t1) then do, one volume-sized copy less (0.5 GB for a 512^3 volume)
+        self.consume_input = False
         if self.max_memory <= 0:
             raise InputError(f"--max-memory {max_memory}: must be a positive size")
         self.scale = scale
@@ -175,10 +180,13 @@ class Enhancer:
             self._stream_costs = (
                 streaming_costs(self.net, in_channels=in_channels) if dims == 3 else None
             )
+        budget = self.max_memory
+        if not self.max_memory_given:
+            budget = min(budget, volume_budget(shape))
         return plan_for_memory(
             self.net,
             shape,
-            self.max_memory,
+            budget,
             base=self.plan,
             in_channels=in_channels,
             batch_size=self.batch_size,
@@ -221,9 +229,12 @@ class Enhancer:
         ``mask`` (on the input's grid) is passed to the task's ``prepare``, for tasks that
         restrict the network to it (e.g. ``pvs``); others refuse it.
         """
-        options = {} if mask is None else {"mask": mask}
-        if mask is not None and "mask" not in inspect.signature(self.task.prepare).parameters:
+        options: dict[str, Any] = {} if mask is None else {"mask": mask}
+        takes = inspect.signature(self.task.prepare).parameters
+        if mask is not None and "mask" not in takes:
             raise InputError(f"--mask: task {self.task.name} does not take a mask")
+        if self.consume_input and "inplace" in takes:
+            options["inplace"] = True
         array, ctx = self.task.prepare(volume, self.normalisation, scale=self.scale, **options)
         source = str(volume.meta.get("source", "input"))
         result = self.task.restore(self._infer(array, source), ctx, volume)
@@ -319,6 +330,20 @@ def resolve_precision(precision: str, device: str = "cpu") -> str:
             "--precision auto picks fp32 on this CPU"
         )
     return precision
+
+
+#: the default activation budget and the two volume-sized arrays (input, output) share this
+#: much: a huge volume gets smaller tiles (issue 14: a 512^3 float32 volume under 3x its
+#: input + output; docs/performance.md). Whole brains keep the full 1.5 GiB.
+SHARED_BUDGET = 1.75 * 2**30
+MIN_BUDGET = 0.5 * 2**30
+
+
+def volume_budget(shape: tuple[int, ...]) -> float:
+    """Activation bytes allowed next to an input of ``shape`` (float32 in and out):
+    ``SHARED_BUDGET`` minus both arrays, clipped to [``MIN_BUDGET``, 1.5 GiB]."""
+    arrays = 2 * 4 * float(np.prod(shape))
+    return float(np.clip(SHARED_BUDGET - arrays, MIN_BUDGET, 1.5 * 2**30))
 
 
 def default_max_memory() -> float:

@@ -179,6 +179,7 @@ def write_output_sidecar(
         "dtype": getattr(args, "dtype", None) or "float32",
         "per_volume": bool(getattr(args, "per_volume", False)),
         "resample": bool(getattr(args, "resample", False)),
+        "consistency": getattr(args, "consistency", None),
     }
     doc = output_sidecar(
         result,

@@ -191,6 +191,9 @@ def run(args: argparse.Namespace) -> int:
         max_memory=enhance_api.parse_size(args.max_memory),
         consistency=args.consistency,
     )
+    # the loaded input is ours and only its grid is needed after the network has run,
+    # unless the report shows it: normalise it in place (one volume-sized copy less)
+    enhancer.consume_input = args.report is None
     if args.asl_order and enhancer.task.name != "asl":  # else silently ignored
         raise InputError(
             f"--asl-order {args.asl_order!r}: {enhancer.name} is a {enhancer.task.name} model; "

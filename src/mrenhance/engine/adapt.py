@@ -265,8 +265,13 @@ def adapt_enhancer(
         batch_size=enhancer.batch_size,
         progress=enhancer.progress,
         amp_dtype=enhancer.amp_dtype,
+        precision=enhancer.precision,
+        max_memory=enhancer.max_memory,
         scale=enhancer.scale,
+        consistency=enhancer.consistency,
     )
+    adapted.max_memory_given = enhancer.max_memory_given
+    adapted.consume_input = enhancer.consume_input
     adapted.adaptation = {
         "steps": done,
         "seconds": round(time.perf_counter() - t0, 2),

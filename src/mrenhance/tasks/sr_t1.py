@@ -577,11 +577,18 @@ class SRT1Task(Task):
         require_3d(volume, "sr_t1 models need a 3D image")
 
     def prepare(
-        self, volume: Volume, card: Any = None, *, scale: float | None = None
+        self,
+        volume: Volume,
+        card: Any = None,
+        *,
+        scale: float | None = None,
+        inplace: bool = False,
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Normalise ``volume`` by the card's rule; returns (x, y, z) float32 and its scale.
 
         ``scale`` skips the computation when the caller already knows it (validation).
+        ``inplace``: divide ``volume.data`` itself when it is a float32 array of its own
+        (the CLI, which owns the loaded file's array; never ``enhance()``'s caller's data).
         """
         from mrenhance.preprocess import intensity_scale
 
@@ -589,8 +596,11 @@ class SRT1Task(Task):
         rule = _rule_of(card)
         if scale is None:
             scale = intensity_scale(volume.data, rule)
-        # one new array (a 512^3 volume is 0.5 GB per copy), the input left alone
-        array = np.divide(volume.data, np.float32(scale), dtype=np.float32)
+        data = volume.data
+        if inplace and data.dtype == np.float32 and data.flags.owndata and data.flags.writeable:
+            array = np.divide(data, np.float32(scale), out=data)
+        else:  # one new array (a 512^3 volume is 0.5 GB per copy), the input left alone
+            array = np.divide(data, np.float32(scale), dtype=np.float32)
         return array, {"scale": float(scale), "normalisation": rule.to_dict()}
 
     def adaptation_pairs(self, volume: Volume, card: Any, rng: np.random.Generator) -> Any:
