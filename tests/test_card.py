@@ -77,6 +77,8 @@ def test_shipped_cards_follow_the_schema():
             assert card.preprocessing["normalisation"]["mask"] == "head"
             tricubic = card.metrics["test_baselines"]["tricubic"]["psnr"]
             assert card.metrics["test"]["psnr"] > tricubic
+            # exact, memory-planned tiles (a card without it runs 64^3 tiles with seams)
+            assert card.inference.get("tiling") == "exact", card.name
         if card.task == "dsc":  # Sec. 4.2 standardisation, one entry per reference and dose
             assert card.preprocessing["dsc"]["slice_size"] == card.inference["patch_size"][1]
             assert set(card.metrics["test"]) >= {"osvd/dose0.25", "truth/dose1"}
