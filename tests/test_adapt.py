@@ -132,3 +132,18 @@ def test_adapt_enhancer_tunes_a_2d_network_with_the_tasks_patch():
     assert any(changed)
     with pytest.raises(InputError, match="a 2D network needs 2 sizes"):
         adapt_enhancer(enhancer, None, steps=1, patch_size=(8, 8, 8), pairs=pairs)
+
+
+def test_the_adapted_copy_keeps_exact_tiling_and_the_options():
+    """adapt_enhancer's copy tiles like the original (it fell back to fixed 64^3 tiles)."""
+    import torch
+
+    torch.manual_seed(0)
+    net = create_model("mdcsrn-b2u4", growth=4)
+    base = Enhancer(net, "sr_t1", inference={"tiling": "exact"}, consistency="off",
+                    max_memory=2**28)  # fmt: skip
+    assert base.exact
+    vol = Volume(np.random.default_rng(0).random((20, 18, 16)).astype(np.float32), np.eye(4))
+    copy = adapt_enhancer(base, vol, steps=1, patch_size=8)
+    assert copy.exact and copy.plan == base.plan
+    assert copy.consistency == "off" and copy.max_memory == base.max_memory

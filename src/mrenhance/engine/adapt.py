@@ -272,6 +272,9 @@ def adapt_enhancer(
     )
     adapted.max_memory_given = enhancer.max_memory_given
     adapted.consume_input = enhancer.consume_input
+    # the same tiling: the merged inference dict would read as given tiles (fixed, seams)
+    adapted.exact, adapted.plan = enhancer.exact, enhancer.plan
+    adapted.inference = dict(enhancer.inference)
     adapted.adaptation = {
         "steps": done,
         "seconds": round(time.perf_counter() - t0, 2),
