@@ -40,6 +40,17 @@ def _chunks(n: int, per_plane: int) -> list[slice]:
     return [slice(i, min(i + step, n)) for i in range(0, n, step)]
 
 
+def _slabs(shape: Sequence[int], axis: int) -> list[tuple[slice, ...]]:
+    """Index tuples of slabs of ``shape`` along ``axis``, each about ``_CHUNK_VOXELS``."""
+    n = int(shape[axis])
+    out = []
+    for part in _chunks(n, int(np.prod(shape)) // max(n, 1)):
+        index = [slice(None)] * len(shape)
+        index[axis] = part
+        out.append(tuple(index))
+    return out
+
+
 def axis_power(image: np.ndarray, axis: int) -> np.ndarray:
     """Power spectrum of ``image`` along ``axis``, summed over the other axes.
 
@@ -50,10 +61,8 @@ def axis_power(image: np.ndarray, axis: int) -> np.ndarray:
     other = next(a for a in range(data.ndim) if a != axis)
     power = np.zeros(data.shape[axis] // 2 + 1)
     sum_axes = tuple(a for a in range(data.ndim) if a != axis)
-    for part in _chunks(data.shape[other], data.size // data.shape[other]):
-        index = [slice(None)] * data.ndim
-        index[other] = part
-        spectrum = np.fft.rfft(data[tuple(index)], axis=axis)
+    for index in _slabs(data.shape, other):
+        spectrum = np.fft.rfft(data[index], axis=axis)
         power += (spectrum.real**2 + spectrum.imag**2).sum(axis=sum_axes)
     return power
 
@@ -103,15 +112,12 @@ def _lowpass_along(array: np.ndarray, axis: int, cut: int) -> None:
     """In place: keep DFT bins |k| < ``cut`` of ``array`` along ``axis``."""
     other = next(a for a in range(array.ndim) if a != axis)
     n = array.shape[axis]
-    for part in _chunks(array.shape[other], array.size // array.shape[other]):
-        index = [slice(None)] * array.ndim
-        index[other] = part
-        block = array[tuple(index)]
-        spectrum = np.fft.rfft(block, axis=axis)
-        drop = [slice(None)] * array.ndim
-        drop[axis] = slice(cut, None)
+    drop = [slice(None)] * array.ndim
+    drop[axis] = slice(cut, None)
+    for index in _slabs(array.shape, other):
+        spectrum = np.fft.rfft(array[index], axis=axis)
         spectrum[tuple(drop)] = 0
-        array[tuple(index)] = np.fft.irfft(spectrum, n=n, axis=axis)
+        array[index] = np.fft.irfft(spectrum, n=n, axis=axis)
 
 
 def band_project(array: np.ndarray, cuts: Sequence[int | None]) -> np.ndarray:
@@ -144,12 +150,7 @@ def kspace_consistency(
         return output
     # P acts along the truncated axes only: slabs along an untruncated axis are independent,
     # so the difference never needs more than one slab (a 512^3 volume stays ~2 copies)
-    axis = free[0]
-    n = output.shape[axis]
-    for part in _chunks(n, output.size // n):
-        index = [slice(None)] * output.ndim
-        index[axis] = part
-        index = tuple(index)
+    for index in _slabs(output.shape, free[0]):
         difference = measured[index] - output[index]
         output[index] += band_project(difference, cuts)
     return output

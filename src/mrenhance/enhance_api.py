@@ -6,6 +6,7 @@ load weights (sha256-checked) -> task's intensity preparation -> tiled inference
 
 from __future__ import annotations
 
+import copy
 import inspect
 import os
 from typing import Any
@@ -156,6 +157,22 @@ class Enhancer:
         card = read_card(path)
         net = load_model(path, device=device)
         return cls(net, card.task, card=card, device=device, **options)
+
+    def with_model(self, model: Any) -> Enhancer:
+        """A copy running ``model`` (same architecture) with every option of this one.
+
+        Tiling (exact or fixed, and the plan), precision, budget, consistency and
+        ``consume_input`` are carried over; the adaptation record is not.
+        """
+        from mrenhance.models.fused import for_inference
+
+        twin = copy.copy(self)
+        twin.model = model
+        twin.net = for_inference(model) if not model.training else model
+        twin.inference = dict(self.inference)
+        twin.adaptation = None
+        twin.last_consistency = None
+        return twin
 
     @property
     def name(self) -> str:

@@ -212,7 +212,6 @@ def adapt_enhancer(
     """
     import torch
 
-    from mrenhance.enhance_api import Enhancer
     from mrenhance.losses import create_loss
 
     if not isinstance(steps, int) or steps < 0:
@@ -255,26 +254,7 @@ def adapt_enhancer(
             done += 1
     model.eval()
     loss_after = self_supervised_loss(model, pairs, **measure)
-    adapted = Enhancer(
-        model,
-        task,
-        card=enhancer.card,
-        normalisation=enhancer.normalisation,
-        inference=dict(enhancer.inference),
-        device=device,
-        batch_size=enhancer.batch_size,
-        progress=enhancer.progress,
-        amp_dtype=enhancer.amp_dtype,
-        precision=enhancer.precision,
-        max_memory=enhancer.max_memory,
-        scale=enhancer.scale,
-        consistency=enhancer.consistency,
-    )
-    adapted.max_memory_given = enhancer.max_memory_given
-    adapted.consume_input = enhancer.consume_input
-    # the same tiling: the merged inference dict would read as given tiles (fixed, seams)
-    adapted.exact, adapted.plan = enhancer.exact, enhancer.plan
-    adapted.inference = dict(enhancer.inference)
+    adapted = enhancer.with_model(model)  # every option of the original, this network
     adapted.adaptation = {
         "steps": done,
         "seconds": round(time.perf_counter() - t0, 2),
