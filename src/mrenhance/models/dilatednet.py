@@ -18,8 +18,8 @@ __all__ = ["DilatedNet"]
     spatial_dims=2,
     in_channels=1,
     out_channels=1,
-    description="2D dilated conv stack (dilations 1-2-4-8-4-2-1, 64 channels), residual "
-    "output (222,785 parameters)",
+    description="2D dilated conv stack (eight 3x3 convs dilated 1, 1-2-4-8-4-2, 1; 64 "
+    "channels), residual output (222,785 parameters)",
     paper="Xie et al. 2020 Sec. 2.3 comparison; Kim et al., Radiology 2018 [6] style",
 )
 class DilatedNet(nn.Module):
@@ -27,8 +27,9 @@ class DilatedNet(nn.Module):
 
     Kim et al. (Radiology 2018) denoise ASL with a CNN of dilated convolutions; the DWAN
     paper gives no sizes. Our reading (choices): 3x3 conv 1 -> 64 + ReLU, six 3x3 convs
-    64 -> 64 + ReLU with dilations 1, 2, 4, 8, 4, 2 (receptive field 45 x 45 pixels), a
-    3x3 conv 64 -> 1, and the input added (residual). No BatchNorm (Sec. 2.3).
+    64 -> 64 + ReLU with dilations 1, 2, 4, 8, 4, 2, a 3x3 conv 64 -> 1 (the first and last
+    convs undilated), and the input added (residual). No BatchNorm (Sec. 2.3). Receptive
+    field 47 x 47 pixels: radius 1 + (1 + 2 + 4 + 8 + 4 + 2) + 1 = 23 (tested).
 
     Parameter count at the defaults: 640 + 6 x 36,928 + 577 = **222,785**.
 
