@@ -3,9 +3,11 @@
 The asl task takes a 3D CBF map or a 4D series (x, y, z, t): label/control images when a
 BIDS ``*_aslcontext.tsv`` lies beside a ``*_asl.nii.gz`` or ``--asl-order`` is given, else
 per-pair CBF maps; the ``*_asl.json`` sidecar gives the timing of the quantification.
-Cases: orders and contexts that do not fit the series, sidecars the quantification cannot
-use, adaptation with one pair, and the generic refusals on an ASL grid (4 mm voxels, so
-the field of view passes the task's 40 mm minimum).
+Cases: orders and contexts that do not fit the series, a raw label/control series with no
+volume types (which would be read as CBF maps), a missing or misfit separate M0 scan,
+sidecars the quantification cannot use, adaptation with one pair, ``asl-simulate`` option
+values and outputs refused before any simulation, and the generic refusals on an ASL grid
+(4 mm voxels, so the field of view passes the task's 40 mm minimum).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bad_inputs._tasks import batch_case, enhance_case, nifti
+from bad_inputs._tasks import batch_case, command_case, enhance_case, nifti
 from bad_inputs.build import Case, case_for, smooth_image
 
 MODEL = "dwan-asl-lfn"
@@ -121,6 +123,14 @@ def case_adaptation_with_one_pair(folder: Path) -> Case:
                  meta={"asl_order": "control,label"}, adapt_steps=1)  # fmt: skip
 
 
+@case_for("asl")
+def case_raw_series_without_context(folder: Path) -> Case:
+    """Label/control images with no aslcontext.tsv and no ``--asl-order``: read as per-pair
+    CBF maps they gave exit 0 and ~7 ml/100 g/min of garbage."""
+    p = _series(folder, "series.nii.gz")
+    return _case(folder, p, "looks like label/control images, not per-pair CBF maps")
+
+
 # --------------------------------------------------------------------------- aslcontext.tsv
 
 
@@ -164,6 +174,22 @@ def case_aslcontext_not_utf8(folder: Path) -> Case:
 def case_deltam_series_without_m0(folder: Path) -> Case:
     p = _bids(folder, ["deltam"] * 6)
     return _case(folder, p, "deltam series need an M0")
+
+
+@case_for("asl")
+def case_separate_m0_missing(folder: Path) -> Case:
+    """The sidecar says ``M0Type: Separate``, no ``sub-01_m0scan.nii.gz`` lies beside it."""
+    p = _bids(folder, sidecar={"M0Type": "Separate"})
+    return _case(folder, p, "M0Type is Separate but no *_m0scan.nii[.gz] lies beside it")
+
+
+@case_for("asl")
+def case_separate_m0_on_another_grid(folder: Path) -> Case:
+    """``sub-01_m0scan.nii.gz`` has another matrix than the series."""
+    p = _bids(folder, sidecar={"M0Type": "Separate"})
+    m0 = nifti(folder / "sub-01_m0scan.nii.gz", 100.0 + smooth_image((10, 14, 10)), VOXEL_MM)
+    return _case(folder, p, "M0 scan shape (10, 14, 10) differs from the image's (12, 14, 10)",
+                 names=m0)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- asl.json
@@ -221,3 +247,52 @@ def case_batch_one_bad_series(folder: Path) -> Case:
     bad = _bids(scans, ["control", "label"])
     tsv = scans / "sub-01_aslcontext.tsv"
     return batch_case(folder, scans, MODEL, bad, "lists 2 volumes", good, names=tsv)
+
+
+# --------------------------------------------------------------------------- asl-simulate
+
+
+def _simulate_case(folder: Path, extra: list[str], expect: str, names: str, inputs=()) -> Case:
+    """``mrenhance asl-simulate -o <folder>/bids <extra>``: refused before any simulation."""
+    import argparse
+
+    from mrenhance.tasks import _asl_cli
+
+    out = folder / "bids"
+    argv = ["asl-simulate", "-o", str(out), "-q", *extra]
+    parser = argparse.ArgumentParser()
+    _asl_cli.add_parser(parser.add_subparsers())
+    args = parser.parse_args([a for a in argv if a != "-q"])
+    args.quiet = True
+    outputs = [] if out.exists() else [out]
+    return command_case(argv, inputs, expect, names, lambda: _asl_cli.check_options(args),
+                        outputs=outputs + _asl_cli.output_paths(out, 1))  # fmt: skip
+
+
+@case_for("asl")
+def case_simulate_outlier_fraction_above_one(folder: Path) -> Case:
+    return _simulate_case(folder, ["--outlier-fraction", "1.5"], "must be in [0, 1]",
+                          "--outlier-fraction 1.5")  # fmt: skip
+
+
+@case_for("asl")
+def case_simulate_negative_thermal_noise(folder: Path) -> Case:
+    return _simulate_case(folder, ["--thermal-noise", "-0.01"], "must be in [0, 1)",
+                          "--thermal-noise -0.01")  # fmt: skip
+
+
+@case_for("asl")
+def case_simulate_too_many_subjects(folder: Path) -> Case:
+    return _simulate_case(folder, ["--subjects", "100000"], "must be in 1..999",
+                          "--subjects 100000")  # fmt: skip
+
+
+@case_for("asl")
+def case_simulate_later_subject_exists(folder: Path) -> Case:
+    """``--subjects 2`` where sub-02 exists: it wrote all of sub-01, then exited 2."""
+    perf = folder / "bids" / "sub-02" / "perf"
+    perf.mkdir(parents=True)
+    existing = perf / "sub-02_asl.nii.gz"
+    _series(perf, existing.name)
+    return _simulate_case(folder, ["--subjects", "2"], "output exists (use --overwrite",
+                          str(existing), inputs=[existing])  # fmt: skip

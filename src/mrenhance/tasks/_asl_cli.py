@@ -41,22 +41,91 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
+#: Most subjects one call simulates (choice: each takes a few seconds and ~15 MB on disk).
+MAX_SUBJECTS = 999
+#: The files of one subject, under OUT (``{s}``: the subject label, e.g. ``01``).
+SUBJECT_FILES = (
+    "sub-{s}/perf/sub-{s}_asl.nii.gz",
+    "sub-{s}/perf/sub-{s}_aslcontext.tsv",
+    "sub-{s}/perf/sub-{s}_asl.json",
+    "sub-{s}/perf/sub-{s}_m0scan.nii.gz",
+    "sub-{s}/perf/sub-{s}_m0scan.json",
+    "derivatives/truth/sub-{s}/sub-{s}_cbf_truth.nii.gz",
+    "derivatives/truth/sub-{s}/sub-{s}_cbf_mean10.nii.gz",
+    "derivatives/truth/sub-{s}/sub-{s}_cbf_pseudogold.nii.gz",
+)
+
+
+def subject_label(i: int) -> str:
+    """The BIDS label of the ``i``-th (0-based) subject: ``01``, ``02``, ..."""
+    return f"{i + 1:02d}"
+
+
+def output_paths(out, subjects: int) -> list:
+    """Every file ``asl-simulate -o out --subjects N`` writes, in writing order."""
+    from pathlib import Path
+
+    out = Path(out)
+    return [out / f.format(s=subject_label(i)) for i in range(subjects) for f in SUBJECT_FILES]
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse absurd option values and unusable output paths before any simulation.
+
+    ``--subjects`` 1-:data:`MAX_SUBJECTS`, ``--seed`` >= 0, ``--outlier-fraction`` in
+    [0, 1], ``--thermal-noise`` in [0, 1); every output file (:func:`output_paths`) must
+    be new (or ``--overwrite``), with a name the file system can hold, and every folder on
+    the way a folder (created when missing). One-line InputError (exit 2); nothing written.
+    """
+    import math
+    import os
+    from pathlib import Path
+
+    from mrenhance.errors import InputError, OutputExistsError
+    from mrenhance.io.atomic import check_file_name
+
+    if not 1 <= args.subjects <= MAX_SUBJECTS:
+        raise InputError(f"--subjects {args.subjects}: must be in 1..{MAX_SUBJECTS}")
+    if args.seed < 0:
+        raise InputError(f"--seed {args.seed}: must be >= 0")
+    for option, value, high, closed in (
+        ("--outlier-fraction", args.outlier_fraction, 1.0, True),
+        ("--thermal-noise", args.thermal_noise, 1.0, False),
+    ):
+        ok = math.isfinite(value) and 0 <= value and (value <= high if closed else value < high)
+        if not ok:
+            bracket = "]" if closed else ")"
+            raise InputError(f"{option} {value:g}: must be in [0, {high:g}{bracket}")
+    out = Path(args.output)
+    folders: set[Path] = set()
+    for path in output_paths(out, args.subjects):
+        check_file_name(path, temp_suffix=True)
+        if path.is_dir():
+            raise InputError(f"{path}: output path is a directory")
+        if (path.exists() or path.is_symlink()) and not args.overwrite:
+            raise OutputExistsError(f"{path}: output exists (use --overwrite to replace it)")
+        folders.add(path.parent)
+    for folder in sorted(folders):
+        # the nearest existing folder on the way: the files, or the missing folders, go in it
+        near = next(q for q in (folder, *folder.parents) if q.exists() or q.is_symlink())
+        if not near.is_dir():
+            raise InputError(f"{near}: exists and is not a folder (output {out})")
+        if not os.access(near, os.W_OK | os.X_OK):
+            raise InputError(f"{near}: output folder is not writable")
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mrenhance.errors import InputError
     from mrenhance.io import save
     from mrenhance.io.bids_asl import write_bids_asl
     from mrenhance.simulate.asl import simulate_asl_subject
     from mrenhance.volume import Volume
 
-    if args.subjects < 1:
-        raise InputError(f"--subjects {args.subjects}: must be >= 1")
-    if not 0 <= args.thermal_noise < 1:
-        raise InputError(f"--thermal-noise {args.thermal_noise:g}: must be in [0, 1)")
+    check_options(args)  # every refusal before the first (~15 s) simulation
     out = Path(args.output)
     for i in range(args.subjects):
-        label = f"{i + 1:02d}"
+        label = subject_label(i)
         s = simulate_asl_subject(
             [args.seed, i], name=f"sub-{label}", outlier_fraction=args.outlier_fraction,
             thermal_noise=args.thermal_noise, keep_series=True,

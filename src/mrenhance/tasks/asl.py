@@ -14,10 +14,12 @@ Inputs ``enhance`` takes (told apart by dimensionality and metadata)
     * a 4D series (x, y, z, t): label/control images when the Volume's meta holds
       ``aslcontext`` (a list of BIDS volume types, read by ``io.load`` from the
       ``*_aslcontext.tsv`` beside a ``*_asl.nii.gz``) or ``asl_order`` (``mrenhance enhance
-      --asl-order control,label``); otherwise a series of per-pair CBF maps. The task
-      computes per-pair CBF (white-paper formula, control image as M0 unless an M0 scan is
-      in the series; PLD and label duration from ``meta["asl"]``, the BIDS sidecar, else
-      the paper's 1.5 s / 1.5 s) and their plain mean, the network's training input.
+      --asl-order control,label``); otherwise a series of per-pair CBF maps, unless it
+      looks like label/control images (:func:`looks_like_label_control`: refused, one
+      line). The task computes per-pair CBF (white-paper formula; M0 as BIDS says,
+      :func:`asl_m0`: an m0scan volume, the separate ``*_m0scan.nii.gz``, ``M0Estimate``,
+      else each control image; PLD and label duration from ``meta["asl"]``, the BIDS
+      sidecar, else the paper's 1.5 s / 1.5 s) and their plain mean, the network's input.
 
 Normalisation (one rule, in the card)
     CBF is quantitative: both input and target are divided by a fixed 100 ml/100 g/min
@@ -425,12 +427,90 @@ def network_method(enhancer: Any) -> Method:
 # ---------------------------------------------------------------------------- input handling
 _SERIES_TYPES = {"control", "label", "m0scan", "cbf", "deltam", "noise"}
 
+#: :func:`looks_like_label_control`: consecutive volumes of label/control images differ by
+#: a few % of their level (control - label is ~1 % of M0, plus noise); per-pair CBF maps
+#: by about their level (per-pair CBF noise is ~50-150 % of the mean CBF).
+RAW_MAX_STEP = 0.1
+#: ... or by up to this much (background suppression lowers the level) while consecutive
+#: volumes are spatially correlated above :data:`RAW_MIN_CORRELATION` (the same anatomy in
+#: every image; per-pair CBF maps correlate at ~0-0.5: noise dominates them).
+RAW_MAX_STEP_CORRELATED = 0.3
+RAW_MIN_CORRELATION = 0.9
+#: Head voxels the detection samples (evenly strided), at most.
+_DETECT_VOXELS = 20_000
+
+
+def series_statistics(data: np.ndarray) -> dict[str, float] | None:
+    """What tells raw label/control images from per-pair CBF maps in a 4D series.
+
+    Over the head (voxels whose temporal mean exceeds 20 % of its 99th percentile, as
+    :func:`mrenhance.simulate.asl.quantify_pairs` masks; at most :data:`_DETECT_VOXELS`
+    of them, evenly strided):
+
+    * ``level``: the median temporal mean;
+    * ``step``: the median over voxels of the median over time of ``|v[t+1] - v[t]|``,
+      divided by ``level`` (medians: robust to an M0 volume, an outlier pair, a spike);
+    * ``correlation``: the median over ``t`` of the spatial (Pearson) correlation of
+      volumes ``t`` and ``t + 1``.
+
+    None when it cannot tell (fewer than 2 volumes, fewer than 64 head voxels, a level
+    <= 0 or not finite).
+    """
+    data = np.asarray(data)
+    if data.ndim != 4 or data.shape[3] < 2:
+        return None
+    flat = data.reshape(-1, data.shape[3])
+    mean = flat.mean(axis=1, dtype=np.float64)
+    size = np.abs(mean)
+    positive = size[size > 0]
+    if not positive.size or not np.all(np.isfinite(positive)):
+        return None
+    head = np.flatnonzero(size > 0.2 * np.percentile(positive, 99))
+    if head.size < 64:
+        return None
+    head = head[:: max(1, -(-head.size // _DETECT_VOXELS))]
+    x = flat[head].astype(np.float64)
+    level = float(np.median(mean[head]))
+    if not np.isfinite(level) or level <= 0:
+        return None
+    step = float(np.median(np.median(np.abs(np.diff(x, axis=1)), axis=1))) / level
+    a, b = x[:, :-1] - x[:, :-1].mean(axis=0), x[:, 1:] - x[:, 1:].mean(axis=0)
+    norm = np.sqrt((a * a).sum(axis=0) * (b * b).sum(axis=0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = np.where(norm > 0, (a * b).sum(axis=0) / norm, 0.0)
+    return {"level": level, "step": step, "correlation": float(np.median(corr))}
+
+
+def looks_like_label_control(data: np.ndarray) -> bool:
+    """Whether a 4D series with no volume types looks like raw label/control images.
+
+    The rule (on :func:`series_statistics`): ``step < RAW_MAX_STEP`` (0.1), or ``step <
+    RAW_MAX_STEP_CORRELATED`` (0.3) with ``correlation > RAW_MIN_CORRELATION`` (0.9).
+    Raw pCASL images (simulated, 1-40 pairs, any intensity scale) have step ~0.01 and
+    correlation ~0.998; with the tissue suppressed to 10 % of M0 (background suppression)
+    step ~0.08, correlation ~0.96. Per-pair CBF maps (simulated, 2-40 pairs, smoothed or
+    not) have step 0.7-1.6 and correlation < 0.2; even Gaussian maps of mean 50 and std 10
+    (no negative value, a per-pair SNR of 5, beyond real per-pair CBF) have step ~0.19 and
+    no correlation. A series of *mean* CBF maps (repeats of a high-SNR map) can match the
+    rule: its user
+    says so with ``--asl-order cbf``.
+    """
+    stats = series_statistics(data)
+    if stats is None:
+        return False
+    step, corr = stats["step"], stats["correlation"]
+    return step < RAW_MAX_STEP or (step < RAW_MAX_STEP_CORRELATED and corr > RAW_MIN_CORRELATION)
+
 
 def asl_context(volume: Volume) -> list[str] | None:
     """The volume types of a 4D ASL series, from ``meta["aslcontext"]`` or ``"asl_order"``.
 
     ``asl_order`` is a comma-separated pattern repeated over the series, e.g.
     ``"control,label"`` or ``"label,control"`` (``"cbf"``: a per-pair CBF series).
+    None: neither is given, and the series is taken as per-pair CBF maps, unless it looks
+    like label/control images (:func:`looks_like_label_control`): then a one-line
+    InputError asks for its volume types (reading it as CBF gives garbage, ~7 ml/100 g/min
+    for a raw pCASL series).
     """
     n = volume.data.shape[3]
     source = volume.meta.get("source", "input")
@@ -447,6 +527,13 @@ def asl_context(volume: Volume) -> list[str] | None:
             )
         ctx = pattern * (n // len(pattern))
     if ctx is None:
+        if looks_like_label_control(volume.data):
+            raise InputError(
+                f"{source}: this 4D series looks like label/control images, not per-pair CBF "
+                "maps (consecutive volumes differ little and share the anatomy); give an "
+                "aslcontext.tsv beside it (BIDS: <name>_asl.nii.gz + <name>_aslcontext.tsv) "
+                "or --asl-order (e.g. control,label; cbf if these are CBF maps)"
+            )
         return None
     ctx = [str(t).strip().lower() for t in ctx]
     if len(ctx) != n:
@@ -461,6 +548,84 @@ def asl_context(volume: Volume) -> list[str] | None:
             "volumes; they must pair up"
         )
     return ctx
+
+
+_M0_TYPES = ("Separate", "Included", "Estimate", "Absent")
+
+
+def _m0_type(volume: Volume) -> str | None:
+    """The sidecar's ``M0Type`` (BIDS), checked; None when not given."""
+    sidecar = volume.meta.get("asl") or {}
+    value = sidecar.get("M0Type")
+    if value is None:
+        return None
+    match = [t for t in _M0_TYPES if isinstance(value, str) and value.lower() == t.lower()]
+    if not match:
+        source = volume.meta.get("source", "input")
+        raise InputError(
+            f"{source}: M0Type {value!r:.40}: expected one of {', '.join(_M0_TYPES)} (BIDS)"
+        )
+    return match[0]
+
+
+def _separate_m0(volume: Volume) -> np.ndarray:
+    """The separate M0 scan (``meta["m0scan_path"]``, a BIDS ``*_m0scan.nii[.gz]``) on the
+    series' grid: (x, y, z), the mean of its volumes if 4D. One-line InputError if not."""
+    from mrenhance.io import load
+    from mrenhance.io.validate import check_same_grid
+
+    m0 = load(volume.meta["m0scan_path"])
+    if m0.data.ndim == 4:
+        m0 = Volume(m0.data.mean(axis=-1), m0.affine, dict(m0.meta))
+    series = Volume(volume.data[..., 0], volume.affine, dict(volume.meta))
+    return np.asarray(check_same_grid(m0, series, "M0 scan"), dtype=np.float32)
+
+
+def asl_m0(volume: Volume, ctx: Sequence[str]) -> tuple[str, np.ndarray | float | None]:
+    """Where the M0 of a label/control (or deltam) series comes from, following BIDS.
+
+    Returns (how, m0): ``("included", (x, y, z))`` the mean of the series' ``m0scan``
+    volumes; ``("separate", (x, y, z))`` the ``*_m0scan.nii[.gz]`` beside the
+    ``*_asl.nii[.gz]`` (``M0Type: Separate``, or no M0Type and the file is there);
+    ``("estimate", value)`` the sidecar's ``M0Estimate`` (``M0Type: Estimate``);
+    ``("control", None)``: each control image stands for M0 (the paper's Sec. 2.3;
+    ``M0Type: Absent``, or no M0Type and no M0 scan). Refused (one line): an M0Type whose
+    M0 is missing (Separate without the file, Included without an m0scan volume, Estimate
+    without a number > 0), and control images that cannot stand for M0 (a deltam series,
+    or ``BackgroundSuppression: true``).
+    """
+    source = volume.meta.get("source", "input")
+    sidecar = volume.meta.get("asl") or {}
+    kind = _m0_type(volume)
+    data = volume.data
+    if "m0scan" in ctx:
+        idx = [i for i, t in enumerate(ctx) if t == "m0scan"]
+        return "included", np.asarray(data[..., idx], np.float32).mean(axis=-1)
+    if kind == "Included":
+        raise InputError(f"{source}: M0Type is Included but the aslcontext lists no m0scan volume")
+    if kind == "Separate" or (kind is None and volume.meta.get("m0scan_path")):
+        if not volume.meta.get("m0scan_path"):
+            raise InputError(
+                f"{source}: M0Type is Separate but no *_m0scan.nii[.gz] lies beside it "
+                "(BIDS: <name>_m0scan.nii.gz next to <name>_asl.nii.gz)"
+            )
+        return "separate", _separate_m0(volume)
+    if kind == "Estimate":
+        value = sidecar.get("M0Estimate")
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not (ok and np.isfinite(value) and value > 0):
+            raise InputError(
+                f"{source}: M0Type is Estimate but M0Estimate {value!r:.40} is not a number > 0"
+            )
+        return "estimate", float(value)
+    if "label" not in ctx:
+        raise InputError(f"{source}: deltam series need an M0: give label/control images")
+    if sidecar.get("BackgroundSuppression") is True:
+        raise InputError(
+            f"{source}: background-suppressed control images cannot stand for M0 "
+            "(BackgroundSuppression true, no M0 scan): give a <name>_m0scan.nii.gz beside it"
+        )
+    return "control", None
 
 
 def _protocol_from_meta(volume: Volume, nz: int):
@@ -485,7 +650,14 @@ def _protocol_from_meta(volume: Volume, nz: int):
 
 
 def per_pair_cbf(volume: Volume) -> np.ndarray:
-    """Per-pair CBF (x, y, z, n) of a 4D series (label/control or already CBF)."""
+    """Per-pair CBF (x, y, z, n) of a 4D series (label/control, deltam or already CBF).
+
+    M0 as :func:`asl_m0` says. With an M0 image (included or separate), voxels where it
+    is below 20 % of its 99th percentile are 0 (outside the head; choice, as
+    :func:`mrenhance.simulate.asl.quantify_pairs` masks with the mean control); with the
+    control images as M0, :func:`~mrenhance.simulate.asl.quantify_pairs`. A deltam series
+    gives one map per deltam volume.
+    """
     from mrenhance.simulate.asl import cbf_from_difference, quantify_pairs
 
     data = np.asarray(volume.data, dtype=np.float32)
@@ -493,28 +665,26 @@ def per_pair_cbf(volume: Volume) -> np.ndarray:
     source = volume.meta.get("source", "input")
     if ctx is None or set(ctx) <= {"cbf"}:
         return data
-    if "deltam" in ctx:
-        raise InputError(f"{source}: deltam series need an M0: give label/control images")
     controls = [i for i, t in enumerate(ctx) if t == "control"]
     labels = [i for i, t in enumerate(ctx) if t == "label"]
-    if not controls or len(controls) != len(labels):
+    deltas = [i for i, t in enumerate(ctx) if t == "deltam"]
+    if not deltas and (not controls or len(controls) != len(labels)):
         raise InputError(
             f"{source}: expected as many control as label volumes, got {len(controls)} "
             f"and {len(labels)}"
         )
+    how, m0 = asl_m0(volume, ctx)
     protocol, plds = _protocol_from_meta(volume, data.shape[2])
-    control, label = data[..., controls], data[..., labels]
-    m0_idx = [i for i, t in enumerate(ctx) if t == "m0scan"]
-    if m0_idx:
-        m0 = data[..., m0_idx].mean(axis=-1)
-        mean_c = control.mean(axis=-1)
-        level = float(np.percentile(mean_c[mean_c > 0], 99)) if (mean_c > 0).any() else 0.0
-        cbf = cbf_from_difference(
-            control - label, m0[..., None], protocol, plds[None, None, :, None]
-        )
-        cbf[mean_c <= 0.2 * level] = 0.0
-        return cbf
-    return quantify_pairs(control, label, protocol, pld_s=plds)
+    if how == "control":
+        return quantify_pairs(data[..., controls], data[..., labels], protocol, pld_s=plds)
+    diff = data[..., deltas] if deltas else data[..., controls] - data[..., labels]
+    m0_map = np.broadcast_to(np.float32(m0), data.shape[:3]) if how == "estimate" else m0
+    cbf = cbf_from_difference(diff, m0_map[..., None], protocol, plds[None, None, :, None])
+    if how != "estimate":
+        positive = m0_map[m0_map > 0]
+        level = float(np.percentile(positive, 99)) if positive.size else 0.0
+        cbf[m0_map <= 0.2 * level] = 0.0
+    return cbf
 
 
 def _orientation(affine: np.ndarray):
@@ -689,12 +859,15 @@ class AslTask(Task):
                 f"{source}: in-plane field of view {fov[0]:.0f} x {fov[1]:.0f} mm is too small "
                 f"for an ASL CBF map (>= {MIN_FOV_MM:g} mm; shape {tuple(data.shape)})"
             )
-        if data.ndim == 4:
-            asl_context(volume)  # refuses a bad context or --asl-order
         if volume.meta.get("asl") is not None:  # read from *_asl.json, or set through the API
             from mrenhance.io.bids_asl import check_asl_sidecar
 
             check_asl_sidecar(volume.meta["asl"], tuple(data.shape), source)
+        if data.ndim == 4:
+            # refuses a bad context or --asl-order, and raw images with neither
+            ctx = asl_context(volume)
+            if ctx is not None and set(ctx) & {"control", "label", "deltam"}:
+                asl_m0(volume, ctx)  # refuses a missing or unusable M0, before any work
 
     def cbf_map(self, volume: Volume) -> np.ndarray:
         """The mean CBF map (x, y, z) of any accepted input (3D as is; 4D: mean of pairs)."""
