@@ -37,6 +37,98 @@ RUNS = [
 ]
 
 
+#: The paper's claims (Xie et al. 2020) as paired comparisons over the test subjects:
+#: (claim, method A, method B, metric, what the claim needs: "better" = A significantly
+#: above B, "not worse" = A not significantly below B). Rows of the outlier test set.
+CLAIMS = [
+    ("LFN at least as good as ASLDN (Table 1)", "DWAN LFN (L1)", "DWAN ASLDN", "psnr", "not worse"),
+    ("LFN at least as good as ASLDN (Table 1)", "DWAN LFN (L1)", "DWAN ASLDN", "ssim", "not worse"),
+    (
+        "LFN at least as good as ASLDN, vs truth",
+        "DWAN LFN (L1)",
+        "DWAN ASLDN",
+        "psnr_truth",
+        "not worse",
+    ),
+    ("LFN raises SNR over ASLDN (8.06 vs 6.36)", "DWAN LFN (L1)", "DWAN ASLDN", "snr", "better"),
+    (
+        "LFN raises GM/WM contrast (2.32 vs 2.15)",
+        "DWAN LFN (L1)",
+        "DWAN ASLDN",
+        "gm_wm_contrast",
+        "better",
+    ),
+    ("L1 beats L2 under outliers (Fig. 5)", "DWAN LFN (L1)", "DWAN LFN L2", "psnr", "better"),
+    ("L1 beats L2 under outliers (Fig. 5)", "DWAN LFN (L1)", "DWAN LFN L2", "ssim", "better"),
+    (
+        "L1 beats L2 under outliers, vs truth",
+        "DWAN LFN (L1)",
+        "DWAN LFN L2",
+        "psnr_truth",
+        "better",
+    ),
+    ("DWAN beats U-Net (ASLDN)", "DWAN ASLDN", "U-Net ASLDN", "psnr", "better"),
+    ("DWAN beats DilatedNet (ASLDN)", "DWAN ASLDN", "DilatedNet ASLDN", "psnr", "better"),
+    ("DWAN beats U-Net (LFN)", "DWAN LFN (L1)", "U-Net LFN", "psnr", "better"),
+    ("DWAN beats DilatedNet (LFN)", "DWAN LFN (L1)", "DilatedNet LFN", "psnr", "better"),
+]
+#: A paired difference is "significant" beyond this many standard errors (choice: ~95 %).
+Z = 2.0
+
+
+def paired(a: list[float], b: list[float]) -> dict[str, float | str]:
+    """Mean and standard error of the per-subject differences a - b, and their sign:
+    "better" (mean > Z SE), "worse" (mean < -Z SE) or "tie"."""
+    import numpy as np
+
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    mean = float(d.mean())
+    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("inf")
+    sign = "better" if mean > Z * se else "worse" if mean < -Z * se else "tie"
+    return {"mean_diff": mean, "se": se, "n": len(d), "sign": sign}
+
+
+def claims(rows: list[dict]) -> list[dict]:
+    """Each claim of :data:`CLAIMS` judged from the rows' ``per_subject`` values.
+
+    ``holds``: True / False, or None when a row is missing. "better" claims need a
+    significant advantage; "not worse" claims fail only on a significant loss.
+    """
+    by = {r["method"]: r for r in rows if r.get("test_data", "").startswith("outliers")}
+    out = []
+    for claim, a, b, metric, need in CLAIMS:
+        item: dict = {"claim": claim, "a": a, "b": b, "metric": metric, "needs": need}
+        have = [by.get(m, {}).get("per_subject", {}) for m in (a, b)]
+        if any(metric not in h for h in have):
+            item.update(holds=None, sign="missing row")
+        else:
+            item.update(paired(have[0][metric], have[1][metric]))
+            item["a_mean"], item["b_mean"] = by[a][metric], by[b][metric]
+            item["holds"] = (
+                item["sign"] == "better" if need == "better" else item["sign"] != "worse"
+            )
+        out.append(item)
+    return out
+
+
+def claims_markdown(items: list[dict]) -> str:
+    """The verdicts as a Markdown table."""
+    lines = [
+        "| claim | A | B | metric | A | B | A - B (mean +- SE) | holds? |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: | --- |",
+    ]
+    for c in items:
+        if c["holds"] is None:
+            lines.append(f"| {c['claim']} | {c['a']} | {c['b']} | {c['metric']} | | | | missing |")
+            continue
+        verdict = ("yes" if c["holds"] else "no") + f" ({c['sign']})"
+        lines.append(
+            f"| {c['claim']} | {c['a']} | {c['b']} | {c['metric']} | {c['a_mean']:.3f} | "
+            f"{c['b_mean']:.3f} | {c['mean_diff']:+.3f} +- {c['se']:.3f} | {verdict} |"
+        )
+    return "\n".join(lines)
+
+
 def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
 
@@ -107,6 +199,7 @@ def main() -> None:
     }
     cfg = task.data_config(data)
     rows = []
+    shipped_sha = None
     for clean in (False, True):
         cfg_k = {**cfg, "outlier_fraction": 0.0} if clean else cfg
         cases = T.load_cases(cfg_k, "test")
@@ -120,6 +213,7 @@ def main() -> None:
                 methods[f"dwan-asl-lfn (shipped, {card.training.get('steps')} steps)"] = (
                     T.network_method(net)
                 )
+                shipped_sha = card.sha256
             except Exception as err:  # not shipped yet
                 print(f"no shipped dwan-asl-lfn: {err}")
         else:
@@ -130,7 +224,7 @@ def main() -> None:
             card = read_card(weights)
             methods[name] = T.network_method(Enhancer(load_model(weights), task, card=card))
         out = RESULTS / ("asl_correlation_clean" if clean else "asl_correlation")
-        for row in task.evaluate(methods, cases=cases, correlation_out=out):
+        for row in T.evaluate_cases(methods, cases, correlation_out=out, per_subject=True):
             row["test_data"] = "no outliers" if clean else "outliers (10 % of pairs)"
             row["train_seconds"] = seconds.get(row["method"])
             rows.append(row)
@@ -142,7 +236,26 @@ def main() -> None:
         f"{args.patch}x{args.patch} patches, {args.train_subjects} training subjects "
         "(paper: 200 subjects, batch 64, whole slices); one torch thread"
     )
+    verdicts = claims(rows)
+    per_subject = {f"{r['test_data']}|{r['method']}": r.pop("per_subject") for r in rows}
+    meta["shipped_sha256"] = shipped_sha
+    meta["claims"] = verdicts
+    meta["claims_rule"] = (
+        f"paired per-subject differences over the {args.test_subjects} test subjects; "
+        f"'better' = mean > {Z:g} standard errors, 'worse' = mean < -{Z:g} SE, else 'tie'"
+    )
+    meta["per_subject"] = per_subject
     write_results("asl_table", rows, meta)
+    md = RESULTS / "asl_table.md"
+    text = md.read_text().replace(
+        "\nProvenance:",
+        "\n## The paper's claims\n\n" + claims_markdown(verdicts) + "\n\nProvenance:",
+        1,
+    )
+    from mrenhance.io.atomic import write_text_atomic
+
+    write_text_atomic(md, text, overwrite=True)
+    print(claims_markdown(verdicts))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ The chain, one subject (all pure functions of a seeded ``numpy.random.Generator`
 1. :func:`draw_perfusion` -- anatomy on the 2 mm MNI grid (91 x 109 x 91, FSL's box) and a
    true CBF map (ml/100 g/min) from its tissue fractions: GM and WM values around asldro's
    ground-truth brain (GM 60, WM 20), varied per subject by a global scale, a GM/WM ratio,
-   a smooth spatial variation and an optional hypo-perfused (stroke-like) territory.
+   a smooth spatial variation, an optional hypo-perfused (stroke-like) territory and an
+   optional hyper-perfused region (tumour-like; beyond the paper, so that networks see
+   high CBF).
 2. :func:`acquire_pairs` -- the paper's protocol (Sec. 2.3): pCASL, 40 label/control pairs,
    label duration 1.5 s, PLD 1.5 s, 64 x 64 x 20 voxels of 3.4 x 3.4 x 6 mm (5 mm slices,
    1 mm gap), TR 4 s. Images from the single-compartment model of the ASL white paper
@@ -184,6 +186,7 @@ class Perfusion:
     cbf : true CBF, ml/100 g/min. m0 : equilibrium magnetisation (PD mix, arbitrary units,
     times a smooth receive field). gm, wm, csf : tissue fractions. brain_mask : bool.
     territory_mask : bool, the hypo-perfused territory (all False when none was drawn).
+    hyper_mask : bool, the hyper-perfused region (all False when none was drawn).
     params : the drawn numbers.
     """
 
@@ -196,6 +199,7 @@ class Perfusion:
     territory_mask: np.ndarray
     affine: np.ndarray
     params: dict[str, Any] = field(default_factory=dict)
+    hyper_mask: np.ndarray | None = None
 
 
 def _smooth_field(
@@ -221,6 +225,10 @@ def draw_perfusion(
     territory_probability: float = 0.3,
     territory_factor: tuple[float, float] = (0.2, 0.6),
     territory_radius_mm: tuple[float, float] = (15.0, 30.0),
+    hyper_probability: float = 0.0,
+    hyper_factor: tuple[float, float] = (1.5, 3.5),
+    hyper_radius_mm: tuple[float, float] = (6.0, 15.0),
+    hyper_slices: tuple[int, int] | None = None,
 ) -> Perfusion:
     """Draw a subject (mild residual deformation, no lesions) and its true CBF.
 
@@ -230,7 +238,14 @@ def draw_perfusion(
     knots) of amplitude ``a``; CSF has no perfusion. With ``territory_probability`` a
     hypo-perfused territory multiplies CBF by ``territory_factor`` inside a lobed ball
     (radius ``territory_radius_mm``) centred on a cortical GM voxel, with a 3 mm soft edge
-    (stroke-like; choice). Ranges are choices around the issue's GM ~60, WM ~20-25.
+    (stroke-like; choice). With ``hyper_probability`` a hyper-perfused region (tumour- or
+    luxury-perfusion-like; choice) multiplies CBF by ``hyper_factor`` inside a lobed ball
+    of radius ``hyper_radius_mm`` centred on a GM or WM voxel (of the axial slices
+    ``hyper_slices`` (first, last), default the paper's, where the task trains and
+    scores; choice): GM 60 x 1.5-3.5 gives
+    90-210 ml/100 g/min, the range of high-grade gliomas and hyperaemia. It is drawn last,
+    and only when ``hyper_probability > 0``, so the default subjects are unchanged by it.
+    Ranges are choices around the issue's GM ~60, WM ~20-25.
     """
     from mrenhance.simulate import subjects as S
 
@@ -257,31 +272,26 @@ def draw_perfusion(
         "territory": None,
     }
     if rng.random() < territory_probability:
-        cortex = np.argwhere((gm > 0.6) & subject.brain_mask)
-        centre = cortex[rng.integers(len(cortex))]
-        radius = float(rng.uniform(*territory_radius_mm))
-        factor = float(rng.uniform(*territory_factor))
-        grid = np.indices(MNI_SHAPE, dtype=np.float32)
-        offset = (grid - centre[:, None, None, None].astype(np.float32)) * 2.0  # mm
-        dist = np.sqrt((offset**2).sum(axis=0))
-        # lobes: +-20 % radius along a random direction (choice)
-        direction = rng.standard_normal(3)
-        direction /= np.linalg.norm(direction)
-        cos = np.tensordot(direction, offset, axes=1) / np.maximum(dist, 1e-3)
-        local_radius = radius * (1.0 + 0.2 * cos)
-        weight = 1.0 / (1.0 + np.exp((dist - local_radius) / 1.5))  # ~3 mm edge
-        cbf = cbf * (1.0 - (1.0 - factor) * weight)
+        weight, info["territory"] = _lobed_region(
+            rng, (gm > 0.6) & subject.brain_mask, territory_radius_mm, territory_factor
+        )
+        cbf = cbf * (1.0 - (1.0 - info["territory"]["factor"]) * weight)
         territory = (weight > 0.5) & subject.brain_mask
-        info["territory"] = {
-            "centre_vox": [int(v) for v in centre],
-            "radius_mm": radius,
-            "factor": factor,
-        }
 
     # M0: proton density mix (subjects' PD: GM 0.8, WM 0.7, CSF 1.0, scalp fat 0.9) times a
     # smooth receive field (+-10 %; choice). Control-as-M0 calibration cancels the field.
     pd = 0.8 * gm + 0.7 * wm + 1.0 * csf + 0.9 * subject.fraction("scalp")
     receive = np.exp(0.1 * _smooth_field(rng, affine, MNI_SHAPE, 80.0))
+    hyper = np.zeros(MNI_SHAPE, dtype=bool)
+    info["hyper"] = None
+    if hyper_probability > 0 and rng.random() < hyper_probability:
+        tissue = ((gm + wm) > 0.6) & subject.brain_mask
+        first, last = hyper_slices or (PAPER_SLICES[0], PAPER_SLICES[-1])
+        tissue[:, :, : int(first)] = False
+        tissue[:, :, int(last) + 1 :] = False
+        weight, info["hyper"] = _lobed_region(rng, tissue, hyper_radius_mm, hyper_factor)
+        cbf = cbf * (1.0 + (info["hyper"]["factor"] - 1.0) * weight)
+        hyper = (weight > 0.5) & subject.brain_mask
     return Perfusion(
         cbf=cbf.astype(np.float32),
         m0=(pd * receive).astype(np.float32),
@@ -292,7 +302,34 @@ def draw_perfusion(
         territory_mask=territory,
         affine=affine,
         params=info,
+        hyper_mask=hyper,
     )
+
+
+def _lobed_region(
+    rng: np.random.Generator,
+    candidates: np.ndarray,
+    radius_mm: tuple[float, float],
+    factor: tuple[float, float],
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """A soft lobed ball on the 2 mm MNI grid: (weight in [0, 1] (x, y, z), its numbers).
+
+    Centre: a random voxel of ``candidates``; radius and factor uniform in their ranges;
+    lobes +-20 % of the radius along a random direction and a ~3 mm logistic edge (choices).
+    """
+    where = np.argwhere(candidates)
+    centre = where[rng.integers(len(where))]
+    radius = float(rng.uniform(*radius_mm))
+    value = float(rng.uniform(*factor))
+    grid = np.indices(MNI_SHAPE, dtype=np.float32)
+    offset = (grid - centre[:, None, None, None].astype(np.float32)) * 2.0  # mm
+    dist = np.sqrt((offset**2).sum(axis=0))
+    direction = rng.standard_normal(3)
+    direction /= np.linalg.norm(direction)
+    cos = np.tensordot(direction, offset, axes=1) / np.maximum(dist, 1e-3)
+    local_radius = radius * (1.0 + 0.2 * cos)
+    weight = 1.0 / (1.0 + np.exp((dist - local_radius) / 1.5))
+    return weight, {"centre_vox": [int(v) for v in centre], "radius_mm": radius, "factor": value}
 
 
 # ---------------------------------------------------------------------------- acquisition
@@ -576,7 +613,8 @@ class AslSubject:
     truth : the true CBF. segments : (4, x, y, z) means of pairs 1-10, 11-20, 21-30, 31-40
     (uncleaned: the paper's network input is the plain 10-pair mean). pseudo_gold : 40-pair
     mean after :func:`robust_pair_rejection`, Gaussian FWHM 3 mm (Sec. 2.3). gm, wm :
-    tissue fractions; brain_mask, territory_mask : bool. affine : the MNI grid's.
+    tissue fractions; brain_mask, territory_mask, hyper_mask : bool (the hypo- and the
+    hyper-perfused region; hyper_mask None or all False when none). affine : the MNI grid's.
     series : the native label/control series (kept when asked). keep : (n, z) cleaning
     result; planted : (n, z) planted outliers. native_mask : (64, 64, 20) head mask.
     """
@@ -594,6 +632,7 @@ class AslSubject:
     planted: np.ndarray
     params: dict[str, Any] = field(default_factory=dict)
     series: AslSeries | None = None
+    hyper_mask: np.ndarray | None = None
 
     @property
     def input_10(self) -> np.ndarray:
@@ -604,9 +643,11 @@ class AslSubject:
         """(GM ROI, WM ROI) bool (x, y) masks in axial slice ``z`` (Sec. 2.4).
 
         # choice: GM fraction > 0.7 and WM fraction > 0.95 (pure tissue), outside any
-        hypo-perfused territory.
+        hypo- or hyper-perfused region.
         """
         outside = ~self.territory_mask[:, :, z]
+        if self.hyper_mask is not None:
+            outside &= ~self.hyper_mask[:, :, z]
         return (self.gm[:, :, z] > 0.7) & outside, (self.wm[:, :, z] > 0.95) & outside
 
 
@@ -698,6 +739,7 @@ def simulate_asl_subject(
             "thermal_noise": thermal_noise,
         },
         series=series if keep_series else None,
+        hyper_mask=perf.hyper_mask,
     )
 
 

@@ -75,6 +75,10 @@ DATA_DEFAULTS: dict[str, Any] = {
     "thermal_noise": 0.00575,  # = simulate.asl.CALIBRATED_THERMAL_NOISE (tested)
     "augment": {"flip": True},
     "min_brain_fraction": 0.3,
+    # choice, beyond the paper: half of the subjects carry a hyper-perfused region (CBF x
+    # 1.5-3.5, 90-210 ml/100 g/min in GM), so networks learn not to flatten high CBF;
+    # keys are simulate.asl.draw_perfusion's
+    "perfusion": {"hyper_probability": 0.5},
 }
 
 Method = Callable[["AslCase"], np.ndarray]
@@ -93,7 +97,8 @@ class AslCase:
     """One simulated subject, axial slices :data:`STORED_SLICES` only (x, y, 10).
 
     segments : (4, x, y, 10) segment means; pseudo_gold, truth : (x, y, 10); gm, wm :
-    fractions; brain, territory : bool. All CBF in ml/100 g/min. affine : the MNI grid's.
+    fractions; brain, territory, hyper : bool (hypo- / hyper-perfused region). All CBF in
+    ml/100 g/min. affine : the MNI grid's.
     """
 
     name: str
@@ -105,6 +110,7 @@ class AslCase:
     brain: np.ndarray
     territory: np.ndarray
     affine: np.ndarray
+    hyper: np.ndarray | None = None
 
     @property
     def input_10(self) -> np.ndarray:
@@ -117,6 +123,8 @@ class AslCase:
 
     def rois(self) -> tuple[np.ndarray, np.ndarray]:
         outside = ~self.territory
+        if self.hyper is not None:
+            outside = outside & ~self.hyper
         return (self.gm > 0.7) & outside, (self.wm > 0.95) & outside
 
 
@@ -132,7 +140,52 @@ def _case(subject: Any) -> AslCase:
         brain=np.ascontiguousarray(subject.brain_mask[:, :, z]),
         territory=np.ascontiguousarray(subject.territory_mask[:, :, z]),
         affine=subject.affine,
+        hyper=None
+        if subject.hyper_mask is None
+        else np.ascontiguousarray(subject.hyper_mask[:, :, z]),
     )
+
+
+_PERFUSION_RANGES = {
+    "hyper_probability": "probability",
+    "territory_probability": "probability",
+    "hyper_factor": (1.0, 20.0),
+    "territory_factor": (0.0, 1.0),
+    "hyper_radius_mm": (1.0, 60.0),
+    "hyper_slices": (0.0, 90.0),
+    "territory_radius_mm": (1.0, 80.0),
+    "gm_cbf": (1.0, 300.0),
+    "global_scale": (0.05, 10.0),
+    "gm_wm_ratio": (0.5, 10.0),
+    "spatial_variation": (0.0, 1.0),
+}
+
+
+def _check_perfusion_options(options: Any, source: str) -> None:
+    """Refuse unknown or absurd ``data.perfusion`` keys (``draw_perfusion``'s options)."""
+    if options is None:
+        return
+    if not isinstance(options, dict):
+        raise ConfigError(f"{source}: data.perfusion must be a mapping, got {options!r}")
+    for key, value in options.items():
+        if key not in _PERFUSION_RANGES:
+            known = ", ".join(sorted(_PERFUSION_RANGES))
+            raise ConfigError(f"{source}: data.perfusion.{key}: unknown option (known: {known})")
+        rule = _PERFUSION_RANGES[key]
+        if rule == "probability":
+            ok = isinstance(value, (int, float)) and 0 <= float(value) <= 1
+            what = "a probability in [0, 1]"
+        else:
+            lo, hi = rule
+            ok = (
+                isinstance(value, (list, tuple))
+                and len(value) == 2
+                and all(isinstance(v, (int, float)) and lo <= float(v) <= hi for v in value)
+                and float(value[0]) <= float(value[1])
+            )
+            what = f"[low, high] with {lo:g} <= low <= high <= {hi:g}"
+        if not ok:
+            raise ConfigError(f"{source}: data.perfusion.{key}: expected {what}, got {value!r}")
 
 
 def subject_seed(seed: int, split: str, index: int) -> list[int]:
@@ -152,6 +205,7 @@ def _cases_cached(key: str) -> tuple[AslCase, ...]:
             name=f"{cfg['split']}-{i:03d}",
             outlier_fraction=cfg["outlier_fraction"],
             thermal_noise=cfg["thermal_noise"],
+            perfusion_options=cfg.get("perfusion") or None,
         )
         out.append(_case(s))
     return tuple(out)
@@ -166,6 +220,7 @@ def load_cases(cfg: dict[str, Any], split: str) -> list[AslCase]:
             "split": split,
             "outlier_fraction": float(cfg["outlier_fraction"]),
             "thermal_noise": float(cfg["thermal_noise"]),
+            "perfusion": dict(cfg.get("perfusion") or {}),
         },
         sort_keys=True,
     )
@@ -268,10 +323,22 @@ def case_metrics(case: AslCase, output: np.ndarray) -> dict[str, float]:
     s = _SNR_IDX
     row["snr"] = snr(out[:, :, s], gm[:, :, s], wm[:, :, s])
     row["gm_wm_contrast"] = contrast_ratio(out[:, :, p], gm[:, :, p], wm[:, :, p])
+    for key, region in (("hyper_ratio", case.hyper), ("hypo_ratio", case.territory)):
+        inside = None if region is None else (region[:, :, p] & brain)
+        if inside is not None and inside.sum() >= MIN_REGION_PIXELS:
+            row[key] = float(out[:, :, p][inside].mean() / case.truth[:, :, p][inside].mean())
+        else:
+            row[key] = float("nan")
     return row
 
 
 METRIC_KEYS = ("psnr", "ssim", "psnr_truth", "ssim_truth", "snr", "gm_wm_contrast")
+#: Per-region CBF recovery (mean output / mean true CBF inside the hyper- or hypo-perfused
+#: region of the paper's slices; 1 = kept, < 1 = flattened for hyper, > 1 filled in for
+#: hypo); NaN for a subject without that region, averaged over the subjects that have it.
+REGION_KEYS = ("hyper_ratio", "hypo_ratio")
+#: A region counts when it covers at least this many pixels of the paper's slices.
+MIN_REGION_PIXELS = 20
 
 
 def evaluate_cases(
@@ -279,8 +346,12 @@ def evaluate_cases(
     cases: Sequence[AslCase],
     *,
     correlation_out: Any = None,
+    per_subject: bool = False,
 ) -> list[dict[str, Any]]:
     """Every method on every case; one row per method: mean and std over subjects.
+
+    With ``per_subject``, each row also holds ``per_subject``: {metric: [value per case]}
+    in the order of ``cases`` (for paired comparisons between methods).
 
     With ``correlation_out`` (a folder), writes each method's voxel-wise correlation map
     with the pseudo gold standard across subjects (Sec. 2.4, Fig. 4) as
@@ -301,6 +372,11 @@ def evaluate_cases(
             values = np.array([r[k] for r in per], dtype=np.float64)
             row[k] = float(values.mean())
             row[f"{k}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        for k in REGION_KEYS:
+            values = np.array([r[k] for r in per], dtype=np.float64)
+            values = values[np.isfinite(values)]
+            row[k] = float(values.mean()) if len(values) else float("nan")
+            row[f"{k}_n"] = len(values)
         if len(cases) >= 3:
             from mrenhance.metrics import voxelwise_correlation
 
@@ -318,6 +394,10 @@ def evaluate_cases(
                 _write_correlation(correlation_out, name, r, cases[0].affine)
         row["n_subjects"] = len(cases)
         row["seconds"] = round(seconds, 2)
+        if per_subject:
+            row["per_subject"] = {
+                k: [float(r[k]) for r in per] for k in (*METRIC_KEYS, *REGION_KEYS)
+            }
         rows.append(row)
     return rows
 
@@ -781,6 +861,7 @@ class AslTask(Task):
             raise ConfigError(f"{source}: data.lfn_pairs: pairs of segment indices 0..3")
         if not 0 <= float(cfg["outlier_fraction"]) <= 1:
             raise ConfigError(f"{source}: data.outlier_fraction must be in [0, 1]")
+        _check_perfusion_options(cfg.get("perfusion"), source)
         return cfg
 
     def preprocessing(self, data: dict[str, Any], subjects: Sequence[Any]) -> dict[str, Any]:
@@ -999,28 +1080,34 @@ class AslTask(Task):
 
     # -- protocol -------------------------------------------------------------------------
     def baselines(self, data: dict[str, Any] | None = None) -> dict[str, Method]:
-        """Classical rows; the Gaussian's FWHM is the best on the validation subjects.
+        """Classical rows; the Gaussian's FWHM and the NLM strength are the best on the
+        validation subjects (BM3D is left to ``benchmarks/asl_table.py``: minutes per map).
 
-        The FWHM search (simulating the validation subjects) runs at the first call of
-        the Gaussian method, not here.
+        The search (simulating the validation subjects) runs at the first call of a tuned
+        method, not here.
         """
+        from mrenhance.baselines import denoise as D
+
         cfg = self.data_config(data or {})
-        methods = baseline_methods(4.0, bm3d=False)
-        del methods["gaussian FWHM 4 mm"]
         chosen: dict[str, float] = {}
 
-        def gaussian(case: AslCase) -> np.ndarray:
-            from mrenhance.baselines.denoise import gaussian_denoise
-
-            if "fwhm" not in chosen:
+        def tuned(key: str) -> float:
+            if not chosen:
                 val = load_cases(cfg, "validation") if cfg["subjects"]["validation"] else []
                 chosen["fwhm"] = best_gaussian_fwhm(val)[0] if val else 4.0
-            return gaussian_denoise(case.input_10, chosen["fwhm"])
+                chosen["nlm"] = (
+                    best_strength(val, lambda x, k: D.nlm_denoise(x, strength=k)) if val else 1.0
+                )
+            return chosen[key]
 
         return {
-            "mean of 10 pairs (input)": methods.pop("mean of 10 pairs (input)"),
-            "gaussian (best FWHM on validation)": gaussian,
-            **methods,
+            "mean of 10 pairs (input)": lambda c: c.input_10,
+            "gaussian (best FWHM on validation)": lambda c: D.gaussian_denoise(
+                c.input_10, tuned("fwhm")
+            ),
+            "non-local means (strength tuned on validation)": lambda c: D.nlm_denoise(
+                c.input_10, strength=tuned("nlm")
+            ),
         }
 
     def network_method(self, enhancer: Any) -> Method:
@@ -1088,7 +1175,8 @@ class AslTask(Task):
         results = {name: np.asarray(m(case), np.float32) for name, m in methods.items()}
         rows = []
         for name, arr in results.items():
-            rows.append({"method": name, **case_metrics(case, arr)})
+            metrics = case_metrics(case, arr)  # a region ratio is NaN without that region
+            rows.append({"method": name, **{k: v for k, v in metrics.items() if v == v}})
         tables = write_table(rows, folder / "metrics", title="ASL demo subject")
         panels = {**results, "pseudo gold (40 pairs)": case.pseudo_gold, "truth": case.truth}
         files = {}
