@@ -135,8 +135,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--asl-order",
         default=None,
-        help="ASL models, 4D input: volume order, e.g. control,label (default: the BIDS "
-        "aslcontext.tsv beside the file, else a series of per-pair CBF maps)",
+        help="ASL models, 4D input: volume order, e.g. control,label, or cbf for a series "
+        "of per-pair CBF maps (default: the BIDS aslcontext.tsv beside the file, else "
+        "per-pair CBF maps; a series that looks like raw label/control images is refused)",
     )
     p.add_argument(
         "--nan-policy",
