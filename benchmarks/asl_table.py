@@ -200,6 +200,9 @@ def main() -> None:
     cfg = task.data_config(data)
     rows = []
     shipped_sha = None
+    for folder in ("asl_correlation", "asl_correlation_clean"):  # no maps of old rows stay
+        for old in (RESULTS / folder).glob("*_corr.*"):
+            old.unlink()
     for clean in (False, True):
         cfg_k = {**cfg, "outlier_fraction": 0.0} if clean else cfg
         cases = T.load_cases(cfg_k, "test")

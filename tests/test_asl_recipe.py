@@ -144,3 +144,11 @@ def test_recipe_trains_with_the_asldn_and_l2_switches(tmp_path):
     assert card["architecture"]["name"] == "dilatednet-asl"
     assert card["training"]["stage"] == "supervised (L2)"
     assert "data.target=asldn" in card["training"]["overrides"]
+
+
+def test_validation_scores_lfn_against_the_other_thirty_pairs_and_asldn_the_gold():
+    case = _noisy_case(10.0)
+    ref = T.validation_reference(case, "lfn")
+    np.testing.assert_allclose(ref, case.segments[1:].mean(axis=0), rtol=1e-6)
+    assert not np.allclose(ref, case.segments[0])  # never the input's own pairs
+    assert T.validation_reference(case, "asldn") is case.pseudo_gold
