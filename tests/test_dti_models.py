@@ -36,6 +36,32 @@ def test_discriminator_is_the_papers_eight_conv_network_with_a_logit():
     assert d(torch.zeros(3, 1, 64, 64)).shape == (3, 1)
 
 
+def test_discriminator_layer_order_slopes_pooling_and_dense_head():
+    """Sec. 4 / Ledig Fig. 4 layer by layer: conv + LeakyReLU, then 7 x (conv, BN,
+    LeakyReLU), every slope 0.2; global *average* pooling; dense 1024, LeakyReLU, dense 1."""
+    d = create_model("srgan-discriminator2d").eval()
+    kinds = [type(m).__name__ for m in d.modules() if not list(m.children())]
+    block = ["Conv2d", "BatchNorm2d", "LeakyReLU"]
+    head = ["AdaptiveAvgPool2d", "Flatten", "Linear", "LeakyReLU", "Linear"]
+    assert kinds == ["Conv2d", "LeakyReLU", *block * 7, *head]  # BN after all convs but the first
+    slopes = [m.negative_slope for m in d.modules() if isinstance(m, nn.LeakyReLU)]
+    assert slopes == [0.2] * 9
+    assert not any(isinstance(m, (nn.ReLU, nn.PReLU, nn.Sigmoid)) for m in d.modules())
+    bn = [m for m in d.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert [m.num_features for m in bn] == [64, 128, 128, 256, 256, 512, 512]
+    dense = [m for m in d.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in dense] == [(512, 1024), (1024, 1)]
+    # global average (not max) pooling to 1x1: any patch size gives one logit per image
+    assert d.pool.output_size in (1, (1, 1))
+    x = torch.randn(2, 512, 5, 3, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(d.pool(x).flatten(1), x.mean(dim=(2, 3)))
+    with torch.no_grad():
+        assert d(torch.zeros(2, 1, 40, 24)).shape == (2, 1)
+    # the slope acts: a negative input to the head's activation comes out x 0.2
+    with torch.no_grad():
+        assert float(d.head[2](torch.tensor([-1.0]))) == pytest.approx(-0.2)
+
+
 def test_vgg19_feature_model_refuses_without_a_weights_file(tmp_path):
     with pytest.raises(ConfigError, match="no weights file"):
         create_model("vgg19-features")

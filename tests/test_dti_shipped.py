@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from mrenhance.cli import main
 from mrenhance.io import load, save
@@ -59,3 +60,28 @@ def test_shipped_srresnet_super_resolves_a_dwi_series_and_dti_maps_it(tmp_path, 
     md = load(maps / "md.nii.gz").data
     assert 0.6e-3 < np.median(md[centre]) < 1.0e-3
     assert np.median(np.abs(load(maps / "v1.nii.gz").data[centre][..., 0])) > 0.9
+
+
+@pytest.mark.slow
+def test_demo_dti_section_runs_both_shipped_networks(tmp_path, monkeypatch):
+    """`make demo`'s DTI section: bicubic, then every shipped DTI network (SRResNet before
+    SRGAN), each with its metrics row and FA map, in the report (a small subject here)."""
+    from mrenhance.demo import run_demo
+    from mrenhance.models.weights import list_shipped_weights
+    from mrenhance.tasks import dti
+
+    monkeypatch.setitem(dti.DATA_DEFAULTS, "shape", [32, 32, 4])
+    monkeypatch.setitem(dti.DATA_DEFAULTS, "test_slices", 2)
+    shipped = sorted(c.name for c in list_shipped_weights() if c.task == "dti")
+    assert shipped == ["srgan-dwi-x4", "srresnet-dwi-x4"]
+    result = run_demo(tmp_path / "demo", tasks=["dti"], echo=False, device="cpu")
+    section = result["sections"]["dti"]
+    methods = [r["method"] for r in section["table_rows"]]
+    assert methods == ["bicubic", "srresnet-dwi-x4", "srgan-dwi-x4"]
+    for row in section["table_rows"]:
+        assert np.isfinite(row["psnr"]) and np.isfinite(row["fa_mae_wm"]), row["method"]
+    names = {p.name for p in section["files"].values()}
+    assert {"fa_srresnet-dwi-x4.nii.gz", "fa_srgan-dwi-x4.nii.gz", "fa_hr.nii.gz"} <= names
+    html = result["html"].read_text(encoding="utf-8")
+    assert "srresnet-dwi-x4" in html and "srgan-dwi-x4" in html
+    assert (tmp_path / "demo" / "dti" / "figure.png").is_file()

@@ -86,6 +86,49 @@ def test_degradation_is_a_fov_aligned_block_mean_with_noise_first():
         D.degrade_dwi(np.ones((6, 8, 2), np.float32), 4)
 
 
+def _band_limited(image: np.ndarray, half: int) -> np.ndarray:
+    """``image`` with every in-plane frequency |k| > ``half`` (x or y) removed, by hand."""
+    spectrum = np.fft.fft2(image, axes=(0, 1))
+    for axis in (0, 1):
+        k = np.rint(np.fft.fftfreq(image.shape[axis]) * image.shape[axis])
+        keep = (np.abs(k) <= half).reshape([-1 if a == axis else 1 for a in range(image.ndim)])
+        spectrum = spectrum * keep
+    return np.fft.ifft2(spectrum, axes=(0, 1)).real
+
+
+def test_kspace_degradation_keeps_only_the_central_quarter_of_k_space_on_texture():
+    """``method="kspace"``: the centre of k-space (|k| <= K per in-plane axis, K = (n / 4 -
+    1) // 2: the LR matrix's band less its unpaired Nyquist line), then the block mean.
+    Texture outside the band is gone; the block mean alone aliases it into the LR."""
+    rng = np.random.default_rng(7)
+    n, m = 32, 8
+    hr = (10 + rng.uniform(0, 1, (n, n, 2, 3))).astype(np.float32)  # positive: |.| is a no-op
+    lr_k = D.degrade_dwi(hr, 4, method="kspace")
+    lr_a = D.degrade_dwi(hr, 4, method="area")
+    assert lr_k.shape == lr_a.shape == (m, m, 2, 3)
+    assert np.abs(lr_k - lr_a).max() > 0.05  # not the block mean
+    half = (m - 1) // 2
+    expected = D.degrade_dwi(_band_limited(hr, half).astype(np.float32), 4, method="area")
+    np.testing.assert_allclose(lr_k, expected, atol=1e-4)
+    # on the LR grid: nothing at the LR Nyquist line (|k| = m / 2 > K) of either axis
+    spectrum = np.abs(np.fft.fft2(lr_k, axes=(0, 1)))
+    dc = spectrum[0, 0].min()
+    assert spectrum[m // 2].max() < 1e-5 * dc and spectrum[:, m // 2].max() < 1e-5 * dc
+    assert np.abs(np.fft.fft2(lr_a, axes=(0, 1)))[m // 2].max() > 1e-3 * dc
+    # one in-plane stripe pattern inside the band passes whole, one outside it vanishes
+    x = np.arange(n)[:, None, None] * np.ones((1, n, 2))
+    inside = (10 + np.cos(2 * np.pi * 2 * x / n)).astype(np.float32)
+    outside = (10 + np.cos(2 * np.pi * 5 * x / n)).astype(np.float32)
+    np.testing.assert_allclose(
+        D.degrade_dwi(inside, 4, method="kspace"), D.degrade_dwi(inside, 4), atol=1e-4
+    )
+    np.testing.assert_allclose(D.degrade_dwi(outside, 4, method="kspace"), 10.0, atol=1e-4)
+    assert np.ptp(D.degrade_dwi(outside, 4)) > 0.1  # the block mean lets it through
+    # slices and volumes are degraded in-plane only, each alone
+    one = D.degrade_dwi(hr[..., 1:2, 2], 4, method="kspace")
+    np.testing.assert_allclose(one, lr_k[..., 1:2, 2], atol=1e-5)
+
+
 def test_each_draw_gives_the_subject_its_own_diffusion(simulated):
     subject, bvals, bvecs, _, _ = simulated
     _, a = D.simulate_dwi(subject, np.random.default_rng(1), bvals, bvecs)

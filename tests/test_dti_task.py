@@ -138,3 +138,27 @@ def test_demo_section_has_each_method_its_fa_map_and_a_figure(tmp_path, monkeypa
         "fa_tiny-dwi.nii.gz",
         "fa_hr.nii.gz",
     }
+
+
+def test_the_kspace_option_of_a_recipe_reaches_the_tasks_lr_images():
+    """``data.downsample: kspace`` in a recipe: the training subjects' LR images and the
+    patches the network trains on are the k-space-truncated ones, not the block mean."""
+    from mrenhance.config import load_recipe, recipe_path
+    from mrenhance.simulate.dwi import degrade_dwi
+
+    tiny = ["data.subjects={train: 1, validation: 0, test: 1}", "data.shape=[32, 32, 2]"]
+    tiny += ["data.lr_noise=0.0"]  # noise-free: the LR is a function of the HR alone
+    r = load_recipe(recipe_path("dti_srresnet"), [*tiny, "data.downsample=kspace"])
+    assert r.data["downsample"] == "kspace"
+    data = TASK.training_data(r.data, (4, 4))
+    s = data.subjects[0]
+    np.testing.assert_allclose(s.lr, degrade_dwi(s.hr, 4, method="kspace"), rtol=1e-6, atol=1e-6)
+    area = degrade_dwi(s.hr, 4, method="area")
+    assert np.abs(s.lr - area).max() > 1e-3 * np.abs(area).max()
+    x, y, z, n = s.lr.shape
+    inputs = np.asarray(data.dataset.inputs[0]).reshape(x, y, z * n)
+    np.testing.assert_allclose(inputs, (s.lr / np.float32(s.input_scale)).reshape(x, y, z * n))
+    assert "4x kspace downsampling" in TASK.protocol({**r.data})
+    # the recipe's default is the block mean, as the cards' protocol says
+    default = TASK.training_data(load_recipe(recipe_path("dti_srresnet"), tiny).data, (4, 4))
+    np.testing.assert_allclose(default.subjects[0].lr, area, rtol=1e-6)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -172,3 +173,83 @@ def test_gan_stage_with_a_file_that_is_not_vgg19_refuses_in_one_line(tmp_path):
         train_recipe("dti_srgan", bad, run_dir=tmp_path / "run", stage="gan", progress=False)
     assert "\n" not in str(err.value)
     assert not (tmp_path / "run").exists()  # refused before any work
+
+
+def test_dti_recipes_train_with_the_papers_adam_lr_batch_and_adversarial_weight(tmp_path):
+    """Sec. 5's table: Adam, learning rate 1e-4, batch size 8; Ledig et al.'s adversarial
+    weight 1e-3. Checked on the recipes and on the optimisers and loop built from them."""
+    from mrenhance.config import load_recipe, recipe_path
+    from mrenhance.engine.training import OptimizerSpec, SupervisedStep, Trainer
+    from mrenhance.models import create_model
+    from mrenhance.training import _build_gan_step
+
+    for name in ("dti_srresnet", "dti_srgan"):
+        r = load_recipe(recipe_path(name))
+        assert (r.train.optimizer, r.train.lr, r.train.batch_size) == ("adam", 1e-4, 8), name
+        opt = OptimizerSpec.from_section(r.train).build(torch.nn.Linear(2, 2).parameters())
+        assert type(opt) is torch.optim.Adam and opt.param_groups[0]["lr"] == 1e-4
+        step = SupervisedStep(torch.nn.Linear(2, 2), loss=r.train.loss)
+        trainer = Trainer.from_config(step, _Slices(), r.train, run_dir=tmp_path / name)
+        assert trainer.batch_size == 8
+    assert load_recipe(recipe_path("dti_srresnet")).gan is None  # stage 1 only: no GAN
+    r = load_recipe(recipe_path("dti_srgan"), TINY)  # TINY shrinks the networks only
+    assert (r.gan.type, r.gan.adv_weight, r.gan.optimizer, r.gan.lr) == ("gan", 1e-3, "adam", 1e-4)
+    generator = create_model("srresnet-dwi-x4", channels=4, n_blocks=1)
+    critic = create_model("srgan-discriminator2d", base=4)
+    step = _build_gan_step(r.gan, r.train, generator, critic, "dti_srgan.yaml")
+    assert step.adv_weight == 1e-3 and step.content_name == "l2"
+    for spec, net in ((step.spec, generator), (step.critic_spec, critic)):
+        opt = spec.build(net.parameters())
+        assert type(opt) is torch.optim.Adam and opt.param_groups[0]["lr"] == 1e-4
+
+
+def test_the_shipped_dti_cards_record_what_they_trained_with():
+    """Each card's batch, steps and GAN settings are its recipe under the card's own
+    overrides (the CPU budget's step counts), and its note states the same batch and Adam lr."""
+    from mrenhance.config import load_recipe, recipe_path
+    from mrenhance.models.weights import list_shipped_weights
+
+    cards = {c.name: c for c in list_shipped_weights() if c.task == "dti"}
+    assert set(cards) == {"srresnet-dwi-x4", "srgan-dwi-x4"}
+    for card in cards.values():
+        t = card.training
+        default = load_recipe(recipe_path(t["recipe"]))
+        r = load_recipe(recipe_path(t["recipe"]), t["overrides"])
+        assert t["batch_size"] == r.train.batch_size == 8, card.name
+        assert t["patch_size"] == list(r.train.patch_size), card.name
+        note = card.provenance["note"]
+        assert f"batch {r.train.batch_size} " in note, card.name
+        lr = r.train.lr if r.gan is None else r.gan.lr
+        assert float(re.search(r"Adam ([0-9.e-]+)", note).group(1)) == lr == 1e-4, card.name
+        if r.gan is None:
+            # a CPU budget: fewer steps than the recipe's, stated as an override
+            assert t["steps"] == r.train.steps < default.train.steps
+            assert f"train.steps={t['steps']}" in t["overrides"]
+            assert f"{t['steps']:,} steps" in note
+        else:
+            assert t["generator_steps"] == r.gan.generator_steps < default.gan.generator_steps
+            assert f"gan.generator_steps={t['generator_steps']}" in t["overrides"]
+            assert t["lr"] == r.gan.lr and t["critic_lr"] == (r.gan.critic_lr or r.gan.lr)
+            assert t["adv_weight"] == r.gan.adv_weight and "adv 1e-3" in note
+            assert t["content_loss"] == r.gan.content_loss
+
+
+@pytest.mark.parametrize("stage", [None, "supervised", "gan", "all"])
+def test_cli_refuses_the_vgg_loss_without_a_file_at_every_stage(tmp_path, capsys, stage):
+    """`mrenhance train dti_srgan 'gan.feature_model={name: vgg19-features}'` without a
+    weights file: exit 2, one stderr line (weights are the user's file, nothing is
+    downloaded), no run folder; stage 1 does not start first (tests/bad_inputs/dti.py has
+    the default-stage case with its byte-for-byte promise)."""
+    from mrenhance.cli import main
+
+    run = tmp_path / "run"
+    argv = ["train", "dti_srgan", "gan.feature_model={name: vgg19-features}"]
+    argv += ["gan.feature_weight=0.006", *TINY, "--run-dir", str(run), "-q"]
+    capsys.readouterr()
+    assert main(argv + (["--stage", stage] if stage else [])) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1
+    assert err.startswith("mrenhance: error: ") and "dti_srgan.yaml: gan.feature_model" in err
+    assert "no weights file (nothing is downloaded)" in err
+    assert "gan.feature_model.weights to a .safetensors" in err
+    assert not run.exists() and list(tmp_path.iterdir()) == []

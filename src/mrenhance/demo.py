@@ -1,10 +1,14 @@
 """``make demo``: every task's demo section on bundled data, with the shipped networks.
 
-For each registered task that implements ``demo`` (today: 3D T1 super-resolution on the
-MNI152 T1: k-space truncation 2x2 (Sec. 2.6) -> tricubic baseline and every shipped SR
-network), the task writes its NIfTIs, metrics table and figure; this module gathers the
-sections into one HTML report. Networks are the shipped weights, applied through
-:class:`mrenhance.enhance_api.Enhancer` (the code path of ``mrenhance enhance``).
+For each registered task that implements ``demo``, the task writes its NIfTIs, metrics
+table and figure into its own subfolder; this module gathers the sections into one HTML
+report. Today: 3D T1 super-resolution on the MNI152 T1 (k-space truncation 2x2, Sec. 2.6
+-> tricubic baseline and every shipped SR network), ASL, DSC, PVS and DTI. The DTI
+section (``dti/``) simulates one DWI test subject (never trained on), degrades it (noise +
+4x per slice), runs bicubic and every shipped DTI network (``srresnet-dwi-x4``, then
+``srgan-dwi-x4``) on its central slices, and writes per-slice PSNR/SSIM and FA/MD/V1
+errors, FA maps of each method and a figure. Networks are the shipped weights, applied
+through :class:`mrenhance.enhance_api.Enhancer` (the code path of ``mrenhance enhance``).
 """
 
 from __future__ import annotations

@@ -137,8 +137,9 @@ def train_recipe(
     # The data and the model are checked before the run folder is made: a bad recipe
     # leaves nothing behind.
     tc = r.train
-    if stage in ("gan", "all") and r.gan is not None and r.gan.feature_model:
-        # a feature network needs the user's weights file: refuse before any work
+    if r.gan is not None and r.gan.feature_model:
+        # a feature network needs the user's weights file: refuse before any work, whatever
+        # the stage (a stage-1 run of a recipe whose GAN stage cannot start is wasted hours)
         try:
             _model_from_section(r.gan.feature_model)
         except ConfigError as err:

@@ -197,3 +197,39 @@ def case_command_output_is_input(folder: Path) -> Case:
         ["dti", p, "-o", folder, "-q", "--overwrite"], [p], "output is the input", p,
         api=lambda: check_not_input(folder / "fa.nii.gz", [p]),
     )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- mrenhance train
+
+
+@case_for("dti")
+def case_train_vgg19_feature_loss_without_weights_file(folder: Path) -> Case:
+    """``mrenhance train dti_srgan`` asking for the VGG19 feature loss without the user's
+    weights file: nothing is downloaded, and the refusal comes before stage 1 starts (the
+    default stage), not hours later at the GAN stage. The tiny overrides keep a regression
+    (a run that starts) short."""
+    from mrenhance.config import recipe_path
+    from mrenhance.training import train_recipe
+
+    overrides = [
+        "gan.feature_model={name: vgg19-features}",
+        "gan.feature_weight=0.006",
+        "model.channels=4",
+        "model.n_blocks=1",
+        "data.subjects={train: 1, validation: 1, test: 1}",
+        "data.shape=[16, 16, 2]",
+        "train.patch_size=[4, 4]",
+        "train.steps=1",
+        "gan.generator_steps=1",
+    ]
+    run = folder / "run"
+    return Case(
+        name="",
+        argv=["train", "dti_srgan", *overrides, "--run-dir", str(run), "-q"],
+        inputs=[],
+        expect="gan.feature_model: vgg19-features: no weights file (nothing is downloaded): "
+        "set gan.feature_model.weights to a .safetensors",
+        names=str(recipe_path("dti_srgan")),
+        api=lambda: train_recipe("dti_srgan", overrides, run_dir=run, progress=False),
+        outputs=[run],
+    )

@@ -26,7 +26,9 @@ Metrics (the paper's table and beyond)
     of the HR mean b0 in the brain; the paper computes them over whole slices, so do we.
     Then tensors (dipy WLS) fitted on each method's output and on the HR DWIs: mean
     absolute FA and MD errors in WM, GM (and MD in CSF), and the mean angle between
-    principal eigenvectors in WM (tissue fraction > 0.5 from the subject's truth).
+    principal eigenvectors in WM (tissue fraction > 0.5 from the subject's truth). And the
+    intensity bias: mean output over mean HR in the brain, b0 and DW volumes apart
+    (:func:`intensity_ratios`).
 """
 
 from __future__ import annotations
@@ -311,6 +313,25 @@ def gradient_ratio(sr: np.ndarray, hr: np.ndarray, mask: np.ndarray) -> float:
     return mean_gradient(sr) / max(mean_gradient(hr), 1e-12)
 
 
+def intensity_ratios(
+    sr: np.ndarray, hr: np.ndarray, bvals: np.ndarray, mask: np.ndarray
+) -> dict[str, float]:
+    """Intensity bias: mean of ``sr`` over mean of ``hr`` in ``mask``, b = 0 volumes
+    (``b0_ratio``) and diffusion-weighted ones (``dw_ratio``, absent without any).
+
+    sr, hr : (x, y, z, n); bvals (n,); mask : (x, y, z). 1 = no bias. Tensors are fitted
+    from S / S0, so a b0 brightened more than the DW volumes raises the fitted MD
+    (by about ln(b0_ratio / dw_ratio) / b).
+    """
+    b0 = np.asarray(bvals) <= 50
+    out = {}
+    for key, vols in (("b0_ratio", b0), ("dw_ratio", ~b0)):
+        if vols.any():
+            ref = float(hr[..., vols][mask].mean(dtype=np.float64))
+            out[key] = float(sr[..., vols][mask].mean(dtype=np.float64)) / max(ref, 1e-12)
+    return out
+
+
 def evaluate_subject(
     methods: dict[str, Method],
     subject: DWISubject,
@@ -338,6 +359,7 @@ def evaluate_subject(
         psnr, ssim = per_slice_psnr_ssim(sr / ref, hr)
         row: dict[str, Any] = {"method": name, "psnr": psnr, "ssim": ssim}
         row["sharpness"] = gradient_ratio(sr, subject.hr, brain)
+        row.update(intensity_ratios(sr, subject.hr, subject.bvals, brain))
         if hr_maps is not None:
             maps = fit_tensors(sr, subject.bvals, subject.bvecs, brain)
             row.update(tensor_map_errors(maps, hr_maps, regions))
