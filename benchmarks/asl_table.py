@@ -213,9 +213,10 @@ def main() -> None:
                 shipped = resolve_weights("dwan-asl-lfn")
                 card = read_card(shipped)
                 net = Enhancer(load_model(shipped), task, card=card)
-                methods[f"dwan-asl-lfn (shipped, {card.training.get('steps')} steps)"] = (
-                    T.network_method(net)
-                )
+                steps = card.training.get("steps", 0) + card.training.get("stage_a", {}).get(
+                    "steps", 0
+                )  # a two-stage card records its first stage under stage_a
+                methods[f"dwan-asl-lfn (shipped, {steps} steps)"] = T.network_method(net)
                 shipped_sha = card.sha256
             except Exception as err:  # not shipped yet
                 print(f"no shipped dwan-asl-lfn: {err}")
