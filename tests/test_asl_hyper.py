@@ -133,3 +133,26 @@ def test_demo_runs_the_shipped_dwan_and_scores_it(tmp_path):
     assert all(v == v for r in rows.values() for v in r.values() if isinstance(v, float))
     files = result["sections"]["asl"]["files"]
     assert any("dwan" in p.name for p in files.values())
+
+
+def test_card_quotes_the_committed_high_cbf_benchmark():
+    """The shipped card's saturation numbers are the committed benchmark's rows."""
+    import json
+    import re
+    from pathlib import Path
+
+    from mrenhance.models.weights import read_card, resolve_weights
+
+    root = Path(__file__).resolve().parents[1]
+    payload = json.loads((root / "benchmarks/results/asl_high_cbf.json").read_text())
+    card = read_card(resolve_weights("dwan-asl-lfn"))
+    label = next(k for k, v in payload["provenance"]["sha256"].items() if v == card.sha256)
+    rows = [r for r in payload["rows"] if r["model"] == label]
+    assert len(rows) == 3  # the three phantoms
+    (text,) = [t for t in card.limitations if t.startswith("High CBF saturates")]
+    lo, hi = (float(v) for v in re.search(r"slope ([0-9.]+)-([0-9.]+)", text).groups())
+    assert lo == pytest.approx(min(r["slope"] for r in rows), abs=0.005)
+    assert hi == pytest.approx(max(r["slope"] for r in rows), abs=0.005)
+    outs = [r["out_x8"] for r in rows] + [r["out_x1"] for r in rows]
+    low, high = (float(v) for v in re.search(r"comes out at ([0-9]+)-([0-9]+)", text).groups())
+    assert low == pytest.approx(min(outs), abs=1) and high == pytest.approx(max(outs), abs=1)
