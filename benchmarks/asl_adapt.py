@@ -67,6 +67,7 @@ def load_subjects(cfg: dict[str, Any], n: int) -> list[tuple[Any, Any]]:
             name=f"test-{i:03d}",
             outlier_fraction=cfg["outlier_fraction"],
             thermal_noise=cfg["thermal_noise"],
+            perfusion_options=cfg.get("perfusion") or None,
             keep_series=True,
         )
         case = T._case(subject)
