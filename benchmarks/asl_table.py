@@ -168,6 +168,9 @@ def main() -> None:
         f"train.val_every={args.steps}",
         f"train.checkpoint_every={args.steps}",
         subjects,
+        # the paper's methods as the table was run (git e73de1e): flips only, not the
+        # recipe's blobs, which came later to keep high CBF (docs/asl.md)
+        "data.augment={flip: true}",
     ]
     only = set(args.only.split(";")) if args.only else None
     trained: dict[str, Path] = {}

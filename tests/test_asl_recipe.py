@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from mrenhance.config import load_recipe
+from mrenhance.errors import ConfigError
 from mrenhance.simulate import asl as A
 from mrenhance.tasks import asl as T
 from mrenhance.tasks import get_task
@@ -83,6 +84,44 @@ def test_lfn_pairs_are_only_the_recipes_segment_pairs_and_their_reverses():
         )
         for i in range(100)
     } == {(0, 1), (2, 3)}
+
+
+def _constant_case(value: float = 50.0) -> T.AslCase:
+    shape = (91, 109, len(T.STORED_SLICES))
+    full = np.full(shape, value, np.float32)
+    return T.AslCase(
+        name="c",
+        segments=np.stack([full] * 4),
+        pseudo_gold=full,
+        truth=full,
+        gm=np.ones(shape, np.float32),
+        wm=np.zeros(shape, np.float32),
+        brain=np.ones(shape, bool),
+        territory=np.zeros(shape, bool),
+        affine=np.diag([2.0, 2.0, 2.0, 1.0]),
+    )
+
+
+def test_recipe_blobs_scale_input_and_target_alike_and_flip_only_draws_as_before():
+    case = _constant_case()
+    plain = T.AslSliceDataset([case], (32, 32), seed=3)
+    assert T._extra_augment({"flip": True}, "recipe") is None  # same draws as before
+    aug = T._extra_augment(
+        {"flip": True, "blobs": {"count": [1, 2], "factor": [3, 6], "radius": [3, 6]}}, "recipe"
+    )
+    blobs = T.AslSliceDataset([case], (32, 32), seed=3, augment=aug)
+    hot = 0
+    for i in range(20):
+        a, b = plain[i], blobs[i]
+        np.testing.assert_allclose(a["inputs"], 0.5)
+        np.testing.assert_allclose(b["inputs"], b["target"])  # one field on both
+        assert b["inputs"].min() >= 0.5 - 1e-5 and b["inputs"].max() <= 0.5 * 36 + 1e-3
+        hot += b["inputs"].max() >= 1.4  # a blob of gain >= 3 inside this patch
+    assert hot >= 5
+    with pytest.raises(ConfigError, match="data.augment.blobs"):
+        T._extra_augment({"blobs": {"count": [2, 1]}}, "recipe")
+    with pytest.raises(ConfigError, match="unknown"):
+        TASK.training_data({**load_recipe("asl_dwan").data, "augment": {"rotate": 3}}, (32, 32))
 
 
 def _noisy_case(noise: float, seed: int = 0) -> T.AslCase:

@@ -9,6 +9,7 @@ from mrenhance.engine.augment import (
     build_augment,
     compose,
     random_bias_field,
+    random_blobs,
     random_elastic,
     random_flip,
     random_gamma,
@@ -33,8 +34,9 @@ def _identical_on_first_channel(x: np.ndarray, y: np.ndarray) -> None:
         random_gamma,
         random_bias_field,
         lambda x, y, r: random_elastic(x, y, r, sigma_vox=3.0, alpha_vox=2.0),
+        lambda x, y, r: random_blobs(x, y, r, count=(1, 3)),
     ],
-    ids=["flip", "gamma", "bias_field", "elastic"],
+    ids=["flip", "gamma", "bias_field", "elastic", "blobs"],
 )
 def test_same_transform_on_input_and_target_and_seeded(fn, pair):
     x, y = pair
@@ -131,8 +133,54 @@ def test_build_augment_from_recipe_section(pair):
         {"flip": "x"},
         {"elastic": {"alpha": 1, "beta": 2}},
         {"bias_field": -1},
+        {"blobs": {"count": [3, 1]}},
+        {"blobs": {"factor": [0, 2]}},
+        {"blobs": {"radius": [2]}},
+        {"blobs": {"size": [1, 2]}},
+        {"blobs": {"count": [0.5, 2]}},
     ],
 )
 def test_build_augment_rejects_unknown_keys_and_bad_values(bad):
     with pytest.raises(ConfigError, match="augment"):
         build_augment(bad)
+
+
+def test_blobs_scale_a_region_by_their_factor_and_leave_the_rest():
+    """One 2D blob of gain 4: its centre is x 4, far corners untouched, both patches alike."""
+    x = np.ones((1, 40, 40), dtype=np.float32)
+    y = 2 * x
+    xa, ya = random_blobs(
+        x,
+        y,
+        np.random.default_rng(3),
+        count=(1, 1),
+        factor=(4.0, 4.0),
+        radius_vox=(5.0, 5.0),
+        edge_vox=0.5,
+    )
+    np.testing.assert_allclose(ya, 2 * xa, rtol=1e-6)
+    assert xa.max() == pytest.approx(4.0, rel=1e-3)
+    assert (xa >= 1.0 - 1e-6).all() and (xa <= 4.0 + 1e-6).all()
+    inside = (xa > 2.5).sum()  # w > 1/2: inside the ellipse
+    assert 0.25 * np.pi * 25 <= inside <= 1.1 * np.pi * 25  # the disc (radius 5), >= a quarter in
+    # count 0: identity; a cold blob lowers values
+    np.testing.assert_array_equal(random_blobs(x, y, np.random.default_rng(0), count=(0, 0))[0], x)
+    cold, _ = random_blobs(
+        x,
+        y,
+        np.random.default_rng(1),
+        count=(1, 1),
+        factor=(0.25, 0.25),
+        radius_vox=(6.0, 6.0),
+        edge_vox=0.5,
+    )
+    assert cold.min() == pytest.approx(0.25, rel=1e-2)
+
+
+def test_blobs_from_a_recipe_section(pair):
+    x, y = pair
+    aug = build_augment({"blobs": {"count": [1, 2], "factor": [2, 3], "radius": [2, 4]}})
+    xa, ya = aug(x, y, np.random.default_rng(0))
+    _identical_on_first_channel(xa, ya)
+    ratio = xa / x
+    assert ratio.min() >= 1.0 - 1e-5 and 2.0 - 1e-3 <= ratio.max() <= 9.0 + 1e-3

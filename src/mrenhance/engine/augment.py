@@ -33,6 +33,7 @@ __all__ = [
     "build_augment",
     "compose",
     "random_bias_field",
+    "random_blobs",
     "random_elastic",
     "random_flip",
     "random_gamma",
@@ -175,6 +176,59 @@ def random_elastic(
     return warp(x), warp(y)
 
 
+def random_blobs(
+    x: np.ndarray,
+    y: np.ndarray,
+    rng: np.random.Generator,
+    count: tuple[int, int] = (0, 3),
+    factor: tuple[float, float] = (0.3, 8.0),
+    radius_vox: tuple[float, float] = (2.0, 8.0),
+    edge_vox: float = 1.0,
+) -> Pair:
+    """Multiply both patches by soft-edged ellipsoidal blobs of random gain.
+
+    ``n ~ U{count}`` blobs; each has a centre uniform in the patch, semi-axes uniform in
+    ``radius_vox`` (voxels, one per spatial axis, axis-aligned), a logistic edge of
+    ``edge_vox`` voxels and a gain ``f`` log-uniform in ``factor``; the field is
+    ``prod_i (1 + (f_i - 1) w_i(x))`` with ``w_i`` in [0, 1] the blob's soft indicator. The
+    same field multiplies input and target, so a target of the same kind as the input stays
+    consistent (a noisy target stays an unbiased estimate of the scaled truth: learning from
+    noise is kept).
+
+    Purpose (choice, beyond the papers): lesion-like local CBF changes, far above and below
+    what the training subjects hold, so a denoiser learns to keep a region's value instead of
+    pulling it to normal-looking tissue (``docs/asl.md``, high CBF). Noise inside a blob is
+    scaled with it.
+    """
+    _check_pair(x, y)
+    lo, hi = (int(v) for v in count)
+    if lo < 0 or hi < lo:
+        raise ConfigError(f"augment.blobs.count: expected 0 <= low <= high, got {count}")
+    if not 0 < factor[0] <= factor[1]:
+        raise ConfigError(f"augment.blobs.factor: expected 0 < low <= high, got {factor}")
+    if not 0 < radius_vox[0] <= radius_vox[1]:
+        raise ConfigError(f"augment.blobs.radius: expected 0 < low <= high, got {radius_vox}")
+    shape = x.shape[1:]
+    n = int(rng.integers(lo, hi + 1))
+    if n == 0:
+        return x, y
+    grids = [
+        np.arange(m, dtype=np.float32).reshape([-1 if a == k else 1 for a in range(len(shape))])
+        for k, m in enumerate(shape)
+    ]
+    field = np.ones(shape, dtype=np.float32)
+    for _ in range(n):
+        centre = rng.uniform(0, np.asarray(shape, float))
+        radii = rng.uniform(radius_vox[0], radius_vox[1], len(shape))
+        gain = float(np.exp(rng.uniform(np.log(factor[0]), np.log(factor[1]))))
+        r2 = sum(((g - c) / r) ** 2 for g, c, r in zip(grids, centre, radii, strict=True))
+        # distance outside the ellipse in voxels (approximately, along the mean radius)
+        d = (np.sqrt(r2) - 1.0) * float(np.mean(radii))
+        w = 1.0 / (1.0 + np.exp(np.clip(d / max(edge_vox, 1e-3), -50, 50)))
+        field *= (1.0 + (gain - 1.0) * w).astype(np.float32)
+    return (np.asarray(x, np.float32) * field), (np.asarray(y, np.float32) * field)
+
+
 def compose(*fns: Augment) -> Augment:
     """Apply ``fns`` in order, each drawing from the same generator."""
 
@@ -194,7 +248,7 @@ def _with_probability(fn: Augment, p: float) -> Augment:
     return maybe
 
 
-_KEYS = ("flip", "gamma", "bias_field", "elastic", "p")
+_KEYS = ("flip", "gamma", "bias_field", "elastic", "blobs", "p")
 
 
 def _number(config: dict[str, Any], key: str, low: float = 0.0) -> float:
@@ -218,9 +272,11 @@ def build_augment(config: dict[str, Any] | None) -> Augment:
     - ``gamma``: half-width of the log-gamma range, see :func:`random_gamma`.
     - ``bias_field``: coefficient range of a cubic bias field, see :func:`random_bias_field`.
     - ``elastic``: ``{"alpha": max displacement (voxels), "sigma": smoothness (voxels)}``.
+    - ``blobs``: ``{"count": [low, high], "factor": [low, high], "radius": [low, high]}``
+      (radius in voxels; missing keys take :func:`random_blobs`' defaults).
     - ``p``: probability (default 1) that each listed transform is applied to a sample.
 
-    Transforms run in the order flip, elastic, bias field, gamma (geometry first). An
+    Transforms run in the order flip, elastic, bias field, blobs, gamma (geometry first). An
     unknown key or a wrong value raises :class:`mrenhance.errors.ConfigError`.
     """
     config = dict(config or {})
@@ -261,9 +317,47 @@ def build_augment(config: dict[str, Any] | None) -> Augment:
                 lambda x, y, rng: random_bias_field(x, y, rng, coefficient_range=coefficient)
             )
 
+    blobs = config.get("blobs")
+    if blobs:
+        fns.append(_blobs_from_config(blobs))
+
     if config.get("gamma") not in (None, False):
         half = _number(config, "gamma")
         if half > 0:
             fns.append(lambda x, y, rng: random_gamma(x, y, rng, log_gamma_range=(-half, half)))
 
     return compose(*(_with_probability(fn, p) for fn in fns))
+
+
+def _pair_of_numbers(value: Any, key: str) -> tuple[float, float]:
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 2
+        or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in value)
+        or not 0 <= value[0] <= value[1]
+    ):
+        raise ConfigError(
+            f"augment.blobs.{key}: expected [low, high] with 0 <= low <= high, got {value!r}"
+        )
+    return float(value[0]), float(value[1])
+
+
+def _blobs_from_config(blobs: Any) -> Augment:
+    """:func:`random_blobs` from ``{"count", "factor", "radius"}`` (all optional)."""
+    if not isinstance(blobs, dict) or set(blobs) - {"count", "factor", "radius"}:
+        raise ConfigError(
+            f"augment.blobs: expected {{'count': [lo, hi], 'factor': [lo, hi], "
+            f"'radius': [lo, hi]}}, got {blobs!r}"
+        )
+    count = _pair_of_numbers(blobs.get("count", [0, 3]), "count")
+    if any(v != int(v) for v in count):
+        raise ConfigError(f"augment.blobs.count: expected whole numbers, got {count}")
+    factor = _pair_of_numbers(blobs.get("factor", [0.3, 8.0]), "factor")
+    radius = _pair_of_numbers(blobs.get("radius", [2.0, 8.0]), "radius")
+    if factor[0] <= 0 or radius[0] <= 0 or factor[1] > 100 or radius[1] > 1000:
+        raise ConfigError(
+            f"augment.blobs: factor must lie in (0, 100] and radius in (0, 1000], "
+            f"got {factor}, {radius}"
+        )
+    c = (int(count[0]), int(count[1]))
+    return lambda x, y, rng: random_blobs(x, y, rng, count=c, factor=factor, radius_vox=radius)

@@ -73,7 +73,9 @@ DATA_DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "outlier_fraction": 0.1,  # choice: 1 pair in 10 has a motion spike
     "thermal_noise": 0.00575,  # = simulate.asl.CALIBRATED_THERMAL_NOISE (tested)
-    "augment": {"flip": True},
+    # choice: flips; blobs (beyond the paper) multiply input and target by local gains of
+    # x 0.3-8 so networks keep high and low regional CBF (docs/asl.md, high CBF)
+    "augment": {"flip": True, "blobs": {"count": [0, 3], "factor": [0.3, 8.0], "radius": [2, 8]}},
     "min_brain_fraction": 0.3,
     # choice, beyond the paper: half of the subjects carry a hyper-perfused region (CBF x
     # 1.5-3.5, 90-210 ml/100 g/min in GM), so networks learn not to flatten high CBF;
@@ -243,7 +245,9 @@ class AslSliceDataset:
     slices, (LFN) an input/target segment pair among ``pairs``, a patch corner with at
     least ``min_brain_fraction`` brain pixels (up to 20 tries) and flips. Items are
     ``{"inputs": (1, a, b), "target": (1, a, b)}`` float32, CBF / :data:`CBF_SCALE`.
-    ``target="asldn"`` uses the pseudo gold standard as the target.
+    ``target="asldn"`` uses the pseudo gold standard as the target. ``augment``: an
+    optional paired ``augment(x, y, rng)`` (:mod:`mrenhance.engine.augment`) run after the
+    flips on the (1, a, b) patches, e.g. the recipe's ``augment.blobs``.
     """
 
     def __init__(
@@ -258,6 +262,7 @@ class AslSliceDataset:
         min_brain_fraction: float = 0.3,
         seed: int = 0,
         length: int = 10**9,
+        augment: Any = None,
     ) -> None:
         if not cases:
             raise ConfigError("asl: no training subjects")
@@ -274,6 +279,7 @@ class AslSliceDataset:
             pairs = pairs + [(b, a) for a, b in pairs]
         self.pairs = pairs
         self.flip = flip
+        self.augment = augment
         self.min_brain_fraction = float(min_brain_fraction)
         self.seed = int(seed)
         self.length = int(length)
@@ -308,10 +314,31 @@ class AslSliceDataset:
             for axis in (0, 1):
                 if rng.random() < 0.5:
                     x, y = np.flip(x, axis), np.flip(y, axis)
+        if self.augment is not None:
+            x, y = self.augment(np.ascontiguousarray(x)[None], np.ascontiguousarray(y)[None], rng)
+            x, y = x[0], y[0]
         return {
             "inputs": np.ascontiguousarray(x, dtype=np.float32)[None],
             "target": np.ascontiguousarray(y, dtype=np.float32)[None],
         }
+
+
+def _extra_augment(config: Any, source: str) -> Any:
+    """The recipe's ``augment`` beyond ``flip`` (which :class:`AslSliceDataset` draws itself,
+    so recipes without other keys draw the same samples as before), or None."""
+    from mrenhance.engine.augment import build_augment
+
+    if config is None:
+        return None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{source}: data.augment: expected a mapping, got {config!r}")
+    rest = {k: v for k, v in config.items() if k != "flip"}
+    if not rest:
+        return None
+    try:
+        return build_augment(rest)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: data.{err}") from None
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -871,6 +898,7 @@ class AslTask(Task):
         if not 0 <= float(cfg["outlier_fraction"]) <= 1:
             raise ConfigError(f"{source}: data.outlier_fraction must be in [0, 1]")
         _check_perfusion_options(cfg.get("perfusion"), source)
+        _extra_augment(cfg.get("augment"), source)  # refuse a bad augment before simulating
         return cfg
 
     def preprocessing(self, data: dict[str, Any], subjects: Sequence[Any]) -> dict[str, Any]:
@@ -913,6 +941,7 @@ class AslTask(Task):
             flip=bool((cfg["augment"] or {}).get("flip", False)),
             min_brain_fraction=float(cfg["min_brain_fraction"]),
             seed=seed,
+            augment=_extra_augment(cfg["augment"], source),
         )
 
         def validate(model) -> dict[str, float]:
