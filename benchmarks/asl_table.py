@@ -133,6 +133,16 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
 
 
+def card_steps(training: dict) -> int:
+    """Steps of a card's training record and of its earlier stages (``stage_a``,
+    ``stage_b``, ...: a staged card records each earlier stage under such a key)."""
+    total = int(training.get("steps", 0) or 0)
+    for key, value in training.items():
+        if key.startswith("stage_") and isinstance(value, dict):
+            total += card_steps(value)
+    return total
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--steps", type=int, default=100)
@@ -216,9 +226,7 @@ def main() -> None:
                 shipped = resolve_weights("dwan-asl-lfn")
                 card = read_card(shipped)
                 net = Enhancer(load_model(shipped), task, card=card)
-                steps = card.training.get("steps", 0) + card.training.get("stage_a", {}).get(
-                    "steps", 0
-                )  # a two-stage card records its first stage under stage_a
+                steps = card_steps(card.training)
                 methods[f"dwan-asl-lfn (shipped, {steps} steps)"] = T.network_method(net)
                 shipped_sha = card.sha256
             except Exception as err:  # not shipped yet

@@ -83,3 +83,10 @@ def test_committed_claims_are_the_ones_the_rows_give(bench):
     from mrenhance.models.weights import read_card, resolve_weights
 
     assert meta["shipped_sha256"] == read_card(resolve_weights("dwan-asl-lfn")).sha256
+
+
+def test_card_steps_add_every_recorded_stage(bench):
+    training = {"steps": 500, "stage_b": {"steps": 1500}, "stage_a": {"steps": 1500}}
+    assert bench.card_steps(training) == 3500
+    assert bench.card_steps({"steps": 40}) == 40
+    assert bench.card_steps({"stage": "supervised (L1)", "steps": 10}) == 10  # a label, not a stage

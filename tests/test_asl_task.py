@@ -155,6 +155,14 @@ def test_adaptation_pairs_split_the_repeats_into_disjoint_halves():
         assert pairs.inputs[3 + k] is y and pairs.targets[3 + k] is x
     with pytest.raises(InputError, match="4D"):
         TASK.adaptation_pairs(Volume(prepared, np.diag([2.0, 2.0, 5.0, 1.0])), None)
+    # the training augmentation: flips and blobs, one transform on input and target
+    x = np.full((1, 48, 48), 0.5, np.float32)
+    gains = []
+    for seed in range(12):
+        xa, ya = pairs.augment(x, 2 * x, np.random.default_rng(seed))
+        np.testing.assert_allclose(ya, 2 * xa, rtol=1e-6)
+        gains.append(float(xa.max() / 0.5))
+    assert max(gains) > 1.5  # a hot blob in some patches
 
 
 def test_adaptation_patches_centre_in_the_brain_despite_an_outlier_pair():

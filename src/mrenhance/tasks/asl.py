@@ -853,6 +853,15 @@ def _flip_pair(
     return x, y
 
 
+def _adapt_augment() -> Any:
+    """``enhance --adapt``'s pair augmentation: the training recipe's, flips then blobs
+    (:data:`DATA_DEFAULTS` ``augment.blobs``), so tuning on a user's repeats (often with a
+    motion spike among them) does not teach the network to flatten bright regions again."""
+    from mrenhance.engine.augment import build_augment, compose
+
+    return compose(_flip_pair, build_augment({"blobs": DATA_DEFAULTS["augment"]["blobs"]}))
+
+
 def _card_scale(card: Any) -> tuple[float, tuple[float, float]]:
     pre = None
     if card is not None and hasattr(card, "preprocessing"):
@@ -1070,8 +1079,9 @@ class AslTask(Task):
 
         Patch centres lie in a head mask (:func:`mrenhance.preprocess.head_mask`) of the
         voxel-wise median of the per-pair CBF maps (# choice: robust to outlier pairs; no
-        segmentation needed); patches are :data:`ADAPT_PATCH` with random flips (the training
-        augmentation); L1 loss (the paper's, robust to outlier pairs).
+        segmentation needed); patches are :data:`ADAPT_PATCH` with the training augmentation
+        (random flips and blobs, :func:`_adapt_augment`); L1 loss (the paper's, robust to
+        outlier pairs).
 
         # choice: each half averages n // 2 pairs, so its noise is ~sqrt(2) above that of
         the n-pair mean the adapted network then enhances: the network learns to denoise
@@ -1113,7 +1123,7 @@ class AslTask(Task):
             inputs=inputs,
             targets=targets,
             masks=[mask] * len(inputs),
-            augment=_flip_pair,
+            augment=_adapt_augment(),
             loss="l1",
             patch_size=ADAPT_PATCH,
             info={"n_pairs": int(n), "pairs_per_half": int(n // 2), "splits": splits},
