@@ -191,3 +191,35 @@ def test_validation_scores_lfn_against_the_other_thirty_pairs_and_asldn_the_gold
     np.testing.assert_allclose(ref, case.segments[1:].mean(axis=0), rtol=1e-6)
     assert not np.allclose(ref, case.segments[0])  # never the input's own pairs
     assert T.validation_reference(case, "asldn") is case.pseudo_gold
+
+
+def test_noise_scale_varies_only_the_training_subjects_noise():
+    cfg = TASK.data_config(load_recipe("asl_dwan").data)
+    assert cfg["noise_scale"] is None  # off in the recipe (docs/asl.md)
+    factors = [T.noise_factor(T.subject_seed(0, "train", i), [0.2, 1.5]) for i in range(40)]
+    assert all(0.2 <= f <= 1.5 for f in factors) and max(factors) / min(factors) > 3
+    assert factors == [T.noise_factor(T.subject_seed(0, "train", i), [0.2, 1.5]) for i in range(40)]
+    assert T.noise_factor([0, 0, 1], None) == 1.0 and T.noise_factor([0, 0, 1], []) == 1.0
+    for bad in ([0.0, 1.0], [2.0, 1.0], [1.0], "x", [True, 2.0]):
+        with pytest.raises(ConfigError, match="noise_scale"):
+            TASK.data_config({**load_recipe("asl_dwan").data, "noise_scale": bad})
+
+
+def test_noise_scale_reaches_the_simulated_training_subjects():
+    base = {
+        **TASK.data_config(load_recipe("asl_dwan").data),
+        "subjects": {"train": 1, "validation": 1, "test": 0},
+        "outlier_fraction": 0.0,
+    }
+    quiet = {**base, "noise_scale": [0.25, 0.25]}
+    loud = {**base, "noise_scale": None}
+
+    def noise(case):
+        b = case.brain
+        return float(np.std((case.segments[0] - case.segments[1])[b]))
+
+    (a,), (b,) = T.load_cases(quiet, "train"), T.load_cases(loud, "train")
+    assert noise(a) < 0.5 * noise(b)  # thermal noise x 0.25 (physiological noise stays)
+    np.testing.assert_allclose(a.truth, b.truth)  # same subject
+    (va,), (vb,) = T.load_cases(quiet, "validation"), T.load_cases(loud, "validation")
+    np.testing.assert_array_equal(va.segments, vb.segments)  # validation keeps the noise

@@ -73,6 +73,10 @@ DATA_DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "outlier_fraction": 0.1,  # choice: 1 pair in 10 has a motion spike
     "thermal_noise": 0.00575,  # = simulate.asl.CALIBRATED_THERMAL_NOISE (tested)
+    # choice, beyond the paper: training subjects' thermal noise is thermal_noise x a factor
+    # log-uniform in this range (validation and test keep thermal_noise), so a network does
+    # not learn one noise level; None = every subject at thermal_noise
+    "noise_scale": None,
     # choice: flips; blobs (beyond the paper) multiply input and target by local gains of
     # x 0.3-8 so networks keep high and low regional CBF (docs/asl.md, high CBF)
     "augment": {"flip": True, "blobs": {"count": [0, 3], "factor": [0.3, 8.0], "radius": [2, 8]}},
@@ -199,6 +203,17 @@ def validation_reference(case: AslCase, target: str) -> np.ndarray:
     return case.segments[1:].mean(axis=0) if target == "lfn" else case.pseudo_gold
 
 
+def noise_factor(seed: Sequence[int], noise_scale: Sequence[float] | None) -> float:
+    """A subject's thermal-noise factor: log-uniform in ``noise_scale`` (low, high), drawn
+    from its own generator ``default_rng([*seed, 7])`` (so the subject's simulation draws
+    are untouched); 1 without a range."""
+    if not noise_scale:
+        return 1.0
+    lo, hi = (float(v) for v in noise_scale)
+    u = np.random.default_rng([*[int(v) for v in seed], 7]).random()
+    return float(np.exp(np.log(lo) + u * (np.log(hi) - np.log(lo))))
+
+
 def subject_seed(seed: int, split: str, index: int) -> list[int]:
     """The simulation seed of subject ``index`` of a split (splits never share subjects)."""
     return [int(seed), {"train": 0, "validation": 1, "test": 2}[split], int(index)]
@@ -211,11 +226,12 @@ def _cases_cached(key: str) -> tuple[AslCase, ...]:
     cfg = json.loads(key)
     out = []
     for i in range(cfg["n"]):
+        seed = subject_seed(cfg["seed"], cfg["split"], i)
         s = simulate_asl_subject(
-            subject_seed(cfg["seed"], cfg["split"], i),
+            seed,
             name=f"{cfg['split']}-{i:03d}",
             outlier_fraction=cfg["outlier_fraction"],
-            thermal_noise=cfg["thermal_noise"],
+            thermal_noise=cfg["thermal_noise"] * noise_factor(seed, cfg.get("noise_scale")),
             perfusion_options=cfg.get("perfusion") or None,
         )
         out.append(_case(s))
@@ -231,6 +247,8 @@ def load_cases(cfg: dict[str, Any], split: str) -> list[AslCase]:
             "split": split,
             "outlier_fraction": float(cfg["outlier_fraction"]),
             "thermal_noise": float(cfg["thermal_noise"]),
+            # the range applies to the training subjects only
+            "noise_scale": list(cfg.get("noise_scale") or []) if split == "train" else [],
             "perfusion": dict(cfg.get("perfusion") or {}),
         },
         sort_keys=True,
@@ -907,6 +925,17 @@ class AslTask(Task):
         if not 0 <= float(cfg["outlier_fraction"]) <= 1:
             raise ConfigError(f"{source}: data.outlier_fraction must be in [0, 1]")
         _check_perfusion_options(cfg.get("perfusion"), source)
+        scale = cfg.get("noise_scale")
+        if scale is not None and (
+            not isinstance(scale, (list, tuple))
+            or len(scale) != 2
+            or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in scale)
+            or not 0 < scale[0] <= scale[1] <= 20
+        ):
+            raise ConfigError(
+                f"{source}: data.noise_scale: expected [low, high] with 0 < low <= high <= 20, "
+                f"got {scale!r}"
+            )
         _extra_augment(cfg.get("augment"), source)  # refuse a bad augment before simulating
         return cfg
 
