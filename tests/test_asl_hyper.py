@@ -153,22 +153,17 @@ def test_card_quotes_the_committed_high_cbf_benchmark():
     assert len(clean) == len(noisy) == 3  # the three phantoms, each protocol
     (text,) = [t for t in card.limitations if t.startswith("High CBF")]
 
-    def span(pattern: str) -> tuple[float, float]:
-        lo, hi = re.search(pattern, text).groups()
-        return float(lo), float(hi)
-
-    lo, hi = span(r"slope ([0-9.]+)-([0-9.]+) of the output on the input")
-    assert lo == pytest.approx(min(r["slope"] for r in clean), abs=0.005)
-    assert hi == pytest.approx(max(r["slope"] for r in clean), abs=0.005)
-    lo, hi = span(r"slope ([0-9.]+)-([0-9.]+) of the output on the true CBF")
-    assert lo == pytest.approx(min(r["slope"] for r in noisy), abs=0.005)
-    assert hi == pytest.approx(max(r["slope"] for r in noisy), abs=0.005)
-    lo, hi = span(r"x 8 \(([0-9]+)-([0-9]+) ml/100 g/min\)")
-    assert lo == pytest.approx(min(r["in_x8"] for r in clean), abs=1)
-    assert hi == pytest.approx(max(r["in_x8"] for r in clean), abs=1)
-    lo, hi = span(r"comes out at ([0-9]+)-([0-9]+)")
-    assert lo == pytest.approx(min(r["out_x8"] for r in clean), abs=1)
-    assert hi == pytest.approx(max(r["out_x8"] for r in clean), abs=1)
+    # (the card's text, the rows it quotes, their key, tolerance)
+    quoted = [
+        (r"slope ([0-9.]+)-([0-9.]+) of the output on the input", clean, "slope", 0.005),
+        (r"slope ([0-9.]+)-([0-9.]+) of the output on the true CBF", noisy, "slope", 0.005),
+        (r"x 8 \(([0-9]+)-([0-9]+) ml/100 g/min\)", clean, "in_x8", 1),
+        (r"comes out at ([0-9]+)-([0-9]+)", clean, "out_x8", 1),
+    ]
+    for pattern, quoted_rows, key, tol in quoted:
+        lo, hi = (float(v) for v in re.search(pattern, text).groups())
+        assert lo == pytest.approx(min(r[key] for r in quoted_rows), abs=tol), pattern
+        assert hi == pytest.approx(max(r[key] for r in quoted_rows), abs=tol), pattern
 
 
 def test_shipped_model_does_not_cap_a_hot_region():
