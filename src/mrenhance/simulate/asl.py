@@ -229,6 +229,7 @@ def draw_perfusion(
     hyper_factor: tuple[float, float] = (1.5, 3.5),
     hyper_radius_mm: tuple[float, float] = (6.0, 15.0),
     hyper_slices: tuple[int, int] | None = None,
+    label_probability: float = 0.0,
 ) -> Perfusion:
     """Draw a subject (mild residual deformation, no lesions) and its true CBF.
 
@@ -245,6 +246,11 @@ def draw_perfusion(
     scores; choice): GM 60 x 1.5-3.5 gives
     90-210 ml/100 g/min, the range of high-grade gliomas and hyperaemia. It is drawn last,
     and only when ``hyper_probability > 0``, so the default subjects are unchanged by it.
+    With ``label_probability`` (choice, beyond the paper) the CBF's tissue term uses hard
+    labels (each voxel all GM or all WM, the larger fraction of GM/WM/CSF; CSF 0) instead of
+    fractions: piecewise-constant perfusion with sharp edges, as ASLDRO's label-based
+    ground truth; drawn last and only when ``label_probability > 0`` (default subjects
+    unchanged).
     Ranges are choices around the issue's GM ~60, WM ~20-25.
     """
     from mrenhance.simulate import subjects as S
@@ -292,6 +298,14 @@ def draw_perfusion(
         weight, info["hyper"] = _lobed_region(rng, tissue, hyper_radius_mm, hyper_factor)
         cbf = cbf * (1.0 + (info["hyper"]["factor"] - 1.0) * weight)
         hyper = (weight > 0.5) & subject.brain_mask
+    hard = label_probability > 0 and bool(rng.random() < label_probability)
+    if hard:  # drawn last: the same subject with its tissue term on hard labels
+        label = np.argmax(np.stack([gm, wm, csf]), axis=0)
+        tissue = (gm + wm + csf) > 0.5
+        soft = g * gm + (g / r) * wm
+        sharp = g * ((label == 0) & tissue) + (g / r) * ((label == 1) & tissue)
+        cbf = np.where(sharp > 0, cbf / np.maximum(soft, 1e-6) * sharp, 0.0)
+    info["hard_labels"] = hard
     return Perfusion(
         cbf=cbf.astype(np.float32),
         m0=(pd * receive).astype(np.float32),
@@ -389,6 +403,7 @@ def acquire_pairs(
     motion_mm: float = 0.5,
     outlier_fraction: float = 0.1,
     outlier_shift_mm: tuple[float, float] = (1.0, 3.0),
+    psf_scale: float = 1.0,
 ) -> AslSeries:
     """Simulate the label/control series on the native 64 x 64 x 20 grid.
 
@@ -401,7 +416,9 @@ def acquire_pairs(
       voxel's point-spread function (in-plane box of 3.4 mm ~ Gaussian sigma 3.4/sqrt(12);
       slice profile FWHM 5 mm); # choice: the control image has the full M0 (TR 4 s, no
       background suppression: saturation of a few per cent is ignored, so calibrating with
-      the control image is unbiased).
+      the control image is unbiased). ``psf_scale`` multiplies the PSF widths (choice,
+      beyond the paper: 0 = point sampling of the 2 mm maps, as a resampling simulator
+      such as ASLDRO does; 1 = the default above).
     * thermal noise ``n``: Gaussian, std ``thermal_noise`` x the mean GM M0, independent per
       image (magnitude images at this SNR are Gaussian). Calibrated so the pseudo gold
       standard's SNR is near the paper's 5.87 (:data:`CALIBRATED_THERMAL_NOISE`, the default).
@@ -426,6 +443,7 @@ def acquire_pairs(
     vox = np.asarray(p.voxel_mm)
     sigma_mm = np.array([vox[0] / np.sqrt(12.0), vox[1] / np.sqrt(12.0), 0.0])
     sigma_mm[2] = p.slice_thickness_mm / 2.3548
+    sigma_mm = sigma_mm * float(psf_scale)
     sigma_vox = np.sqrt(np.maximum(sigma_mm**2 - (grid_mm**2) / 12.0, 0.0)) / grid_mm
     m0_b = gaussian_filter(perfusion.m0, sigma_vox, mode="constant")
     # dM is proportional to CBF * M0 (tissue M0 at the voxel): blur the product
@@ -683,6 +701,32 @@ def gaussian_fwhm(image: np.ndarray, fwhm_mm: float, voxel_mm: Sequence[float]) 
         return np.asarray(image, dtype=np.float32)
     sigma = [fwhm_mm / 2.3548 / float(v) for v in voxel_mm]
     return gaussian_filter(np.asarray(image, dtype=np.float32), sigma, mode="nearest")
+
+
+#: The default protocol's field of view (mm): 64 x 3.4 in-plane, 20 x 6 through-plane.
+FOV_MM = (217.6, 217.6, 120.0)
+
+
+def draw_acquisition(
+    rng: np.random.Generator,
+    *,
+    voxel_mm: Sequence[Sequence[float]] = ((3.4, 3.4), (3.4, 3.4), (6.0, 6.0)),
+    psf: Sequence[float] = (1.0, 1.0),
+    gap: Sequence[float] = (0.0, 0.2),
+) -> dict[str, Any]:
+    """Random acquisition geometry (choice, beyond the paper): ``acquire_pairs`` options.
+
+    Each voxel edge is drawn uniformly in its (low, high) range (mm), the matrix keeps the
+    default field of view :data:`FOV_MM` (rounded up), the slice profile's FWHM is the
+    slice spacing times (1 - gap) with the gap drawn in ``gap``, and the PSF widths are
+    scaled by a factor drawn in ``psf`` (:func:`acquire_pairs`). Returns ``{"protocol":
+    AslProtocol, "psf_scale": float}``.
+    """
+    vox = tuple(float(rng.uniform(float(lo), float(hi))) for lo, hi in voxel_mm)
+    matrix = tuple(int(np.ceil(f / v - 1e-6)) for f, v in zip(FOV_MM, vox, strict=True))
+    thickness = vox[2] * (1.0 - float(rng.uniform(*gap)))
+    protocol = AslProtocol(matrix=matrix, voxel_mm=vox, slice_thickness_mm=thickness)  # type: ignore[arg-type]
+    return {"protocol": protocol, "psf_scale": float(rng.uniform(*psf))}
 
 
 def simulate_asl_subject(

@@ -77,6 +77,15 @@ DATA_DEFAULTS: dict[str, Any] = {
     # log-uniform in this range (validation and test keep thermal_noise), so a network does
     # not learn one noise level; None = every subject at thermal_noise
     "noise_scale": None,
+    # choice, beyond the paper: random acquisition geometry for the training subjects,
+    # {voxel_mm: [[lo, hi]] x 3, psf: [lo, hi], gap: [lo, hi]} (simulate.asl.draw_acquisition;
+    # the matrix keeps the paper's field of view); None = the paper's 64 x 64 x 20 at
+    # 3.4 x 3.4 x 6 mm for every subject
+    "acquisition": None,
+    # the splits noise_scale and acquisition apply to (choice: training only, so
+    # validation and test stay the paper's protocol; add "validation" to select models on
+    # the varied protocol as well)
+    "vary_splits": ["train"],
     # choice: flips; blobs (beyond the paper) multiply input and target by local gains of
     # x 0.3-8 so networks keep high and low regional CBF (docs/asl.md, high CBF)
     "augment": {"flip": True, "blobs": {"count": [0, 3], "factor": [0.3, 8.0], "radius": [2, 8]}},
@@ -164,7 +173,48 @@ _PERFUSION_RANGES = {
     "global_scale": (0.05, 10.0),
     "gm_wm_ratio": (0.5, 10.0),
     "spatial_variation": (0.0, 1.0),
+    "label_probability": "probability",
 }
+
+#: ``data.acquisition`` keys: (number of ranges, lowest, highest) per key
+_ACQUISITION_RANGES = {"voxel_mm": (3, 1.0, 12.0), "psf": (1, 0.0, 2.0), "gap": (1, 0.0, 0.9)}
+
+
+def _check_acquisition(options: Any, source: str) -> None:
+    """Refuse unknown or absurd ``data.acquisition`` keys (``draw_acquisition``'s)."""
+    if options is None:
+        return
+    if not isinstance(options, dict):
+        raise ConfigError(f"{source}: data.acquisition must be a mapping, got {options!r}")
+
+    def is_range(v: Any, lo: float, hi: float) -> bool:
+        return (
+            isinstance(v, (list, tuple))
+            and len(v) == 2
+            and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and lo <= x <= hi for x in v
+            )
+            and v[0] <= v[1]
+        )
+
+    for key, value in options.items():
+        if key not in _ACQUISITION_RANGES:
+            known = ", ".join(sorted(_ACQUISITION_RANGES))
+            raise ConfigError(f"{source}: data.acquisition.{key}: unknown option (known: {known})")
+        n, lo, hi = _ACQUISITION_RANGES[key]
+        ok = (
+            isinstance(value, (list, tuple))
+            and len(value) == 3
+            and all(is_range(v, lo, hi) for v in value)
+            if n == 3
+            else is_range(value, lo, hi)
+        )
+        if not ok:
+            shape = "three [low, high]" if n == 3 else "[low, high]"
+            raise ConfigError(
+                f"{source}: data.acquisition.{key}: expected {shape} within "
+                f"[{lo:g}, {hi:g}], got {value!r}"
+            )
 
 
 def _check_perfusion_options(options: Any, source: str) -> None:
@@ -214,6 +264,19 @@ def noise_factor(seed: Sequence[int], noise_scale: Sequence[float] | None) -> fl
     return float(np.exp(np.log(lo) + u * (np.log(hi) - np.log(lo))))
 
 
+def acquisition_options(
+    seed: Sequence[int], ranges: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """A subject's acquisition geometry drawn from ``data.acquisition`` ranges (its own
+    stream ``[*seed, 11]``, so the rest of the subject is unchanged); None without ranges."""
+    if not ranges:
+        return None
+    from mrenhance.simulate.asl import draw_acquisition
+
+    rng = np.random.default_rng([*(int(v) for v in seed), 11])
+    return draw_acquisition(rng, **ranges)
+
+
 def subject_seed(seed: int, split: str, index: int) -> list[int]:
     """The simulation seed of subject ``index`` of a split (splits never share subjects)."""
     return [int(seed), {"train": 0, "validation": 1, "test": 2}[split], int(index)]
@@ -233,6 +296,7 @@ def _cases_cached(key: str) -> tuple[AslCase, ...]:
             outlier_fraction=cfg["outlier_fraction"],
             thermal_noise=cfg["thermal_noise"] * noise_factor(seed, cfg.get("noise_scale")),
             perfusion_options=cfg.get("perfusion") or None,
+            acquisition_options=acquisition_options(seed, cfg.get("acquisition")),
         )
         out.append(_case(s))
     return tuple(out)
@@ -240,6 +304,7 @@ def _cases_cached(key: str) -> tuple[AslCase, ...]:
 
 def load_cases(cfg: dict[str, Any], split: str) -> list[AslCase]:
     """Simulate (once per process and config) the subjects of a split of a data config."""
+    varied = split in (cfg.get("vary_splits") or ["train"])
     key = json.dumps(
         {
             "n": int(cfg["subjects"][split]),
@@ -247,8 +312,9 @@ def load_cases(cfg: dict[str, Any], split: str) -> list[AslCase]:
             "split": split,
             "outlier_fraction": float(cfg["outlier_fraction"]),
             "thermal_noise": float(cfg["thermal_noise"]),
-            # the range applies to the training subjects only
-            "noise_scale": list(cfg.get("noise_scale") or []) if split == "train" else [],
+            # the ranges apply to data.vary_splits only (default: the training subjects)
+            "noise_scale": list(cfg.get("noise_scale") or []) if varied else [],
+            "acquisition": dict(cfg.get("acquisition") or {}) if varied else {},
             "perfusion": dict(cfg.get("perfusion") or {}),
         },
         sort_keys=True,
@@ -935,6 +1001,12 @@ class AslTask(Task):
             raise ConfigError(
                 f"{source}: data.noise_scale: expected [low, high] with 0 < low <= high <= 20, "
                 f"got {scale!r}"
+            )
+        _check_acquisition(cfg.get("acquisition"), source)
+        splits = cfg.get("vary_splits")
+        if not isinstance(splits, list) or not set(splits) <= {"train", "validation", "test"}:
+            raise ConfigError(
+                f"{source}: data.vary_splits: a list of train, validation, test; got {splits!r}"
             )
         _extra_augment(cfg.get("augment"), source)  # refuse a bad augment before simulating
         return cfg
