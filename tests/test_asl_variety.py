@@ -114,3 +114,24 @@ def test_data_config_refuses_bad_vary_splits():
         TASK.data_config({"vary_splits": ["train", "holdout"]})
     with pytest.raises(ConfigError, match="probability"):
         TASK.data_config({"perfusion": {"label_probability": 2}})
+
+
+def test_outlier_range_draws_per_subject_fractions_for_the_varied_splits():
+    fractions = [
+        T.outlier_fraction(T.subject_seed(0, "train", i), 0.1, [0.0, 0.3]) for i in range(30)
+    ]
+    assert all(0.0 <= f <= 0.3 for f in fractions) and max(fractions) - min(fractions) > 0.15
+    assert T.outlier_fraction([0, 0, 1], 0.1, None) == 0.1
+    base = {
+        **TASK.data_config(load_recipe("asl_dwan").data),
+        "subjects": {"train": 1, "validation": 1, "test": 0},
+    }
+    assert base["outlier_range"] is None  # off in the recipe
+    clean = {**base, "outlier_range": [0.0, 0.0]}
+    (a,), (b,) = T.load_cases(clean, "train"), T.load_cases(base, "train")
+    np.testing.assert_allclose(a.truth, b.truth)
+    (va,), (vb,) = T.load_cases(clean, "validation"), T.load_cases(base, "validation")
+    np.testing.assert_array_equal(va.segments, vb.segments)
+    for bad in ([0.3, 0.1], [0.0, 1.5], [0.1], "some", [True, 0.2]):
+        with pytest.raises(ConfigError, match="outlier_range"):
+            TASK.data_config({"outlier_range": bad})

@@ -72,6 +72,9 @@ DATA_DEFAULTS: dict[str, Any] = {
     "subjects": {"train": 24, "validation": 4, "test": 8},  # paper: 200 / 20 / 60
     "seed": 0,
     "outlier_fraction": 0.1,  # choice: 1 pair in 10 has a motion spike
+    # choice, beyond the paper: [low, high] draws each subject's outlier fraction uniformly
+    # (data.vary_splits only; the others keep outlier_fraction); None = outlier_fraction
+    "outlier_range": None,
     "thermal_noise": 0.00575,  # = simulate.asl.CALIBRATED_THERMAL_NOISE (tested)
     # choice, beyond the paper: training subjects' thermal noise is thermal_noise x a factor
     # log-uniform in this range (validation and test keep thermal_noise), so a network does
@@ -264,6 +267,17 @@ def noise_factor(seed: Sequence[int], noise_scale: Sequence[float] | None) -> fl
     return float(np.exp(np.log(lo) + u * (np.log(hi) - np.log(lo))))
 
 
+def outlier_fraction(
+    seed: Sequence[int], fraction: float, outlier_range: Sequence[float] | None
+) -> float:
+    """A subject's outlier-pair fraction: uniform in ``outlier_range`` from its own generator
+    ``default_rng([*seed, 13])``; ``fraction`` without a range."""
+    if not outlier_range:
+        return float(fraction)
+    lo, hi = (float(v) for v in outlier_range)
+    return float(lo + np.random.default_rng([*(int(v) for v in seed), 13]).random() * (hi - lo))
+
+
 def acquisition_options(
     seed: Sequence[int], ranges: dict[str, Any] | None
 ) -> dict[str, Any] | None:
@@ -293,7 +307,9 @@ def _cases_cached(key: str) -> tuple[AslCase, ...]:
         s = simulate_asl_subject(
             seed,
             name=f"{cfg['split']}-{i:03d}",
-            outlier_fraction=cfg["outlier_fraction"],
+            outlier_fraction=outlier_fraction(
+                seed, cfg["outlier_fraction"], cfg.get("outlier_range")
+            ),
             thermal_noise=cfg["thermal_noise"] * noise_factor(seed, cfg.get("noise_scale")),
             perfusion_options=cfg.get("perfusion") or None,
             acquisition_options=acquisition_options(seed, cfg.get("acquisition")),
@@ -311,6 +327,7 @@ def load_cases(cfg: dict[str, Any], split: str) -> list[AslCase]:
             "seed": int(cfg["seed"]),
             "split": split,
             "outlier_fraction": float(cfg["outlier_fraction"]),
+            "outlier_range": list(cfg.get("outlier_range") or []) if varied else [],
             "thermal_noise": float(cfg["thermal_noise"]),
             # the ranges apply to data.vary_splits only (default: the training subjects)
             "noise_scale": list(cfg.get("noise_scale") or []) if varied else [],
@@ -990,6 +1007,17 @@ class AslTask(Task):
             raise ConfigError(f"{source}: data.lfn_pairs: pairs of segment indices 0..3")
         if not 0 <= float(cfg["outlier_fraction"]) <= 1:
             raise ConfigError(f"{source}: data.outlier_fraction must be in [0, 1]")
+        span = cfg.get("outlier_range")
+        if span is not None and (
+            not isinstance(span, (list, tuple))
+            or len(span) != 2
+            or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in span)
+            or not 0 <= span[0] <= span[1] <= 1
+        ):
+            raise ConfigError(
+                f"{source}: data.outlier_range: expected [low, high] with 0 <= low <= high <= 1, "
+                f"got {span!r}"
+            )
         _check_perfusion_options(cfg.get("perfusion"), source)
         scale = cfg.get("noise_scale")
         if scale is not None and (
