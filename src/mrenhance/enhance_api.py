@@ -60,8 +60,9 @@ class Enhancer:
     scale : a known normalisation scale (skips computing it; validation on a crop).
     consistency : "auto" or "off": for tasks whose ``run_network`` takes it
         (sr_t1), how the network output is made consistent with the input
-        (:mod:`mrenhance.consistency`); what was done is in ``last_consistency`` and the
-        provenance.
+        (:mod:`mrenhance.consistency`); for tasks whose ``prepare`` takes ``split_half``
+        (asl), whether the network is weighed against the input on its own repeats; what
+        was done is in ``last_consistency`` and the provenance.
     """
 
     def __init__(
@@ -252,9 +253,17 @@ class Enhancer:
             raise InputError(f"--mask: task {self.task.name} does not take a mask")
         if self.consume_input and "inplace" in takes:
             options["inplace"] = True
+        if "split_half" in takes:  # asl: judge the network on the input's own repeats
+            options["split_half"] = self.consistency != "off"
         array, ctx = self.task.prepare(volume, self.normalisation, scale=self.scale, **options)
         source = str(volume.meta.get("source", "input"))
-        result = self.task.restore(self._infer(array, source), ctx, volume)
+        out = self._infer(array, source)
+        if "report" in inspect.signature(self.task.restore).parameters:
+            if self.last_consistency is None:
+                self.last_consistency = {}
+            result = self.task.restore(out, ctx, volume, report=self.last_consistency)
+        else:
+            result = self.task.restore(out, ctx, volume)
         card = self.card
         plan = self.last_plan
         step = (
@@ -471,11 +480,13 @@ def enhance(
         an axis gets one warning (:func:`mrenhance.logs.warn_user`). Tasks whose
         ``prepare`` resamples by itself (pvs, asl, dsc) are left alone.
 
-    consistency : "auto" (default) or "off" (sr_t1 models; other tasks ignore it).
-        "auto": where the input is a zero-filled k-space truncation (detected from its
-        spectrum, :mod:`mrenhance.consistency`) the output keeps the input's measured band;
-        other inputs get the network output as is. "off": always the raw network. What was
-        done is in ``result.meta["consistency"]``.
+    consistency : "auto" (default) or "off" (sr_t1 and asl models; other tasks ignore it).
+        "auto": sr_t1: where the input is a zero-filled k-space truncation (detected from
+        its spectrum, :mod:`mrenhance.consistency`) the output keeps the input's measured
+        band, other inputs get the network output as is; asl: on a series of at least 4
+        pairs the output is ``w net(mean) + (1 - w) mean``, ``w`` judged on the series' own
+        halves (:func:`mrenhance.tasks.asl.split_half_weight`). "off": always the raw
+        network. What was done is in ``result.meta["consistency"]``.
 
     Returns
     -------

@@ -90,9 +90,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--consistency",
         choices=("auto", "off"),
         default="auto",
-        help="sr_t1 models: auto (default): where the input is a zero-filled k-space "
+        help="auto (default): sr_t1 models: where the input is a zero-filled k-space "
         "truncation (detected from its spectrum) the output keeps the input's measured "
-        "band (data consistency); off: the raw network output",
+        "band (data consistency); asl models on a series of >= 4 pairs: the network is "
+        "weighed against the plain mean by how well each half of the pairs predicts the "
+        "other (split-half). off: the raw network output",
     )
     p.add_argument(
         "--max-memory",

@@ -109,6 +109,36 @@ _PAPER_IDX = [STORED_SLICES.index(z) for z in PAPER_SLICES]
 _SNR_IDX = STORED_SLICES.index(SNR_SLICE)
 
 
+#: the split-half check (``enhance`` of a 4D series) needs at least this many pairs
+#: (choice: two per half)
+MIN_SPLIT_PAIRS = 4
+
+
+def split_half_weight(
+    out_a: np.ndarray, in_a: np.ndarray, out_b: np.ndarray, in_b: np.ndarray, mask: np.ndarray
+) -> float:
+    """How much of the network to keep, judged on the user's own repeats (choice).
+
+    in_a, in_b : the means of two disjoint halves of the pairs (independent noise, same
+    CBF); out_a, out_b : the network on each. Returns ``w`` in [0, 1] minimising
+    ``sum over mask of (w out_a + (1 - w) in_a - in_b)^2 + (same with a and b swapped)``:
+    the other half is a noisy but unbiased reference, so this squared error is the error
+    against the true CBF plus a constant (the learning-from-noise argument of the paper's
+    Sec. 2.1, and the self-supervised calibration of Batson & Royer, ICML 2019). ``w`` = 1
+    keeps the network; 0 falls back to the plain mean where the network makes the data
+    worse (a simulator or protocol it was not trained on). Any shape, all alike; 1 when
+    the network changes nothing.
+    """
+    m = np.asarray(mask, dtype=bool)
+    d1 = (out_a - in_a)[m].astype(np.float64)
+    d2 = (out_b - in_b)[m].astype(np.float64)
+    r = (in_b - in_a)[m].astype(np.float64)
+    den = float((d1 * d1).sum() + (d2 * d2).sum())
+    if not den > 0:
+        return 1.0
+    return float(np.clip(((d1 * r).sum() - (d2 * r).sum()) / den, 0.0, 1.0))
+
+
 # ---------------------------------------------------------------------------- data
 @dataclass
 class AslCase:
@@ -1136,16 +1166,37 @@ class AslTask(Task):
         return per_pair_cbf(volume).mean(axis=-1).astype(np.float32)
 
     def prepare(
-        self, volume: Volume, card: Any = None, *, scale: float | None = None
+        self,
+        volume: Volume,
+        card: Any = None,
+        *,
+        scale: float | None = None,
+        split_half: bool = False,
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """CBF map -> RAS axial slices at the training pixel size / the CBF scale.
 
-        Returns (x', y', z) float32 and the context :meth:`restore` needs.
+        Returns (x', y', z) float32 and the context :meth:`restore` needs. With
+        ``split_half`` and a series of at least :data:`MIN_SPLIT_PAIRS` pairs, the mean of
+        the even and of the odd pairs follow the mean along z: (x', y', 3 z) (the network
+        is 2D, so each slice is enhanced alone), and :meth:`restore` weighs the network
+        against its input by how well each half predicts the other (:func:`split_half_weight`).
         """
         self.check_input(volume)
         cbf_scale, pixel = _card_scale(card)
         if scale is not None:
             cbf_scale = float(scale)
+        if split_half and volume.data.ndim == 4:
+            pairs = per_pair_cbf(volume)
+            n = int(pairs.shape[-1])
+            if n >= MIN_SPLIT_PAIRS:
+                maps = (pairs.mean(axis=-1), pairs[..., 0::2].mean(axis=-1),
+                        pairs[..., 1::2].mean(axis=-1))  # fmt: skip
+                parts = [self._prepare_map(m, volume.affine, cbf_scale, pixel) for m in maps]
+                ctx = parts[0][1]
+                nz = int(parts[0][0].shape[2])
+                ctx["split_half"] = {"slices": nz, "pairs": n}
+                ctx["split_inputs"] = tuple(p[0].copy() for p in parts)
+                return np.concatenate([p[0] for p in parts], axis=2), ctx
         return self._prepare_map(self.cbf_map(volume), volume.affine, cbf_scale, pixel)
 
     def _prepare_map(
@@ -1168,13 +1219,36 @@ class AslTask(Task):
         }
         return np.ascontiguousarray(array, dtype=np.float32), ctx
 
-    def restore(self, array: np.ndarray, context: dict[str, Any], volume: Volume) -> Volume:
+    def restore(
+        self,
+        array: np.ndarray,
+        context: dict[str, Any],
+        volume: Volume,
+        *,
+        report: dict[str, Any] | None = None,
+    ) -> Volume:
         """Undo :meth:`prepare`: the input's grid and affine, CBF units, never clipped.
 
-        A 4D input gives a 3D CBF map on its spatial grid.
+        A 4D input gives a 3D CBF map on its spatial grid. After a split-half
+        :meth:`prepare` the output is ``w * net(mean) + (1 - w) * mean`` with ``w`` from
+        :func:`split_half_weight`; ``report`` receives the mode, ``w`` and the pair count.
         """
         import nibabel as nib
 
+        report = report if report is not None else {}
+        split = context.get("split_half")
+        if split:
+            nz = int(split["slices"])
+            out = np.asarray(array, dtype=np.float32)
+            o_m, o_a, o_b = out[..., :nz], out[..., nz : 2 * nz], out[..., 2 * nz :]
+            i_m, i_a, i_b = context["split_inputs"]
+            w = split_half_weight(o_a, i_a, o_b, i_b, i_m != 0)
+            array = w * o_m + (1.0 - w) * i_m
+            report.update(mode="split-half", weight=round(w, 3), pairs=int(split["pairs"]))
+        elif volume.data.ndim == 3:
+            report["mode"] = "none (a 3D map has no repeats)"
+        else:
+            report["mode"] = "off"
         ornt = np.asarray(context["ornt"])
         ras_shape = context["ras_shape"]
         out = _resize(np.asarray(array, dtype=np.float32), ras_shape[:2])
