@@ -88,6 +88,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="adaptation seed (enhance --adapt-seed)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--name", default="asl_adapt", help="results file stem")
+    ap.add_argument(
+        "--consistency",
+        default="off",
+        choices=("off", "auto"),
+        help="enhance's consistency (default off: adaptation alone, the committed table; "
+        "auto adds the split-half weight, benchmarks/asl_split_half.py)",
+    )
     args = ap.parse_args()
     tune_allocator()
     import torch
@@ -98,7 +105,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     steps = [int(s) for s in args.steps.split(",") if s.strip()]
-    enhancer = Enhancer.from_weights(args.model)
+    enhancer = Enhancer.from_weights(args.model, consistency=args.consistency)
     card = enhancer.card
     task = get_task("asl")
     data = dict(card.training.get("data") or {})
@@ -141,7 +148,8 @@ def main() -> None:
         f"per subject: its per-pair CBF maps of pairs 1-{N_PAIRS} as a 4D series; enhance(..., "
         f"adapt_steps=k, adapt_seed={args.seed}) with the engine's defaults (Adam lr 1e-4, "
         "batch 2, the task's 48 x 48 patches in a head mask, L1, flips; 4 random splits into "
-        "5-pair halves and their reverses); the 10-pair mean is then enhanced"
+        "5-pair halves and their reverses); the 10-pair mean is then enhanced "
+        f"(consistency {args.consistency})"
     )
     meta["simulate_seconds"] = round(simulate_s, 1)
     write_results(args.name, rows, meta)

@@ -15,7 +15,11 @@ Each written ``*_asl.nii.gz`` (with its ``aslcontext.tsv`` and sidecar) is read 
 ``mrenhance enhance 001_asl.nii.gz -o out.nii.gz --model dwan-asl-lfn``: per-pair CBF with the
 sidecar's timing and the series' M0 scan, their mean, DWAN slice by slice at 2 mm, back on
 the acquisition grid. Rows: the 10-pair mean (the network's input), a Gaussian at the ASL
-table's validation-chosen FWHM (8 mm; no tuning on these cases), and each model. Scores
+table's validation-chosen FWHM (8 mm; no tuning on these cases), and each model twice: as
+``enhance`` runs it by default (``consistency="auto"``: the network weighed against the
+plain mean by a split-half check on the series' own pairs,
+``mrenhance.tasks.asl.split_half_weight``; the weights are in the JSON) and as the raw
+network (``consistency="off"``, rows marked "raw network"). Scores
 against ASLDRO's true CBF on the acquisition grid (its ``ground_truth`` series), in the
 brain (true GM or WM label): PSNR (data range 100 ml/100 g/min), mean CBF in GM and WM
 and their ratio (GM/WM contrast; truth ~2.5-3 after partial volume), SNR (GM mean / WM std,
@@ -148,6 +152,11 @@ def main() -> int:
         lab: Enhancer.from_weights(resolve_weights(w))
         for w, lab in zip(weights, labels, strict=True)
     }
+    raw = {
+        lab: Enhancer.from_weights(resolve_weights(w), consistency="off")
+        for w, lab in zip(weights, labels, strict=True)
+    }
+    split_weights: dict[str, list[float]] = {}
     shas = {
         lab: read_card(resolve_weights(w)).sha256 for w, lab in zip(weights, labels, strict=True)
     }
@@ -172,7 +181,13 @@ def main() -> int:
                     ),
                 }
                 for label, enhancer in enhancers.items():
-                    outputs[label] = enhance(volume, enhancer).data
+                    outputs[f"{label} (raw network)"] = enhance(volume, raw[label]).data
+                    result = enhance(volume, enhancer)  # the default: split-half weight
+                    outputs[label] = result.data
+                    info = result.meta.get("consistency") or {}
+                    split_weights.setdefault(f"{label} @ SNR {snr_level:g}", []).append(
+                        float(info.get("weight", float("nan")))
+                    )
             for method, out in outputs.items():
                 row = {"snr_level": snr_level, "case": name, "method": method}
                 row.update(scores(np.asarray(out, np.float32), truth, seg))
@@ -205,6 +220,7 @@ def main() -> int:
             "acquisition grid in its GM|WM labels; PSNR data range 100"
         ),
         sha256=shas,
+        split_half_weights=split_weights,
         per_case=per_case,
     )
     write_results(args.name, rows, meta)

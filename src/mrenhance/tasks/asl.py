@@ -117,26 +117,40 @@ MIN_SPLIT_PAIRS = 4
 def split_half_weight(
     out_a: np.ndarray, in_a: np.ndarray, out_b: np.ndarray, in_b: np.ndarray, mask: np.ndarray
 ) -> float:
-    """How much of the network to keep, judged on the user's own repeats (choice).
+    """How much of the network to keep on the mean of all pairs, judged on the user's own
+    repeats (choice, beyond the paper).
 
     in_a, in_b : the means of two disjoint halves of the pairs (independent noise, same
-    CBF); out_a, out_b : the network on each. Returns ``w`` in [0, 1] minimising
-    ``sum over mask of (w out_a + (1 - w) in_a - in_b)^2 + (same with a and b swapped)``:
-    the other half is a noisy but unbiased reference, so this squared error is the error
-    against the true CBF plus a constant (the learning-from-noise argument of the paper's
-    Sec. 2.1, and the self-supervised calibration of Batson & Royer, ICML 2019). ``w`` = 1
-    keeps the network; 0 falls back to the plain mean where the network makes the data
-    worse (a simulator or protocol it was not trained on). Any shape, all alike; 1 when
-    the network changes nothing.
+    CBF ``s``); out_a, out_b : the network on each; any shape, all alike; ``mask`` the
+    voxels that count. The other half is a noisy but unbiased reference (the
+    learning-from-noise argument of the paper's Sec. 2.1; the self-supervised calibration
+    of Batson & Royer, ICML 2019), so with ``S = |a - b|^2 / 2`` (the noise energy of one
+    half) these are unbiased: ``A = |out_a - b|^2 - S`` (the network's error energy on a
+    half) and ``C = <out_a - b, a - b> - S`` (its error's overlap with the half's noise),
+    both averaged over the two directions. The output is ``w net(m) + (1 - w) m`` on the
+    mean ``m`` of all pairs, whose noise energy is exactly ``S / 2``; assuming the
+    network's error on ``m`` is no larger than on a half (``A``) and passes the same
+    fraction of the noise (``C / 2``), its error energy is smallest at
+
+        w = (S / 2 - C / 2) / (A + S / 2 - C),   clipped to [0, 1].
+
+    An ideal denoiser (A = C = 0) gets 1; one that erases contrast of energy V gets
+    ``(S / 2) / (V + S / 2)`` (Wiener-like); the identity gets 0 (it changes nothing).
+    Where the network is worse than the mean on a simulator or protocol it was not
+    trained on, ``w`` falls towards the plain mean. 1 when the halves are identical.
     """
     m = np.asarray(mask, dtype=bool)
-    d1 = (out_a - in_a)[m].astype(np.float64)
-    d2 = (out_b - in_b)[m].astype(np.float64)
-    r = (in_b - in_a)[m].astype(np.float64)
-    den = float((d1 * d1).sum() + (d2 * d2).sum())
+    a, b = in_a[m].astype(np.float64), in_b[m].astype(np.float64)
+    oa, ob = out_a[m].astype(np.float64), out_b[m].astype(np.float64)
+    noise = float(((a - b) ** 2).sum()) / 2.0
+    if not noise > 0:
+        return 1.0
+    err = 0.5 * (float(((oa - b) ** 2).sum()) + float(((ob - a) ** 2).sum())) - noise
+    overlap = 0.5 * (float(((oa - b) * (a - b)).sum()) + float(((ob - a) * (b - a)).sum())) - noise
+    den = err + noise / 2.0 - overlap
     if not den > 0:
         return 1.0
-    return float(np.clip(((d1 * r).sum() - (d2 * r).sum()) / den, 0.0, 1.0))
+    return float(np.clip((noise / 2.0 - overlap / 2.0) / den, 0.0, 1.0))
 
 
 # ---------------------------------------------------------------------------- data
@@ -1195,7 +1209,7 @@ class AslTask(Task):
                 ctx = parts[0][1]
                 nz = int(parts[0][0].shape[2])
                 ctx["split_half"] = {"slices": nz, "pairs": n}
-                ctx["split_inputs"] = tuple(p[0].copy() for p in parts)
+                ctx["split_inputs"] = tuple(np.asarray(m, dtype=np.float32) for m in maps)
                 return np.concatenate([p[0] for p in parts], axis=2), ctx
         return self._prepare_map(self.cbf_map(volume), volume.affine, cbf_scale, pixel)
 
@@ -1230,36 +1244,40 @@ class AslTask(Task):
         """Undo :meth:`prepare`: the input's grid and affine, CBF units, never clipped.
 
         A 4D input gives a 3D CBF map on its spatial grid. After a split-half
-        :meth:`prepare` the output is ``w * net(mean) + (1 - w) * mean`` with ``w`` from
-        :func:`split_half_weight`; ``report`` receives the mode, ``w`` and the pair count.
+        :meth:`prepare` the three outputs are taken back to the input's grid and the result
+        is ``w * net(mean) + (1 - w) * mean`` there (``w`` = 0 is exactly the plain mean),
+        ``w`` from :func:`split_half_weight` on the halves in the input's grid (their own
+        noise, not the resampled one); ``report`` receives the mode, ``w`` and the pairs.
         """
-        import nibabel as nib
-
         report = report if report is not None else {}
         split = context.get("split_half")
         if split:
             nz = int(split["slices"])
             out = np.asarray(array, dtype=np.float32)
-            o_m, o_a, o_b = out[..., :nz], out[..., nz : 2 * nz], out[..., 2 * nz :]
+            o_m, o_a, o_b = (self._native(out[..., k * nz : (k + 1) * nz], context)
+                             for k in range(3))  # fmt: skip
             i_m, i_a, i_b = context["split_inputs"]
             w = split_half_weight(o_a, i_a, o_b, i_b, i_m != 0)
-            array = w * o_m + (1.0 - w) * i_m
+            native = np.float32(w) * o_m + np.float32(1.0 - w) * i_m
             report.update(mode="split-half", weight=round(w, 3), pairs=int(split["pairs"]))
-        elif volume.data.ndim == 3:
-            report["mode"] = "none (a 3D map has no repeats)"
         else:
-            report["mode"] = "off"
-        ornt = np.asarray(context["ornt"])
-        ras_shape = context["ras_shape"]
-        out = _resize(np.asarray(array, dtype=np.float32), ras_shape[:2])
-        out = out * np.float32(context["scale"])
-        inverse = nib.orientations.ornt_transform(
-            nib.orientations.axcodes2ornt("RAS"), ornt
-        )  # RAS back to the input's axes
-        native = nib.orientations.apply_orientation(out, inverse)
+            report["mode"] = "none (a 3D map has no repeats)" if volume.data.ndim == 3 else "off"
+            native = self._native(np.asarray(array, dtype=np.float32), context)
         base = volume if volume.data.ndim == 3 else Volume(volume.data[..., 0], volume.affine,
                                                           dict(volume.meta))  # fmt: skip
         return base.with_data(np.ascontiguousarray(native, dtype=np.float32))
+
+    @staticmethod
+    def _native(array: np.ndarray, context: dict[str, Any]) -> np.ndarray:
+        """Prepared slices (x', y', z) -> the input's grid and axes, CBF units."""
+        import nibabel as nib
+
+        out = _resize(np.asarray(array, dtype=np.float32), context["ras_shape"][:2])
+        out = out * np.float32(context["scale"])
+        inverse = nib.orientations.ornt_transform(
+            nib.orientations.axcodes2ornt("RAS"), np.asarray(context["ornt"])
+        )  # RAS back to the input's axes
+        return nib.orientations.apply_orientation(out, inverse).astype(np.float32)
 
     # -- self-supervised adaptation hook (for the generic ``enhance --adapt``) ------------
     def adaptation_pairs(
