@@ -139,3 +139,14 @@ def test_card_quotes_the_committed_split_half_benchmark():
     (cost,) = re.findall(r"the weight costs ([0-9.]+) dB against the truth", text)
     measured = rows[f"{label} (raw network)"]["psnr_truth"] - rows[label]["psnr_truth"]
     assert float(cost) == pytest.approx(measured, abs=0.05)
+
+
+def test_after_adaptation_on_the_same_pairs_the_weight_is_marked_optimistic():
+    from mrenhance.enhance_api import enhance
+
+    series, _ = _series(n_pairs=8, seed=2)
+    out = enhance(series, "dwan-asl-lfn", adapt_steps=2)
+    info = out.meta["consistency"]
+    assert info["mode"] == "split-half" and "optimistic" in info["note"]
+    plain = enhance(series, "dwan-asl-lfn")
+    assert "note" not in plain.meta["consistency"]
