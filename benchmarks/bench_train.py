@@ -118,7 +118,11 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     p.add_argument("--steps", type=int, default=2, help="timed steps per row per round (2)")
     p.add_argument(
-        "--data-batches", type=int, default=36, help="batches drawn for the data share (36)"
+        "--data-batches",
+        type=int,
+        default=36,
+        help="batches drawn for the data share (36; the synthetic SR recipe renders a scan "
+        "every 12 batches, so 144 gives its steady state)",
     )
     p.add_argument("--only", default=None, help="rows whose label contains this text")
     p.add_argument("--name", default="bench_train")
