@@ -150,3 +150,18 @@ def test_after_adaptation_on_the_same_pairs_the_weight_is_marked_optimistic():
     assert info["mode"] == "split-half" and "optimistic" in info["note"]
     plain = enhance(series, "dwan-asl-lfn")
     assert "note" not in plain.meta["consistency"]
+
+
+def test_enhance_cli_prints_the_split_half_weight(tmp_path, capsys):
+    from mrenhance.cli import main
+    from mrenhance.io import save
+
+    series, _ = _series(n_pairs=6, seed=3)
+    src = tmp_path / "pairs.nii.gz"
+    save(series, src)
+    capsys.readouterr()
+    rc = main(["enhance", str(src), "-o", str(tmp_path / "out.nii.gz"), "--model",
+               "dwan-asl-lfn", "--asl-order", "cbf"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "split-half weight" in out and "6-pair mean" in out

@@ -359,6 +359,12 @@ def _run_batch(
                         f"self-supervised loss {adaptation['loss_before']:.4g} -> "
                         f"{adaptation['loss_after']:.4g}"
                     )
+                info = out.meta.get("consistency") or {}
+                if "weight" in info:
+                    extra += (
+                        f"; split-half weight {info['weight']:.2f} of the network over the "
+                        f"{info.get('pairs')}-pair mean"
+                    )
                 print(printable(f"{src} -> {dst} ({seconds:.1f} s{extra})"))
         except Exception as exc:
             if single:
