@@ -138,6 +138,8 @@ def split_half_weight(
     ``(S / 2) / (V + S / 2)`` (Wiener-like); the identity gets 0 (it changes nothing).
     Where the network is worse than the mean on a simulator or protocol it was not
     trained on, ``w`` falls towards the plain mean. 1 when the halves are identical.
+    An odd pair count gives halves of ``n // 2 + 1`` and ``n // 2`` pairs, treated as equal
+    (choice: the error is in ``S``'s split between them, not in the mean's ``S / 2``).
     """
     m = np.asarray(mask, dtype=bool)
     a, b = in_a[m].astype(np.float64), in_b[m].astype(np.float64)
