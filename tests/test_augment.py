@@ -145,19 +145,24 @@ def test_build_augment_rejects_unknown_keys_and_bad_values(bad):
         build_augment(bad)
 
 
+def _one_blob(x, y, *, seed, factor, radius):
+    """One blob of a fixed gain and radius (sharp edge) on the patches x, y."""
+    return random_blobs(
+        x,
+        y,
+        np.random.default_rng(seed),
+        count=(1, 1),
+        factor=(factor, factor),
+        radius_vox=(radius, radius),
+        edge_vox=0.5,
+    )
+
+
 def test_blobs_scale_a_region_by_their_factor_and_leave_the_rest():
     """One 2D blob of gain 4: its centre is x 4, far corners untouched, both patches alike."""
     x = np.ones((1, 40, 40), dtype=np.float32)
     y = 2 * x
-    xa, ya = random_blobs(
-        x,
-        y,
-        np.random.default_rng(3),
-        count=(1, 1),
-        factor=(4.0, 4.0),
-        radius_vox=(5.0, 5.0),
-        edge_vox=0.5,
-    )
+    xa, ya = _one_blob(x, y, seed=3, factor=4.0, radius=5.0)
     np.testing.assert_allclose(ya, 2 * xa, rtol=1e-6)
     assert xa.max() == pytest.approx(4.0, rel=1e-3)
     assert (xa >= 1.0 - 1e-6).all() and (xa <= 4.0 + 1e-6).all()
@@ -165,15 +170,7 @@ def test_blobs_scale_a_region_by_their_factor_and_leave_the_rest():
     assert 0.25 * np.pi * 25 <= inside <= 1.1 * np.pi * 25  # the disc (radius 5), >= a quarter in
     # count 0: identity; a cold blob lowers values
     np.testing.assert_array_equal(random_blobs(x, y, np.random.default_rng(0), count=(0, 0))[0], x)
-    cold, _ = random_blobs(
-        x,
-        y,
-        np.random.default_rng(1),
-        count=(1, 1),
-        factor=(0.25, 0.25),
-        radius_vox=(6.0, 6.0),
-        edge_vox=0.5,
-    )
+    cold, _ = _one_blob(x, y, seed=1, factor=0.25, radius=6.0)
     assert cold.min() == pytest.approx(0.25, rel=1e-2)
 
 
