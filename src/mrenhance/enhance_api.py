@@ -264,7 +264,7 @@ class Enhancer:
             result = self.task.restore(out, ctx, volume, report=self.last_consistency)
             if self.adaptation is not None and "weight" in self.last_consistency:
                 # the network was tuned on these same pairs: the check is not independent
-                self.last_consistency["note"] = "adapted-on-these-pairs (w optimistic)"
+                self.last_consistency["note"] = "adapted-on-these-pairs-w-optimistic"
         else:
             result = self.task.restore(out, ctx, volume)
         card = self.card

@@ -1263,7 +1263,7 @@ class AslTask(Task):
             native = np.float32(w) * o_m + np.float32(1.0 - w) * i_m
             report.update(mode="split-half", weight=round(w, 3), pairs=int(split["pairs"]))
         else:
-            report["mode"] = "none (a 3D map has no repeats)" if volume.data.ndim == 3 else "off"
+            report["mode"] = "none-3d-map-no-repeats" if volume.data.ndim == 3 else "off"
             native = self._native(np.asarray(array, dtype=np.float32), context)
         base = volume if volume.data.ndim == 3 else Volume(volume.data[..., 0], volume.affine,
                                                           dict(volume.meta))  # fmt: skip
