@@ -229,22 +229,24 @@ _PERFUSION_RANGES = {
 _ACQUISITION_RANGES = {"voxel_mm": (3, 1.0, 12.0), "psf": (1, 0.0, 2.0), "gap": (1, 0.0, 0.9)}
 
 
+def _is_range(value: Any, lo: float, hi: float, *, open_low: bool = False) -> bool:
+    """``value`` is [low, high] numbers (not bools), lo <= low <= high <= hi (lo < low with
+    ``open_low``)."""
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value)
+        and (lo < value[0] if open_low else lo <= value[0])
+        and value[0] <= value[1] <= hi
+    )
+
+
 def _check_acquisition(options: Any, source: str) -> None:
     """Refuse unknown or absurd ``data.acquisition`` keys (``draw_acquisition``'s)."""
     if options is None:
         return
     if not isinstance(options, dict):
         raise ConfigError(f"{source}: data.acquisition must be a mapping, got {options!r}")
-
-    def is_range(v: Any, lo: float, hi: float) -> bool:
-        return (
-            isinstance(v, (list, tuple))
-            and len(v) == 2
-            and all(
-                isinstance(x, (int, float)) and not isinstance(x, bool) and lo <= x <= hi for x in v
-            )
-            and v[0] <= v[1]
-        )
 
     for key, value in options.items():
         if key not in _ACQUISITION_RANGES:
@@ -254,9 +256,9 @@ def _check_acquisition(options: Any, source: str) -> None:
         ok = (
             isinstance(value, (list, tuple))
             and len(value) == 3
-            and all(is_range(v, lo, hi) for v in value)
+            and all(_is_range(v, lo, hi) for v in value)
             if n == 3
-            else is_range(value, lo, hi)
+            else _is_range(value, lo, hi)
         )
         if not ok:
             shape = "three [low, high]" if n == 3 else "[low, high]"
@@ -1054,24 +1056,14 @@ class AslTask(Task):
         if not 0 <= float(cfg["outlier_fraction"]) <= 1:
             raise ConfigError(f"{source}: data.outlier_fraction must be in [0, 1]")
         span = cfg.get("outlier_range")
-        if span is not None and (
-            not isinstance(span, (list, tuple))
-            or len(span) != 2
-            or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in span)
-            or not 0 <= span[0] <= span[1] <= 1
-        ):
+        if span is not None and not _is_range(span, 0, 1):
             raise ConfigError(
                 f"{source}: data.outlier_range: expected [low, high] with 0 <= low <= high <= 1, "
                 f"got {span!r}"
             )
         _check_perfusion_options(cfg.get("perfusion"), source)
         scale = cfg.get("noise_scale")
-        if scale is not None and (
-            not isinstance(scale, (list, tuple))
-            or len(scale) != 2
-            or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in scale)
-            or not 0 < scale[0] <= scale[1] <= 20
-        ):
+        if scale is not None and not _is_range(scale, 0, 20, open_low=True):
             raise ConfigError(
                 f"{source}: data.noise_scale: expected [low, high] with 0 < low <= high <= 20, "
                 f"got {scale!r}"
