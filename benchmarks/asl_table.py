@@ -275,17 +275,22 @@ def main() -> None:
         f"'better' = mean > {Z:g} standard errors, 'worse' = mean < -{Z:g} SE, else 'tie'"
     )
     meta["per_subject"] = per_subject
+    write_table(rows, meta)
+    print(claims_markdown(verdicts))
+
+
+def write_table(rows: list[dict], meta: dict) -> None:
+    """``asl_table.{json,md,csv}``, the claims' verdicts (``meta["claims"]``) in the .md."""
+    from mrenhance.io.atomic import write_text_atomic
+
     write_results("asl_table", rows, meta)
     md = RESULTS / "asl_table.md"
     text = md.read_text().replace(
         "\nProvenance:",
-        "\n## The paper's claims\n\n" + claims_markdown(verdicts) + "\n\nProvenance:",
+        "\n## The paper's claims\n\n" + claims_markdown(meta["claims"]) + "\n\nProvenance:",
         1,
     )
-    from mrenhance.io.atomic import write_text_atomic
-
     write_text_atomic(md, text, overwrite=True)
-    print(claims_markdown(verdicts))
 
 
 SHIPPED_PREFIX = "dwan-asl-lfn (shipped"
@@ -296,7 +301,6 @@ def shipped_row_only(args: argparse.Namespace, task) -> None:
     import json
 
     from mrenhance.enhance_api import Enhancer
-    from mrenhance.io.atomic import write_text_atomic
     from mrenhance.models.weights import load_model, read_card, resolve_weights
     from mrenhance.tasks import asl as T
 
@@ -336,14 +340,7 @@ def shipped_row_only(args: argparse.Namespace, task) -> None:
     meta["shipped_sha256"] = card.sha256
     meta["shipped_row"] = provenance("python benchmarks/asl_table.py " + " ".join(sys.argv[1:]))
     meta["per_subject"] = keyed
-    write_results("asl_table", rows, meta)
-    md = RESULTS / "asl_table.md"
-    text = md.read_text().replace(
-        "\nProvenance:",
-        "\n## The paper's claims\n\n" + claims_markdown(meta["claims"]) + "\n\nProvenance:",
-        1,
-    )
-    write_text_atomic(md, text, overwrite=True)
+    write_table(rows, meta)
 
 
 def _slug_file(name: str) -> str:
