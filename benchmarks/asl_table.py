@@ -322,7 +322,7 @@ def shipped_row_only(args: argparse.Namespace, task) -> None:
     name = f"dwan-asl-lfn (shipped, {card_steps(card.training)} steps)"
     net = Enhancer(load_model(shipped), task, card=card)
     out = RESULTS / "asl_correlation"
-    for old in out.glob(_slug_file(SHIPPED_PREFIX) + "*"):
+    for old in out.glob(T._safe(SHIPPED_PREFIX) + "*"):  # its correlation maps
         old.unlink()
     (row,) = T.evaluate_cases(
         {name: T.network_method(net)}, cases, correlation_out=out, per_subject=True
@@ -341,13 +341,6 @@ def shipped_row_only(args: argparse.Namespace, task) -> None:
     meta["shipped_row"] = provenance("python benchmarks/asl_table.py " + " ".join(sys.argv[1:]))
     meta["per_subject"] = keyed
     write_table(rows, meta)
-
-
-def _slug_file(name: str) -> str:
-    """The prefix :func:`mrenhance.tasks.asl._safe` gives a method's correlation maps."""
-    from mrenhance.tasks.asl import _safe
-
-    return _safe(name)
 
 
 if __name__ == "__main__":
