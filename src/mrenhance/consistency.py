@@ -154,3 +154,52 @@ def kspace_consistency(
         difference = measured[index] - output[index]
         output[index] += band_project(difference, cuts)
     return output
+
+
+#: TV weight of :func:`tv_consistency` on the normalised scale (input / its 99.5th head
+#: percentile). Chosen on 16 synthetic validation scans (``simulate.subjects``, 1.5-5 mm
+#: voxels, five contrasts, seed 777; never a real scan) under k-space 2x2: mean gain over
+#: the input of ``mdcsrn-b4u4-synth`` + TV-DC at 0.01 / 0.02 / 0.04 (20 iterations):
+#: +1.05 / +1.03 / +0.88 dB, against +0.56 dB for hard consistency alone (docs/sr_t1.md).
+TV_WEIGHT = 0.01
+#: iterations of :func:`tv_consistency` (same validation: 10 / 20 / 40 gave +0.97 / +1.05 /
+#: +1.08 dB; 20 is the choice for time, ~1.3 s a pass on a 197x233x189 volume)
+TV_ITERATIONS = 20
+
+
+def tv_consistency(
+    output: np.ndarray,
+    measured: np.ndarray,
+    cuts: Sequence[int | None],
+    *,
+    weight: float = TV_WEIGHT,
+    iterations: int = TV_ITERATIONS,
+) -> np.ndarray:
+    """Total-variation regularised reconstruction of the unmeasured band, from ``output``.
+
+    Compressed sensing with a TV prior (Lustig, Donoho & Pauly, MRM 2007; Block et al.,
+    MRM 2007), solved by alternating projections: ``x <- P_dc(TV(x))``, where TV is
+    Chambolle's TV denoiser (``skimage.restoration.denoise_tv_chambolle``) at ``weight``
+    and P_dc replaces the measured band by ``measured``'s (:func:`kspace_consistency`),
+    then clips to >= 0 (a magnitude image). Started from the network output, so the
+    network's prior fills the band and TV removes what is not piecewise smooth (the
+    network's ringing and texture); every iterate keeps the measured band exactly.
+
+    output, measured : (x, y, z) float32 on one grid, normalised (``weight`` is on that
+    scale). cuts : per axis the first unmeasured bin (:func:`detect_kspace_cutoffs`);
+    with no cut, ``output`` is returned as is. Returns a new (x, y, z) float32 array;
+    neither input is modified. Memory: ~4 volume-sized float32 arrays at a time.
+    """
+    from skimage.restoration import denoise_tv_chambolle
+
+    if weight <= 0 or iterations < 1:
+        raise ValueError(f"tv_consistency: weight {weight} and iterations {iterations} must be > 0")
+    x = np.array(output, dtype=np.float32, copy=True)
+    if all(c is None for c in cuts):
+        return x
+    measured = np.asarray(measured, dtype=np.float32)
+    for _ in range(int(iterations)):
+        x = np.asarray(denoise_tv_chambolle(x, weight=float(weight)), dtype=np.float32)
+        kspace_consistency(x, measured, cuts)
+        np.clip(x, 0, None, out=x)
+    return x

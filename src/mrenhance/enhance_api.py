@@ -58,9 +58,10 @@ class Enhancer:
     max_memory : bytes for one tile's activations in exact tiling (default
         :func:`default_max_memory`).
     scale : a known normalisation scale (skips computing it; validation on a crop).
-    consistency : "auto" or "off": for tasks whose ``run_network`` takes it
+    consistency : "auto", "tv" or "off": for tasks whose ``run_network`` takes it
         (sr_t1), how the network output is made consistent with the input
-        (:mod:`mrenhance.consistency`); for tasks whose ``prepare`` takes ``split_half``
+        (:mod:`mrenhance.consistency`; "tv" adds TV-regularised compressed sensing of the
+        unmeasured band, sr_t1 only); for tasks whose ``prepare`` takes ``split_half``
         (asl), whether the network is weighed against the input on its own repeats; what
         was done is in ``last_consistency`` and the provenance.
     """
@@ -127,6 +128,13 @@ class Enhancer:
         if consistency not in CONSISTENCY:
             raise InputError(
                 f"--consistency {consistency!r}: must be one of {', '.join(CONSISTENCY)}"
+            )
+        run_network = getattr(self.task, "run_network", None)
+        if consistency == "tv" and (
+            run_network is None or "consistency" not in inspect.signature(run_network).parameters
+        ):
+            raise InputError(
+                f"--consistency tv: only for k-space SR models (sr_t1), not task {self.task.name}"
             )
         self.consistency = consistency
         self.last_consistency: dict[str, Any] | None = None
@@ -313,7 +321,7 @@ class Enhancer:
 
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 #: data consistency of the SR output with its input (mrenhance.consistency; tasks/sr_t1.py)
-CONSISTENCY = ("auto", "off")
+CONSISTENCY = ("auto", "tv", "off")
 _AMP: dict[str, Any] = {"fp32": None}
 
 

@@ -88,13 +88,15 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--consistency",
-        choices=("auto", "off"),
+        choices=("auto", "tv", "off"),
         default="auto",
         help="auto (default): sr_t1 models: where the input is a zero-filled k-space "
         "truncation (detected from its spectrum) the output keeps the input's measured "
         "band (data consistency); asl models on a series of >= 4 pairs: the network is "
         "weighed against the plain mean by how well each half of the pairs predicts the "
-        "other (split-half). off: the raw network output",
+        "other (split-half). tv: sr_t1 models: as auto, then the unmeasured band is refined by "
+        "TV-regularised compressed sensing from the network output (slower: ~20 TV passes). "
+        "off: the raw network output",
     )
     p.add_argument(
         "--max-memory",

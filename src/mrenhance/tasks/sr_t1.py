@@ -659,10 +659,19 @@ class SRT1Task(Task):
         input is a zero-filled k-space truncation (a spectral cliff,
         :func:`mrenhance.consistency.detect_kspace_cutoffs`) the output's measured band is
         replaced by the input's (:func:`mrenhance.consistency.kspace_consistency`); any
-        other input gets the network output as is. "off": always the network output.
+        other input gets the network output as is. "tv": as "auto", and the unmeasured
+        band is then refined by TV-regularised compressed sensing started from the network
+        output (:func:`mrenhance.consistency.tv_consistency`). "off": always the network
+        output.
         ``report`` receives what was done (mode, cut-off bins per axis).
         """
-        from mrenhance.consistency import detect_kspace_cutoffs, kspace_consistency
+        from mrenhance.consistency import (
+            TV_ITERATIONS,
+            TV_WEIGHT,
+            detect_kspace_cutoffs,
+            kspace_consistency,
+            tv_consistency,
+        )
         from mrenhance.engine.infer import infer
 
         out = infer(model, array, plan, **options)
@@ -672,8 +681,14 @@ class SRT1Task(Task):
             return out
         cuts = detect_kspace_cutoffs(array)
         if any(c is not None for c in cuts) and np.isfinite(out).all():
-            kspace_consistency(out, array, cuts)
-            report.update(mode="kspace", cutoffs=[c if c is None else int(c) for c in cuts])
+            cutoffs = [c if c is None else int(c) for c in cuts]
+            if consistency == "tv":
+                out = tv_consistency(out, array, cuts)
+                report.update(mode="kspace+tv", cutoffs=cutoffs)
+                report.update(tv_weight=TV_WEIGHT, tv_iterations=TV_ITERATIONS)
+            else:
+                kspace_consistency(out, array, cuts)
+                report.update(mode="kspace", cutoffs=cutoffs)
         else:
             report["mode"] = "none detected"
         return out
