@@ -51,9 +51,6 @@ def main() -> int:
     from mrenhance.simulate import subjects as S
     from mrenhance.tasks.sr_synthetic import apply_degradation
 
-    def tvdc(x0: np.ndarray, lr: np.ndarray, cuts: tuple, w: float, it: int) -> np.ndarray:
-        return tv_consistency(x0, lr, cuts, weight=w, iterations=it)
-
     rows: list[dict] = []
     for j in range(args.scans):
         rng = np.random.default_rng([777, j])
@@ -72,13 +69,14 @@ def main() -> int:
         for degradation, spec in DEGRADATIONS.items():
             lr = apply_degradation(hr, spec, np.random.default_rng([778, j]), signal_mask=mask)
             cuts = detect_kspace_cutoffs(lr)
-            got = {"TV compressed sensing": psnr(tvdc(lr, lr, cuts, 0.01, 20))}
+            got = {"TV compressed sensing": psnr(tv_consistency(lr, lr, cuts))}
             for model in ("mdcsrn-b4u4-synth", "mdcsrn-b4u4"):
                 out = enhance(Volume(lr, aff, {}), model).data.astype(np.float32)
                 got[model] = psnr(out)
                 grid = SYNTH_GRID if model.endswith("synth") else ((0.01, 20),)
                 for w, it in grid:
-                    got[f"{model} + TV w{w} x{it}"] = psnr(tvdc(out, lr, cuts, w, it))
+                    refined = tv_consistency(out, lr, cuts, weight=w, iterations=it)
+                    got[f"{model} + TV w{w} x{it}"] = psnr(refined)
             base = psnr(lr)
             for method, value in got.items():
                 rows.append(
