@@ -46,26 +46,33 @@ def test_two_process_ddp_equals_one_process_with_the_whole_batch(tmp_path):
     # this checkout's package first: the workers must run the code under test
     path = os.pathsep.join([str(HERE), str(HERE.parent / "src")])
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",  # rendezvous on a free local port
-        "--nproc_per_node",
-        "2",
-        str(HERE / "_ddp_worker.py"),
-        str(tmp_path / "ddp"),
-    ]
-    (tmp_path / "ddp").mkdir()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+
+    def launch(out: Path) -> subprocess.CompletedProcess:
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",  # rendezvous on a free local port
+            "--nproc_per_node",
+            "2",
+            str(HERE / "_ddp_worker.py"),
+            str(out),
+        ]
+        out.mkdir()
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+
+    out = tmp_path / "ddp"
+    proc = launch(out)
     if proc.returncode != 0 and "terminate called without an active exception" in proc.stderr:
         # known flake on a heavily loaded 2-core machine: a gloo worker thread aborts
         # (SIGABRT) at teardown; seen once in five full runs, never on a quiet machine.
-        # One clean rerun must then pass; a real failure fails twice.
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        # One clean rerun, in a fresh folder (the first run's checkpoints are there, and
+        # the trainer rightly refuses to overwrite them), must then pass.
+        out = tmp_path / "ddp-rerun"
+        proc = launch(out)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
-    ranks = [json.loads((tmp_path / "ddp" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [(r["rank"], r["world_size"], r["is_main"]) for r in ranks] == [
         (0, 2, True),
         (1, 2, False),
@@ -96,7 +103,7 @@ def test_two_process_ddp_equals_one_process_with_the_whole_batch(tmp_path):
     )
     gan.fit()
 
-    got = torch.load(tmp_path / "ddp" / "weights.pt", weights_only=True)
+    got = torch.load(out / "weights.pt", weights_only=True)
     for part, model, init in (
         ("sup", single.model, TinyNet()),
         ("gen", gan.step.model, TinyNet()),
@@ -108,5 +115,5 @@ def test_two_process_ddp_equals_one_process_with_the_whole_batch(tmp_path):
         moved = max((v - init.state_dict()[k]).abs().max() for k, v in got[part].items())
         assert moved > 1e-3
     # rank 0 alone wrote the run folder's log: one header, one row per step
-    rows = (tmp_path / "ddp" / "sup" / "metrics.csv").read_text().splitlines()
+    rows = (out / "sup" / "metrics.csv").read_text().splitlines()
     assert len(rows) == 1 + SUPERVISED["steps"]
