@@ -14,7 +14,9 @@ them used for training or model selection, is degraded by
 and restored by: the input itself, tricubic interpolation of the low-matrix image ((a)
 only; for (b) the input *is* the cubic interpolation of the thick slices), each model as
 ``enhance`` runs it by default (data consistency ``auto``: a detected zero-filled band is
-kept, ``mrenhance.consistency``) and, with ``--raw``, the raw network (``consistency="off"``,
+kept, ``mrenhance.consistency``), with ``--check`` also ``consistency="check"`` (where no
+band is detected the network is weighed against the input by a self-check on the scan's
+sharpest axis) and, with ``--raw``, the raw network (``consistency="off"``,
 rows marked "raw"), with ``--tv`` each model with ``consistency="tv"`` (rows "+ TV":
 TV-regularised compressed sensing of the unmeasured band started from the network output,
 ``mrenhance.consistency.tv_consistency``) and the classical TV compressed-sensing
@@ -25,7 +27,7 @@ images divided by the scan's 99.5th head percentile, data_range 1; gain = PSNR -
 the input. Scans larger than ``--crop`` voxels along an axis are cropped around the head's
 centre (CPU time; choice).
 
-    python benchmarks/sr_real.py --raw --tv               # the committed table
+    python benchmarks/sr_real.py --raw --tv --check       # the committed table
     python benchmarks/sr_real.py --adapt-steps 0 --models mdcsrn-b4u4,runs/x.safetensors
 
 Writes ``benchmarks/results/sr_real.{json,md,csv}`` and ``sr_real.png``.
@@ -157,6 +159,12 @@ def main() -> int:
         help="also the raw network of each model (enhance(..., consistency='off'))",
     )
     p.add_argument(
+        "--check",
+        action="store_true",
+        help="also each model with consistency='check' (as auto; where no band is detected "
+        "the network is weighed against the input by a self-check on its sharpest axis)",
+    )
+    p.add_argument(
         "--tv",
         action="store_true",
         help="also each model with consistency='tv' (TV-regularised compressed sensing of "
@@ -223,6 +231,8 @@ def main() -> int:
                 runs += [(model, 0, "tv") for model in models]
             if args.raw:
                 runs += [(model, 0, "off") for model in models]
+            if args.check:
+                runs += [(model, 0, "check") for model in models]
             if (
                 args.adapt_steps > 0
                 and (args.adapt_scans == "all" or scan in args.adapt_scans.split(","))
@@ -241,6 +251,8 @@ def main() -> int:
                     name += " raw"
                 elif consistency == "tv":
                     name += " + TV"
+                elif consistency == "check":
+                    name += " --consistency check"
                 key = (
                     f"{scan}|{degradation}|{_sha(model)}|{steps}|{args.adapt_patch}|"
                     f"{args.crop}|{consistency}"

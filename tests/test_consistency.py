@@ -126,13 +126,64 @@ def test_run_network_modes():
         atol=1e-4,
     )
 
-    # a thick-slice input: no k-space cliff, the network output as is
+    # a thick-slice input: no k-space cliff; "auto" leaves the network output as is
     thick = np.clip(thick_slice(hr, 2, axis=2, profile="gaussian", fwhm_vox=2.0), 0, None)
+    thick = thick.astype(np.float32)
     report = {}
     out = task.run_network(_AddNoise(), thick, plan, consistency="auto", report=report)
     assert report == {"mode": "none detected"}
     raw = task.run_network(_AddNoise(), thick, plan, consistency="off")
     np.testing.assert_array_equal(out, raw)
+    # "check": the self-check sees a network that only adds noise and keeps the input
+    report = {}
+    out = task.run_network(_AddNoise(), thick, plan, consistency="check", report=report)
+    assert report["mode"] == "self-check" and report["check_axis"] in (0, 1)
+    assert report["weight"] < 0.05 and report["check_gain_db"] < 0
+    assert np.abs(out - thick).max() < 0.05 * np.abs(raw - thick).max()
+
+
+def _check_case():
+    hr = _phantom()
+    y = np.clip(thick_slice(hr, 2, axis=2, profile="gaussian", fwhm_vox=2.0), 0, None)
+    y = y.astype(np.float32)
+    degraded = np.clip(thick_slice(y, 2, axis=0, profile="gaussian", fwhm_vox=2.0), 0, None)
+    return y, degraded.astype(np.float32)
+
+
+def test_self_check_weight_trusts_a_network_as_far_as_it_restores_the_check():
+    y, degraded = _check_case()
+    r = y - degraded
+    assert np.abs(r).max() > 0.05  # the check does degrade the phantom
+    cases = {
+        "identity": (lambda x: x, 0.0),
+        "perfect": (lambda x: x + r, 1.0),
+        "half way": (lambda x: x + 0.5 * r, 1.0),  # the blend cannot go beyond the network
+        "twice too far": (lambda x: x + 2.0 * r, 0.5),
+        "the wrong way": (lambda x: x - r, 0.0),
+    }
+    for name, (run, expected) in cases.items():
+        w, info = dc.self_check_weight(run, y, 0)
+        assert w == pytest.approx(expected, abs=1e-3), name
+        assert info["check_axis"] == 0 and info["check_blend_gain_db"] >= -1e-6, name
+    _, info = dc.self_check_weight(cases["twice too far"][0], y, 0)
+    assert info["check_gain_db"] == pytest.approx(0.0, abs=1e-2)  # 2r overshoots: error r
+    assert info["check_blend_gain_db"] > 30  # the blend at 0.5 restores it
+
+
+def test_self_check_weight_only_counts_the_mask_and_leaves_its_input():
+    y, degraded = _check_case()
+    r = y - degraded
+    mask = np.zeros(y.shape, dtype=bool)
+    mask[:, :, : y.shape[2] // 2] = True
+    keep = y.copy()
+
+    def run(x):  # restores the masked half, ruins the other
+        return np.where(mask, x + r, x - 5 * r).astype(np.float32)
+
+    w, _ = dc.self_check_weight(run, y, 0, mask)
+    assert w == pytest.approx(1.0, abs=1e-3)
+    assert dc.self_check_weight(run, y, 0)[0] < 0.2
+    np.testing.assert_array_equal(y, keep)
 
 
 def test_enhancer_refuses_an_unknown_consistency():
@@ -265,6 +316,7 @@ def test_run_network_tv_mode_and_refusal_for_other_tasks():
     thick = np.clip(thick_slice(hr, 2, axis=2, profile="gaussian", fwhm_vox=2.0), 0, None)
     report = {}
     task.run_network(_AddNoise(), thick, plan, consistency="tv", report=report)
-    assert report == {"mode": "none detected"}
-    with pytest.raises(InputError, match="--consistency tv"):
-        Enhancer(create_model("dwan", channels=4, wide=8), "asl", consistency="tv")
+    assert report == {"mode": "none detected"}  # no band to refine: as "auto"
+    for mode in ("tv", "check"):
+        with pytest.raises(InputError, match=f"--consistency {mode}"):
+            Enhancer(create_model("dwan", channels=4, wide=8), "asl", consistency=mode)

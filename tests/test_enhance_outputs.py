@@ -186,7 +186,7 @@ def test_a_voxel_size_far_from_the_training_one_is_warned_about_once(tmp_path, w
 
 
 def test_a_card_trained_on_a_range_of_voxel_sizes_warns_only_beyond_it(tmp_path, capsys):
-    """mdcsrn-b4u4-synth saw 1-2.5 mm scans: a 3 mm input is fine, 4 mm is warned about."""
+    """A card that saw 1-2.5 mm scans: a 3 mm input is fine, 4 mm is warned about."""
     import torch
 
     from mrenhance.models import create_model

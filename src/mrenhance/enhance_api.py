@@ -58,12 +58,14 @@ class Enhancer:
     max_memory : bytes for one tile's activations in exact tiling (default
         :func:`default_max_memory`).
     scale : a known normalisation scale (skips computing it; validation on a crop).
-    consistency : "auto", "tv" or "off": for tasks whose ``run_network`` takes it
+    consistency : "auto", "check", "tv" or "off": for tasks whose ``run_network`` takes it
         (sr_t1), how the network output is made consistent with the input
-        (:mod:`mrenhance.consistency`; "tv" adds TV-regularised compressed sensing of the
-        unmeasured band, sr_t1 only); for tasks whose ``prepare`` takes ``split_half``
-        (asl), whether the network is weighed against the input on its own repeats; what
-        was done is in ``last_consistency`` and the provenance.
+        (:mod:`mrenhance.consistency`; "auto" keeps a detected measured band, "check" also
+        weighs the network against the input by a self-check where none is detected,
+        "tv" adds TV-regularised compressed sensing of the unmeasured band; sr_t1 only);
+        for tasks whose ``prepare`` takes ``split_half`` (asl), whether the network is
+        weighed against the input on its own repeats; what was done is in
+        ``last_consistency`` and the provenance.
     """
 
     def __init__(
@@ -130,11 +132,12 @@ class Enhancer:
                 f"--consistency {consistency!r}: must be one of {', '.join(CONSISTENCY)}"
             )
         run_network = getattr(self.task, "run_network", None)
-        if consistency == "tv" and (
+        if consistency in ("tv", "check") and (
             run_network is None or "consistency" not in inspect.signature(run_network).parameters
         ):
             raise InputError(
-                f"--consistency tv: only for k-space SR models (sr_t1), not task {self.task.name}"
+                f"--consistency {consistency}: only for SR models (sr_t1), "
+                f"not task {self.task.name}"
             )
         self.consistency = consistency
         self.last_consistency: dict[str, Any] | None = None
@@ -270,11 +273,12 @@ class Enhancer:
             if self.last_consistency is None:
                 self.last_consistency = {}
             result = self.task.restore(out, ctx, volume, report=self.last_consistency)
-            if self.adaptation is not None and "weight" in self.last_consistency:
-                # the network was tuned on these same pairs: the check is not independent
-                self.last_consistency["note"] = "adapted-on-these-pairs-w-optimistic"
         else:
             result = self.task.restore(out, ctx, volume)
+        if self.adaptation is not None and "weight" in (self.last_consistency or {}):
+            # the network was tuned on pairs like the check's (asl: these same pairs; sr_t1:
+            # the input re-degraded along its sharp axes): the check is not independent
+            self.last_consistency["note"] = "adapted-on-these-pairs-w-optimistic"
         card = self.card
         plan = self.last_plan
         step = (
@@ -321,7 +325,7 @@ class Enhancer:
 
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 #: data consistency of the SR output with its input (mrenhance.consistency; tasks/sr_t1.py)
-CONSISTENCY = ("auto", "tv", "off")
+CONSISTENCY = ("auto", "check", "tv", "off")
 _AMP: dict[str, Any] = {"fp32": None}
 
 

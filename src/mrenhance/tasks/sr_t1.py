@@ -655,21 +655,25 @@ class SRT1Task(Task):
     ) -> np.ndarray:
         """The network on the prepared input, then made consistent with it.
 
-        array : (x, y, z) float32, the normalised input. ``consistency`` "auto": where the
-        input is a zero-filled k-space truncation (a spectral cliff,
+        array : (x, y, z) float32, the normalised input. ``consistency`` "auto" (the
+        default): where the input is a zero-filled k-space truncation (a spectral cliff,
         :func:`mrenhance.consistency.detect_kspace_cutoffs`) the output's measured band is
         replaced by the input's (:func:`mrenhance.consistency.kspace_consistency`); any
-        other input gets the network output as is. "tv": as "auto", and the unmeasured
-        band is then refined by TV-regularised compressed sensing started from the network
-        output (:func:`mrenhance.consistency.tv_consistency`). "off": always the network
-        output.
-        ``report`` receives what was done (mode, cut-off bins per axis).
+        other input gets the network output as is. "check": as "auto", and any other input
+        (thick slices, blur, a scan as acquired) gets ``y + w (net(y) - y)`` with ``w``
+        from a self-check on its own sharpest axis
+        (:func:`mrenhance.consistency.self_check_weight`; one more network pass). "tv": as
+        "auto", and a detected unmeasured band is then refined by TV-regularised
+        compressed sensing started from the network output
+        (:func:`mrenhance.consistency.tv_consistency`). "off": always the network output.
+        ``report`` receives what was done (mode, cut-off bins per axis, ``w``).
         """
         from mrenhance.consistency import (
             TV_ITERATIONS,
             TV_WEIGHT,
             detect_kspace_cutoffs,
             kspace_consistency,
+            self_check_weight,
             tv_consistency,
         )
         from mrenhance.engine.infer import infer
@@ -679,8 +683,11 @@ class SRT1Task(Task):
         if consistency == "off":
             report["mode"] = "off"
             return out
+        if not np.isfinite(out).all():
+            report["mode"] = "none: non-finite output"
+            return out
         cuts = detect_kspace_cutoffs(array)
-        if any(c is not None for c in cuts) and np.isfinite(out).all():
+        if any(c is not None for c in cuts):
             cutoffs = [c if c is None else int(c) for c in cuts]
             if consistency == "tv":
                 out = tv_consistency(out, array, cuts)
@@ -689,8 +696,21 @@ class SRT1Task(Task):
             else:
                 kspace_consistency(out, array, cuts)
                 report.update(mode="kspace", cutoffs=cutoffs)
-        else:
+            return out
+        if consistency != "check" or min(array.shape) < SELF_CHECK_MIN_VOXELS:
             report["mode"] = "none detected"
+            return out
+        from mrenhance.preprocess import head_mask
+
+        axes, fractions = high_resolution_axes(array)
+        axis = max(axes, key=lambda a: fractions[a])
+        w, info = self_check_weight(
+            lambda x: infer(model, x, plan, **options), array, axis, head_mask(array)
+        )
+        out -= array
+        out *= np.float32(w)
+        out += array
+        report.update(mode="self-check", weight=round(w, 3), **info)
         return out
 
     def restore(self, array: np.ndarray, context: dict[str, Any], volume: Volume) -> Volume:
@@ -848,6 +868,11 @@ class SRT1Task(Task):
             "files": files,
             "tables": tables,
         }
+
+
+#: the self-check of ``run_network`` needs at least this many voxels along every axis
+#: (choice: a thick-slice re-degradation of 2 voxels needs a few slices to mean anything)
+SELF_CHECK_MIN_VOXELS = 8
 
 
 def high_resolution_axes(image: np.ndarray, *, ratio: float = 0.5) -> tuple[list[int], list[float]]:
