@@ -263,6 +263,17 @@ def test_cli_consistency_option(tmp_path, capsys):
     assert exc.value.code == 2 and not (tmp_path / "x.nii.gz").exists()
     assert src.read_bytes() == before
 
+    # a thick-slice input: "check" records its self-check weight; the input is untouched
+    thick = thick_slice(_phantom(), 2, axis=2, profile="gaussian", fwhm_vox=2.0) * 500
+    src = tmp_path / "thick.nii.gz"
+    nib.save(nib.Nifti1Image(np.clip(thick, 0, None).astype(np.float32), np.eye(4)), src)
+    before = src.read_bytes()
+    run = ["enhance", str(src), "--model", str(weights), "-q", "-o"]
+    assert main([*run, str(tmp_path / "check.nii.gz"), "--consistency", "check"]) == 0
+    meta = read_sidecar(tmp_path / "check.nii.gz")["mrenhance"]
+    assert any("consistency=mode:self-check,weight:" in s for s in meta["provenance"])
+    assert src.read_bytes() == before
+
 
 def _blocks(shape=(40, 36, 32)) -> np.ndarray:
     """A piecewise-constant head: the image TV reconstruction is made for."""
