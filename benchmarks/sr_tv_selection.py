@@ -28,8 +28,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import provenance, tune_allocator, write_results  # noqa: E402
+from _synth_scans import CONTRASTS, gain_summary, synthetic_scans  # noqa: E402
 
-CONTRASTS = ("t1", "t2", "pd", "flair", "random")
 DEGRADATIONS = {
     "(a) k-space 2x2": {"kspace_factors": (2.0, 2.0, 1.0)},
     "(c) k-space 2x2 + noise SNR 20": {"kspace_factors": (2.0, 2.0, 1.0), "noise_snr": 20.0},
@@ -47,21 +47,10 @@ def main() -> int:
     from mrenhance import Volume
     from mrenhance.consistency import detect_kspace_cutoffs, tv_consistency
     from mrenhance.enhance_api import enhance
-    from mrenhance.preprocess import head_mask
-    from mrenhance.simulate import subjects as S
     from mrenhance.tasks.sr_synthetic import apply_degradation
 
     rows: list[dict] = []
-    for j in range(args.scans):
-        rng = np.random.default_rng([777, j])
-        vox = float(rng.uniform(1.5, 5.0))
-        lesions = ("tumour",) if rng.random() < 0.2 else ()
-        sub = S.draw_subject(rng, voxel_mm=vox, shape=(48, 48, 48), lesions=lesions)
-        hr, _ = S.render_image(sub, rng, contrast=CONTRASTS[j % 5], snr=(20.0, 100.0))
-        hr = np.clip(hr, 0, None).astype(np.float32)
-        mask = head_mask(hr)
-        hr /= float(np.percentile(hr[mask], 99.5))
-        aff = np.diag([vox, vox, vox, 1.0])
+    for j, vox, hr, mask, aff in synthetic_scans(777, args.scans):
 
         def psnr(x: np.ndarray, hr: np.ndarray = hr, mask: np.ndarray = mask) -> float:
             return float(10 * np.log10(1 / ((x - hr)[mask] ** 2).mean()))
@@ -92,24 +81,7 @@ def main() -> int:
                     }
                 )
             print(f"scan {j} {degradation}: {vox:.2f} mm, cuts {cuts}", flush=True)
-    summary = []
-    for degradation in DEGRADATIONS:
-        for method in dict.fromkeys(r["method"] for r in rows):
-            gains = [
-                r["gain_db"]
-                for r in rows
-                if r["degradation"] == degradation and r["method"] == method
-            ]
-            summary.append(
-                {
-                    "degradation": degradation,
-                    "scan": f"mean of {len(gains)}",
-                    "method": method,
-                    "gain_db": round(float(np.mean(gains)), 3),
-                    "min_gain_db": round(float(np.min(gains)), 3),
-                    "below_input": int(sum(g < 0 for g in gains)),
-                }
-            )
+    summary = gain_summary(rows, list(DEGRADATIONS))
     meta = provenance(" ".join(["python benchmarks/sr_tv_selection.py", *sys.argv[1:]]))
     meta.update(
         protocol="synthetic validation scans only (simulate.subjects seed 777), 1.5-5 mm, "
