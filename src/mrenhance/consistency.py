@@ -233,7 +233,10 @@ def self_check_weight(
     of blur, one axis further): the same assumption as the split-half weight of the ASL task
     (``tasks.asl.split_half_weight``), and as blind to a degradation the check does not
     imitate. Cost: one more network pass. Returns ``(w, info)`` with the check's PSNR gain
-    in dB (in ``mask``, any data range) of the raw network and of the blend over ``y'``.
+    in dB (in ``mask``, any data range) of the raw network and of the blend over ``y'``,
+    and ``weight_band``: the same weight measured only on the band the check removed (above
+    the slices' Nyquist along ``axis``), kept for comparison (docs/sr_t1.md, "Fifth
+    attempt": less cautious, and worse on thick slices).
     """
     from mrenhance.simulate.kspace import thick_slice
 
