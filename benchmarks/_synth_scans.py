@@ -62,3 +62,31 @@ def gain_summary(rows: Sequence[dict[str, Any]], degradations: Sequence[str]) ->
                 }
             )
     return summary
+
+
+def scan_rows(
+    got: dict[str, float],
+    base: float,
+    *,
+    degradation: str,
+    scan: int,
+    voxel_mm: float,
+    cuts: Sequence[int | None],
+    extra: dict[str, dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """One row per method of one scan and degradation: PSNR (dB) and its gain over ``base``
+    (the input's PSNR); ``extra[method]`` adds columns to that method's row."""
+    return [
+        {
+            "degradation": degradation,
+            "scan": scan,
+            "voxel_mm": round(voxel_mm, 2),
+            "contrast": CONTRASTS[scan % 5],
+            "cutoffs": str(cuts),
+            "method": method,
+            "psnr": round(value, 3),
+            "gain_db": round(value - base, 3),
+            **((extra or {}).get(method, {})),
+        }
+        for method, value in got.items()
+    ]

@@ -32,7 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import provenance, tune_allocator, write_results  # noqa: E402
-from _synth_scans import CONTRASTS, gain_summary, synthetic_scans  # noqa: E402
+from _synth_scans import gain_summary, scan_rows, synthetic_scans  # noqa: E402
 
 SEED = 4242
 DEGRADATIONS = {
@@ -94,21 +94,11 @@ def main() -> int:
                 got[f"{name} {same[0]}"] = got[f"{name} {same[1]}"]
                 if banded:
                     got[f"{name} check (band weight)"] = got[f"{name} auto"]
-            base = psnr(lr)
-            for method, value in got.items():
-                rows.append(
-                    {
-                        "degradation": degradation,
-                        "scan": j,
-                        "voxel_mm": round(vox, 2),
-                        "contrast": CONTRASTS[j % 5],
-                        "cutoffs": str(cuts),
-                        "method": method,
-                        "psnr": round(value, 3),
-                        "gain_db": round(value - base, 3),
-                        "self_check_weight": weights.get(method),
-                    }
-                )
+            extra = {m: {"self_check_weight": weights.get(m)} for m in got}
+            rows += scan_rows(
+                got, psnr(lr), degradation=degradation, scan=j, voxel_mm=vox, cuts=cuts,
+                extra=extra,
+            )  # fmt: skip
             print(f"scan {j} {degradation}: {vox:.2f} mm, cuts {cuts}", flush=True)
     summary = gain_summary(rows, list(DEGRADATIONS))
     meta = provenance(" ".join(["python benchmarks/sr_synth_selection.py", *sys.argv[1:]]))

@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import provenance, tune_allocator, write_results  # noqa: E402
-from _synth_scans import CONTRASTS, gain_summary, synthetic_scans  # noqa: E402
+from _synth_scans import gain_summary, scan_rows, synthetic_scans  # noqa: E402
 
 DEGRADATIONS = {
     "(a) k-space 2x2": {"kspace_factors": (2.0, 2.0, 1.0)},
@@ -66,20 +66,9 @@ def main() -> int:
                 for w, it in grid:
                     refined = tv_consistency(out, lr, cuts, weight=w, iterations=it)
                     got[f"{model} + TV w{w} x{it}"] = psnr(refined)
-            base = psnr(lr)
-            for method, value in got.items():
-                rows.append(
-                    {
-                        "degradation": degradation,
-                        "scan": j,
-                        "voxel_mm": round(vox, 2),
-                        "contrast": CONTRASTS[j % 5],
-                        "cutoffs": str(cuts),
-                        "method": method,
-                        "psnr": round(value, 3),
-                        "gain_db": round(value - base, 3),
-                    }
-                )
+            rows += scan_rows(
+                got, psnr(lr), degradation=degradation, scan=j, voxel_mm=vox, cuts=cuts
+            )
             print(f"scan {j} {degradation}: {vox:.2f} mm, cuts {cuts}", flush=True)
     summary = gain_summary(rows, list(DEGRADATIONS))
     meta = provenance(" ".join(["python benchmarks/sr_tv_selection.py", *sys.argv[1:]]))
