@@ -28,8 +28,12 @@ Peers (optional ``[bench]`` extra; skipped when not installed):
   TorchIO's zero padding of the input differs from per-layer padding). MONAI's
   ``sliding_window_inference`` blends and cannot crop, so it has no such setting short of
   one window over the whole volume.
-``ours-fp32-onepass`` is our exact tiling with each tile in one pass (no streaming: the
-default of the previous release). ``approx-default`` is our tiling before that: 64^3
+``ours-bf16-eager`` is ours in bf16 with the generated BatchNorm + ELU kernel switched
+off (``MRENHANCE_FUSED_KERNELS=off``: eager ``addcmul`` + ELU, the path used where no C++
+compiler is found; fp32 never uses the kernel); the timed call of ``ours-bf16`` includes
+that kernel's compile (or on-disk cache load) in a fresh process. ``ours-fp32-onepass``
+is our exact tiling with each tile in one pass (no streaming: the previous default).
+``approx-default`` is our tiling before that: 64^3
 tiles, 3-voxel crop margin, volume padded by the margin, eager network.
 
 Writes ``benchmarks/results/bench_inference.{json,md,csv}``.
@@ -56,6 +60,7 @@ METHODS = (
     "ours-fp32",
     "ours-bf16",
     "ours-fp32-onepass",
+    "ours-bf16-eager",
     "approx-default",
     "monai-constant",
     "monai-constant-bf16",
@@ -113,11 +118,12 @@ def worker(method: str, size: str, out: str, max_memory: float | None) -> dict:
 
     from mrenhance.enhance_api import Enhancer
 
+    if method.endswith("-eager"):  # ours without the generated BatchNorm + ELU kernel
+        os.environ["MRENHANCE_FUSED_KERNELS"] = "off"
     x, _ = _input(size)
+    ours_bf16 = method.startswith("ours") and "bf16" in method
     enhancer = Enhancer.from_weights(
-        "mdcsrn-b4u4",
-        precision="bf16" if method == "ours-bf16" else "fp32",
-        max_memory=max_memory,
+        "mdcsrn-b4u4", precision="bf16" if ours_bf16 else "fp32", max_memory=max_memory
     )
     eager = enhancer.model
     if method == "ours-fp32-onepass":  # exact tiles, each in one pass (no streaming)
@@ -128,7 +134,13 @@ def worker(method: str, size: str, out: str, max_memory: float | None) -> dict:
     if method.startswith("ours"):
         y = enhancer._infer(x)
         plan = enhancer.last_plan
-        info = {"tiles": list(plan.patch), "overlap": list(plan.overlap)}
+        from mrenhance.models.fused import fused_kernel_status
+
+        info = {
+            "tiles": list(plan.patch),
+            "overlap": list(plan.overlap),
+            "bn_elu_kernel": fused_kernel_status(),
+        }
     elif method == "approx-default":
         from mrenhance.engine.infer import infer
 
@@ -259,7 +271,8 @@ def main() -> None:
                     runs.append({**r, "rep": rep})
                     times[method].append(r["seconds"])
                     rss[method] = max(rss.get(method, 0.0), r["peak_rss_mb"])
-                    extra[method] = {k: r[k] for k in r if k in ("tiles", "overlap", "mode")}
+                    keep = ("tiles", "overlap", "mode", "bn_elu_kernel")
+                    extra[method] = {k: r[k] for k in r if k in keep}
                     outputs[method] = np.load(out)
                     print(f"rep {rep} {size} {method}: {r['seconds']:.1f} s", flush=True)
             ref = outputs.get("ours-fp32")

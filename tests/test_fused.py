@@ -257,3 +257,119 @@ def test_bf16_on_a_cpu_without_native_bf16_warns_and_auto_avoids_it(monkeypatch,
     with caplog.at_level("WARNING", logger="mrenhance"):
         assert resolve_precision("bf16", "cpu") == resolve_precision("auto", "cpu") == "bf16"
     assert not caplog.records
+
+
+def _bn_elu_case(planes: int = 3):
+    """A strided channels-last view (a unit's input inside its block buffer) in bf16."""
+    torch.manual_seed(1)
+    buf = torch.randn(1, 24, planes + 2, 9, 7).to(torch.bfloat16)
+    buf = buf.contiguous(memory_format=torch.channels_last_3d)
+    src = buf[:, :16, 1 : planes + 1]
+    scale = (torch.rand(1, 16, 1, 1, 1) + 0.5).to(torch.bfloat16)
+    shift = (torch.randn(1, 16, 1, 1, 1) * 0.3).to(torch.bfloat16)
+    return src, scale, shift
+
+
+def _eager_bn_elu(src, scale, shift):
+    return torch.nn.functional.elu(src.float() * scale.float() + shift.float())
+
+
+@pytest.mark.parametrize("planes", [1, 3])
+def test_bn_elu_kernel_equals_batchnorm_then_elu(monkeypatch, planes):
+    import shutil
+
+    from mrenhance.models import fused as fused_mod
+
+    monkeypatch.setitem(fused_mod._BN_ELU, "fn", None)
+    monkeypatch.delenv(fused_mod.FUSED_KERNELS_ENV, raising=False)
+    src, scale, shift = _bn_elu_case(planes)
+    before = src.clone()
+    out = torch.empty(src.shape, dtype=src.dtype, memory_format=torch.channels_last_3d)
+    fused_mod.bn_elu_into(src, scale, shift, out)
+    # one bf16 rounding of the exact value (eager bf16 rounds twice: within 2 ulps of it)
+    np.testing.assert_allclose(
+        out.float().numpy(), _eager_bn_elu(src, scale, shift).numpy(), rtol=2**-8, atol=2**-9
+    )
+    assert torch.equal(src, before)  # the block buffer is read, never written
+    if shutil.which("g++") or shutil.which("c++"):
+        assert fused_mod.fused_kernel_status() == "on"
+
+
+def test_bn_elu_kernel_switched_off_or_failing_falls_back_to_eager(monkeypatch, caplog):
+    from mrenhance.models import fused as fused_mod
+
+    src, scale, shift = _bn_elu_case()
+    eager = torch.empty_like(src)
+    fused_mod._bn_elu_eager(src, scale, shift, eager)
+
+    monkeypatch.setitem(fused_mod._BN_ELU, "fn", None)
+    monkeypatch.setenv(fused_mod.FUSED_KERNELS_ENV, "off")
+    out = torch.empty_like(src)
+    fused_mod.bn_elu_into(src, scale, shift, out)
+    assert torch.equal(out, eager)
+    assert fused_mod.fused_kernel_status() == f"off ({fused_mod.FUSED_KERNELS_ENV}=off)"
+
+    def broken(*args):
+        raise RuntimeError("InvalidCxxCompiler: no working C++ compiler found")
+
+    monkeypatch.setitem(fused_mod._BN_ELU, "fn", broken)
+    out = torch.empty_like(src)
+    with caplog.at_level("WARNING", logger="mrenhance"):
+        fused_mod.bn_elu_into(src, scale, shift, out)
+        fused_mod.bn_elu_into(src, scale, shift, out)  # the failure is logged once
+    assert torch.equal(out, eager)
+    assert fused_mod.fused_kernel_status().startswith("off (RuntimeError")
+    warnings = [r for r in caplog.records if "BatchNorm + ELU kernel" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+def test_bn_elu_kernel_only_for_bf16_on_the_cpu(monkeypatch):
+    """fp32 keeps eager PyTorch (the kernel gains 4 % there, less than its compile)."""
+    from mrenhance.models import fused as fused_mod
+
+    calls = []
+    monkeypatch.setitem(fused_mod._BN_ELU, "fn", lambda *a: calls.append(a[0].dtype))
+    src, scale, shift = (t.float() for t in _bn_elu_case())
+    out = torch.empty_like(src)
+    fused_mod.bn_elu_into(src, scale, shift, out)
+    assert calls == []
+    np.testing.assert_allclose(out.numpy(), _eager_bn_elu(src, scale, shift).numpy(), atol=1e-6)
+    src, scale, shift = _bn_elu_case()
+    fused_mod.bn_elu_into(src, scale, shift, torch.empty_like(src))
+    assert calls == [torch.bfloat16]
+
+
+def test_streamed_bf16_pass_with_the_kernel_matches_eager(monkeypatch):
+    from mrenhance.models import fused as fused_mod
+
+    fused = for_inference(_trained_like("mdcsrn-b2u4", growth=4))
+    x = torch.randn(1, 1, 13, 10, 9)
+    outs = {}
+    for mode in ("auto", "off"):
+        monkeypatch.setitem(fused_mod._BN_ELU, "fn", None)
+        monkeypatch.setenv(fused_mod.FUSED_KERNELS_ENV, mode)
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            outs[mode] = fused.stream(x, 4).float()
+    with torch.no_grad():
+        ref = fused.stream(x, 4)
+    scale = float(ref.abs().max())
+    assert float((outs["auto"] - outs["off"]).abs().max()) < 0.02 * scale
+    for out in outs.values():  # both as close to fp32 as bf16 allows
+        assert float((out - ref).abs().max()) < 0.03 * scale
+
+
+def test_bf16_streams_deeper_slabs_and_plans_with_bf16_memory():
+    from mrenhance.engine.grid import streaming_costs
+    from mrenhance.models.fused import BF16_STREAM_CHUNK
+
+    model = _trained_like("mdcsrn-b2u4", growth=4)
+    fp32 = Enhancer(model, "sr_t1")
+    bf16 = Enhancer(model, "sr_t1", inference={"tiling": "exact"}, precision="bf16")
+    assert fp32.net.stream_chunk == 4
+    assert bf16.net.stream_chunk == BF16_STREAM_CHUNK == 8
+    # the planner's probe runs as inference will: bf16 maps count half the bytes
+    plane32, _ = streaming_costs(bf16.net)
+    plane16, _ = streaming_costs(bf16.net, autocast_dtype=torch.bfloat16)
+    assert 0.4 * plane32 < plane16 < 0.7 * plane32
+    bf16.plan_for((20, 12, 10))
+    assert bf16._stream_costs[0] == pytest.approx(plane16, rel=0.05)

@@ -118,6 +118,10 @@ class Enhancer:
         self.progress = progress
         self.precision = resolve_precision(precision, device)
         self.amp_dtype = amp_dtype if amp_dtype is not None else _AMP[self.precision]
+        if self.amp_dtype is torch_bf16() and getattr(self.net, "stream_chunk", None):
+            from mrenhance.models.fused import BF16_STREAM_CHUNK
+
+            self.net.stream_chunk = BF16_STREAM_CHUNK
         self.max_memory = float(max_memory) if max_memory is not None else default_max_memory()
         # the default budget also shrinks for huge volumes (volume_budget); a given one is kept
         self.max_memory_given = max_memory is not None
@@ -202,12 +206,19 @@ class Enhancer:
 
         in_channels = shape[3] if len(shape) == 4 else 1
         if self._bytes_per_voxel is None:
+            # probed in the dtype inference runs in (bf16 maps are half the bytes)
+            probe_dtype = self.amp_dtype if self.amp_dtype is torch_bf16() else None
             self._bytes_per_voxel = activation_bytes_per_voxel(
-                self.net, in_channels=in_channels, patch_dims=len(self.plan.patch)
+                self.net,
+                in_channels=in_channels,
+                patch_dims=len(self.plan.patch),
+                autocast_dtype=probe_dtype,
             )
             dims = len(self.plan.patch)
             self._stream_costs = (
-                streaming_costs(self.net, in_channels=in_channels) if dims == 3 else None
+                streaming_costs(self.net, in_channels=in_channels, autocast_dtype=probe_dtype)
+                if dims == 3
+                else None
             )
         budget = self.max_memory
         if not self.max_memory_given:
@@ -327,6 +338,13 @@ PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 #: data consistency of the SR output with its input (mrenhance.consistency; tasks/sr_t1.py)
 CONSISTENCY = ("auto", "check", "tv", "off")
 _AMP: dict[str, Any] = {"fp32": None}
+
+
+def torch_bf16() -> Any:
+    """``torch.bfloat16`` (torch imported on first use)."""
+    import torch
+
+    return torch.bfloat16
 
 
 def _amp_dtypes() -> None:

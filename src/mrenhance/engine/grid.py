@@ -25,6 +25,7 @@ network's own zero padding; the result equals one call on the padded volume.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import math
@@ -500,12 +501,20 @@ class _PeakTensorBytes(TorchDispatchMode):
         return out
 
 
+def _autocast(dtype: torch.dtype | None) -> Any:
+    """CPU autocast to ``dtype`` for a memory probe, or a no-op context for None."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast("cpu", dtype=dtype)
+
+
 def activation_bytes_per_voxel(
     model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
     *,
     in_channels: int = 1,
     patch_dims: int = 3,
     probe: int = 16,
+    autocast_dtype: torch.dtype | None = None,
 ) -> float:
     """Peak activation bytes per input voxel of one tile, measured on one tiny forward pass.
 
@@ -516,14 +525,16 @@ def activation_bytes_per_voxel(
     largest total alive at any moment, add the input, and divide by
     ``probe ** patch_dims``. A fully convolutional network's activations grow linearly with
     the tile (mDCSRN-b4u4: 3460 bytes per voxel at 16^3, 24^3 and 32^3 alike), so the figure
-    carries over to any tile size. Not included: weights (see :func:`estimate_tile_bytes`),
-    scratch memory inside kernels (cuDNN workspaces) and the CUDA caching allocator's
-    slack; keep some headroom in ``max_bytes`` or pass a ``bytes_per_voxel`` measured on
-    the device. bf16 autocast roughly halves the true figure.
+    carries over to any tile size. ``autocast_dtype`` (bf16 / fp16): the pass runs under
+    CPU autocast to that dtype, as inference will, so its half-size maps are counted as
+    such (in float32 a bf16 pass's figure comes out about twice too high). Not included:
+    weights (see :func:`estimate_tile_bytes`), scratch memory inside kernels (cuDNN
+    workspaces) and the CUDA caching allocator's slack; keep some headroom in
+    ``max_bytes`` or pass a ``bytes_per_voxel`` measured on the device.
     """
     x = torch.zeros((1, in_channels) + (probe,) * patch_dims)
     tracker = _PeakTensorBytes()
-    with torch.inference_mode(), tracker:
+    with torch.inference_mode(), _autocast(autocast_dtype), tracker:
         y = model(x)
         del y
     return (tracker.peak + x.nbytes) / probe**patch_dims
@@ -534,6 +545,7 @@ def streaming_costs(
     *,
     in_channels: int = 1,
     probe: int = 16,
+    autocast_dtype: torch.dtype | None = None,
 ) -> tuple[float, float] | None:
     """(bytes per plane voxel, bytes per voxel) of a streamed forward pass, or None.
 
@@ -546,7 +558,7 @@ def streaming_costs(
     under a dispatch mode), on two probes of depth ``max(4 * chunk, 32) + 8`` and
     ``max(8 * chunk, 64) + 8`` (past the first slabs, where the stream's buffers still
     grow to their steady size) and a ``probe`` x ``probe`` plane: ``b`` from the
-    difference, ``a`` from the rest.
+    difference, ``a`` from the rest; ``autocast_dtype`` as there.
     """
     chunk = getattr(model, "stream_chunk", None)
     stream = getattr(model, "stream", None)
@@ -557,7 +569,7 @@ def streaming_costs(
     for depth in depths:
         x = torch.zeros((1, in_channels, depth, probe, probe))
         tracker = _PeakTensorBytes()
-        with torch.inference_mode(), tracker:
+        with torch.inference_mode(), _autocast(autocast_dtype), tracker:
             y = stream(x, chunk)
             del y
         peaks.append(tracker.peak + x.nbytes)
