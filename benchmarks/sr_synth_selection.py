@@ -6,10 +6,12 @@
 degraded as ``benchmarks/sr_real.py`` degrades the real scans: (a) k-space 2x2 (axes 0, 1),
 (b) thick slices along axis 2 (Gaussian profile FWHM 2 voxels, one slice every 2, cubic
 back to the grid), (c) (a) + Rician noise SNR 20. Every model runs through ``enhance``
-with ``consistency="auto"`` (hard data consistency where a k-space band is detected, the
-network as is elsewhere), ``"check"`` (as ``auto``; elsewhere the self-check weight of
-``mrenhance.consistency.self_check_weight``; its band-only weight is blended from the raw
-output, rows "(band weight)") and ``"tv"``; the input and TV compressed
+with ``consistency="off"`` (the network as is), ``"auto"`` (hard data consistency where a
+k-space band is detected, the self-check weight of
+``mrenhance.consistency.self_check_weight`` where the input has one blurred axis, the
+network as is elsewhere), ``"check"`` (as ``auto``; the self-check wherever no band is
+detected; its band-only weight is blended from the raw output, rows "(band weight)") and
+``"tv"``; the input and TV compressed
 sensing alone are the baselines. PSNR in the head
 mask after dividing by the truth's 99.5th head percentile; gain = PSNR - input's.
 
@@ -75,13 +77,13 @@ def main() -> int:
             for model in models:
                 name = _label(model)
                 # where a band is detected "check" is "auto"; elsewhere "tv" is "auto"
-                for mode in ("auto", "tv" if banded else "check"):
+                for mode in ("off", "auto", "tv") if banded else ("off", "auto", "check"):
                     out = enhance(Volume(lr, aff, {}), model, consistency=mode)
                     got[f"{name} {mode}"] = psnr(out.data.astype(np.float32))
                     info = out.meta.get("consistency", {})
-                    if mode == "auto":
-                        raw = out.data.astype(np.float32)  # the network as is where no band
-                    if "weight" in info:
+                    if mode == "off":
+                        raw = out.data.astype(np.float32)  # the network as is
+                    if "weight" in info and mode == "check":
                         weights[f"{name} {mode}"] = info["weight"]
                         # the alternative weight of the self-check (band the check removed
                         # only), blended here from the raw output: outputs are clipped at 0

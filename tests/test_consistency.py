@@ -104,7 +104,10 @@ class _AddNoise:
 
 
 def test_run_network_modes():
+    from scipy.ndimage import gaussian_filter
+
     from mrenhance.engine.grid import GridPlan
+    from mrenhance.tasks import sr_t1 as sr
     from mrenhance.tasks.sr_t1 import SRT1Task
 
     task = SRT1Task()
@@ -126,20 +129,31 @@ def test_run_network_modes():
         atol=1e-4,
     )
 
-    # a thick-slice input: no k-space cliff; "auto" leaves the network output as is
+    # a thick-slice input: no k-space cliff, one blurred axis; "auto" and "check" both run
+    # the self-check, which sees a network that only adds noise and keeps the input
     thick = np.clip(thick_slice(hr, 2, axis=2, profile="gaussian", fwhm_vox=2.0), 0, None)
     thick = thick.astype(np.float32)
-    report = {}
-    out = task.run_network(_AddNoise(), thick, plan, consistency="auto", report=report)
-    assert report == {"mode": "none detected"}
     raw = task.run_network(_AddNoise(), thick, plan, consistency="off")
-    np.testing.assert_array_equal(out, raw)
-    # "check": the self-check sees a network that only adds noise and keeps the input
+    for mode in ("auto", "check"):
+        report = {}
+        out = task.run_network(_AddNoise(), thick, plan, consistency=mode, report=report)
+        assert report["mode"] == "self-check" and report["check_axis"] in (0, 1)
+        assert report["weight"] < 0.05 and report["check_gain_db"] < 0
+        assert ("reason" in report) == (mode == "auto")
+        assert np.abs(out - thick).max() < 0.05 * np.abs(raw - thick).max()
+
+    # blurred along two axes (an in-plane blur, no cliff): "auto" keeps the network as is,
+    # "check" still checks it
+    blur = gaussian_filter(hr, sigma=(0.8, 0.8, 0)).astype(np.float32)
+    assert sr.high_resolution_axes(blur)[0] == [2]
+    assert not sr.thick_slice_signature(sr.high_resolution_axes(blur)[1])
     report = {}
-    out = task.run_network(_AddNoise(), thick, plan, consistency="check", report=report)
-    assert report["mode"] == "self-check" and report["check_axis"] in (0, 1)
-    assert report["weight"] < 0.05 and report["check_gain_db"] < 0
-    assert np.abs(out - thick).max() < 0.05 * np.abs(raw - thick).max()
+    out = task.run_network(_AddNoise(), blur, plan, consistency="auto", report=report)
+    assert report == {"mode": "none detected"}
+    np.testing.assert_array_equal(out, task.run_network(_AddNoise(), blur, plan, consistency="off"))
+    report = {}
+    task.run_network(_AddNoise(), blur, plan, consistency="check", report=report)
+    assert report["mode"] == "self-check"
 
 
 def _check_case():
@@ -327,7 +341,40 @@ def test_run_network_tv_mode_and_refusal_for_other_tasks():
     thick = np.clip(thick_slice(hr, 2, axis=2, profile="gaussian", fwhm_vox=2.0), 0, None)
     report = {}
     task.run_network(_AddNoise(), thick, plan, consistency="tv", report=report)
-    assert report == {"mode": "none detected"}  # no band to refine: as "auto"
+    assert report["mode"] == "self-check"  # no band to refine: as "auto"
     for mode in ("tv", "check"):
         with pytest.raises(InputError, match=f"--consistency {mode}"):
             Enhancer(create_model("dwan", channels=4, wide=8), "asl", consistency=mode)
+
+
+@pytest.mark.parametrize(
+    ("fractions", "thick"),
+    [
+        ((0.05, 0.04, 0.005), True),  # one axis lost its high frequencies
+        ((0.05, 0.05, 0.025), True),  # at the ratio: thick
+        ((0.05, 0.04, 0.03), False),  # three similar axes (isotropic)
+        ((0.006, 0.005, 0.04), False),  # two blurred axes (an in-plane truncation)
+        ((0.0, 0.0, 0.0), False),  # no high frequencies anywhere
+    ],
+)
+def test_thick_slice_signature(fractions, thick):
+    from mrenhance.tasks.sr_t1 import thick_slice_signature
+
+    assert thick_slice_signature(fractions) is thick
+
+
+def test_enhance_with_an_enhancer_refuses_options_it_would_ignore():
+    """An Enhancer owns its consistency, precision and tiling: enhance() must not silently
+    drop a different value given next to it."""
+    from mrenhance import Volume
+    from mrenhance.enhance_api import Enhancer, enhance
+    from mrenhance.errors import InputError
+    from mrenhance.models import create_model
+
+    enhancer = Enhancer(create_model("mdcsrn-b2u4", growth=4).eval(), "sr_t1")
+    vol = Volume(_phantom((20, 18, 16)))
+    for option in ({"consistency": "off"}, {"precision": "bf16"}, {"patch_size": 16}):
+        with pytest.raises(InputError, match=f"{next(iter(option))} would be ignored"):
+            enhance(vol, enhancer, **option)
+    default = enhance(vol, enhancer, consistency="auto", precision="fp32")  # the defaults
+    assert default.data.shape == vol.data.shape

@@ -13,7 +13,10 @@ error against the truth: the error left is the output's error outside the measur
 What is not detected: magnitude images of a truncated *zero-background* volume (the MNI
 template, skull-stripped data), whose rectified Gibbs lobes fill the unmeasured band to a
 few dB below the measured one (measured on the MNI T1: a 4-6 dB step with a falling tail),
-and every other degradation (thick slices). Those inputs get the network output as is.
+and every other degradation (thick slices). Of those, inputs with the signature of thick
+slices (one blurred axis) get :func:`self_check_weight`'s blend under the default
+``consistency="auto"`` (``tasks.sr_t1.SRT1Task.run_network``); the rest get the network
+output as is.
 
 Shapes: (x, y, z) float32 arrays on one grid; frequencies in DFT bins (0 .. n // 2).
 """

@@ -446,6 +446,21 @@ def _as_tiling(value: Any) -> int | tuple[int, ...]:
 _CACHE: dict[tuple, Enhancer] = {}
 
 
+def _refuse_enhancer_options(**given: tuple[Any, Any]) -> None:
+    """An :class:`Enhancer` owns its tiling, device, precision and consistency: ``enhance``
+    given one refuses any of those options set to other than the default (they would be
+    silently ignored) with one line naming them."""
+    changed = [name for name, (value, default) in given.items() if value != default]
+    if changed:
+        names = ", ".join(changed)
+        raise InputError(
+            f"enhance() with an Enhancer: {names} would be ignored (the Enhancer's own "
+            "settings apply); set them when creating it (Enhancer.from_weights(name, "
+            "precision=..., consistency=..., inference={'patch_size': ...})) or pass a "
+            "model name or weights path instead"
+        )
+
+
 def enhance(
     volume: Any,
     model: str | os.PathLike | Enhancer,
@@ -528,6 +543,17 @@ def enhance(
     """
     kind, volume = _as_volume(volume, affine)
     if isinstance(model, Enhancer):
+        _refuse_enhancer_options(
+            device=(device, "cpu"),
+            patch_size=(patch_size, None),
+            overlap=(overlap, None),
+            blend=(blend, None),
+            batch_size=(batch_size, 1),
+            progress=(progress, False),
+            precision=(precision, "fp32"),
+            max_memory=(max_memory, None),
+            consistency=(consistency, "auto"),
+        )
         enhancer = model
     else:
         enhancer = _cached_enhancer(
