@@ -60,8 +60,9 @@ class Enhancer:
     scale : a known normalisation scale (skips computing it; validation on a crop).
     consistency : "auto", "check", "tv" or "off": for tasks whose ``run_network`` takes it
         (sr_t1), how the network output is made consistent with the input
-        (:mod:`mrenhance.consistency`; "auto" keeps a detected measured band, "check" also
-        weighs the network against the input by a self-check where none is detected,
+        (:mod:`mrenhance.consistency`; "auto" keeps a detected measured band and
+        self-checks inputs with one blurred axis, "check" weighs the network against the
+        input by that self-check wherever no band is detected,
         "tv" adds TV-regularised compressed sensing of the unmeasured band; sr_t1 only);
         for tasks whose ``prepare`` takes ``split_half`` (asl), whether the network is
         weighed against the input on its own repeats; what was done is in
@@ -528,13 +529,18 @@ def enhance(
         an axis gets one warning (:func:`mrenhance.logs.warn_user`). Tasks whose
         ``prepare`` resamples by itself (pvs, asl, dsc) are left alone.
 
-    consistency : "auto" (default) or "off" (sr_t1 and asl models; other tasks ignore it).
-        "auto": sr_t1: where the input is a zero-filled k-space truncation (detected from
-        its spectrum, :mod:`mrenhance.consistency`) the output keeps the input's measured
-        band, other inputs get the network output as is; asl: on a series of at least 4
-        pairs the output is ``w net(mean) + (1 - w) mean``, ``w`` judged on the series' own
-        halves (:func:`mrenhance.tasks.asl.split_half_weight`). "off": always the raw
-        network. What was done is in ``result.meta["consistency"]``.
+    consistency : "auto" (default), "check", "tv" or "off" (sr_t1 and asl models; other
+        tasks ignore it; "check" and "tv" are sr_t1 only). "auto": sr_t1: where the input
+        is a zero-filled k-space truncation (detected from its spectrum,
+        :mod:`mrenhance.consistency`) the output keeps the input's measured band; an input
+        with one blurred axis (thick slices, :func:`mrenhance.tasks.sr_t1.thick_slice_signature`)
+        gets ``y + w (net(y) - y)`` with ``w`` from a self-check on its sharpest axis;
+        other inputs get the network output as is; asl: on a series of at least 4 pairs
+        the output is ``w net(mean) + (1 - w) mean``, ``w`` judged on the series' own
+        halves (:func:`mrenhance.tasks.asl.split_half_weight`). "check": the self-check on
+        every sr_t1 input without a detected band. "tv": as "auto", a detected band then
+        refined by TV compressed sensing. "off": always the raw network. What was done is
+        in ``result.meta["consistency"]``.
 
     Returns
     -------

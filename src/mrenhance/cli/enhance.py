@@ -92,12 +92,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default="auto",
         help="auto (default): sr_t1 models: where the input is a zero-filled k-space "
         "truncation (detected from its spectrum) the output keeps the input's measured "
-        "band (data consistency); asl models "
+        "band (data consistency), and an input with one blurred axis (thick slices) gets "
+        "the self-check of 'check'; asl models "
         "on a series of >= 4 pairs: the network is weighed against the plain mean by how "
         "well each half of the pairs predicts the other (split-half). tv: sr_t1 models: "
         "as auto, then the unmeasured band is refined by "
         "TV-regularised compressed sensing from the network output (slower: ~20 TV passes). "
-        "check: sr_t1 models: as auto, and any other input (thick slices) gets input + w "
+        "check: sr_t1 models: as auto, and every input without a detected band gets input + w "
         "(network - input), w from a self-check on the input's own sharpest axis (one more "
         "network pass). "
         "off: the raw network output",
