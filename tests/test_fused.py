@@ -373,3 +373,19 @@ def test_bf16_streams_deeper_slabs_and_plans_with_bf16_memory():
     assert 0.4 * plane32 < plane16 < 0.7 * plane32
     bf16.plan_for((20, 12, 10))
     assert bf16._stream_costs[0] == pytest.approx(plane16, rel=0.05)
+
+
+def test_bf16_provenance_says_whether_the_kernel_ran(monkeypatch, small_brain):
+    from mrenhance.models import fused as fused_mod
+    from mrenhance.volume import Volume
+
+    model = _trained_like("mdcsrn-b2u4", growth=4)
+    for mode, word in (("off", "off"), ("auto", None)):
+        monkeypatch.setitem(fused_mod._BN_ELU, "fn", None)
+        monkeypatch.setenv(fused_mod.FUSED_KERNELS_ENV, mode)
+        out = Enhancer(model, "sr_t1", precision="bf16")(Volume(small_brain * 100))
+        step = out.meta["provenance"][-1]
+        expected = word or fused_mod.fused_kernel_status().split(" ", 1)[0]
+        assert f"bn_elu_kernel={expected}" in step
+    fp32 = Enhancer(model, "sr_t1")(Volume(small_brain * 100))
+    assert "bn_elu_kernel" not in fp32.meta["provenance"][-1]

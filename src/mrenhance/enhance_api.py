@@ -299,6 +299,12 @@ class Enhancer:
             f"overlap={list(plan.overlap)} blend={plan.blend} precision={self.precision} "
             f"scale={ctx.get('scale', 1.0):.6g}"
         )
+        if self.amp_dtype is torch_bf16():
+            from mrenhance.models.fused import fused_kernel_status
+
+            kernel = fused_kernel_status()  # "on" / "off (why)"; untried: no fused network
+            if kernel != "not tried yet":
+                step += f" bn_elu_kernel={kernel.split(' ', 1)[0]}"
         if self.last_consistency:
             step += " consistency=" + ",".join(
                 f"{k}:{v}" for k, v in self.last_consistency.items()
