@@ -119,10 +119,9 @@ class Enhancer:
         self.progress = progress
         self.precision = resolve_precision(precision, device)
         self.amp_dtype = amp_dtype if amp_dtype is not None else _AMP[self.precision]
-        if self.amp_dtype is torch_bf16() and getattr(self.net, "stream_chunk", None):
-            from mrenhance.models.fused import BF16_STREAM_CHUNK
-
-            self.net.stream_chunk = BF16_STREAM_CHUNK
+        #: bf16 autocast: deeper streamed slabs, a bf16 memory probe, the kernel's provenance
+        self._bf16 = self.amp_dtype is not None and self.amp_dtype == _AMP["bf16"]
+        self._set_stream_chunk(self.net)
         self.max_memory = float(max_memory) if max_memory is not None else default_max_memory()
         # the default budget also shrinks for huge volumes (volume_budget); a given one is kept
         self.max_memory_given = max_memory is not None
@@ -186,10 +185,18 @@ class Enhancer:
         twin = copy.copy(self)
         twin.model = model
         twin.net = for_inference(model) if not model.training else model
+        twin._set_stream_chunk(twin.net)  # the copied memory estimates assume it
         twin.inference = dict(self.inference)
         twin.adaptation = None
         twin.last_consistency = None
         return twin
+
+    def _set_stream_chunk(self, net: Any) -> None:
+        """Deeper streamed slabs under bf16 (:data:`mrenhance.models.fused.BF16_STREAM_CHUNK`)."""
+        if self._bf16 and getattr(net, "stream_chunk", None):
+            from mrenhance.models.fused import BF16_STREAM_CHUNK
+
+            net.stream_chunk = BF16_STREAM_CHUNK
 
     @property
     def name(self) -> str:
@@ -208,7 +215,7 @@ class Enhancer:
         in_channels = shape[3] if len(shape) == 4 else 1
         if self._bytes_per_voxel is None:
             # probed in the dtype inference runs in (bf16 maps are half the bytes)
-            probe_dtype = self.amp_dtype if self.amp_dtype is torch_bf16() else None
+            probe_dtype = self.amp_dtype if self._bf16 else None
             self._bytes_per_voxel = activation_bytes_per_voxel(
                 self.net,
                 in_channels=in_channels,
@@ -299,7 +306,7 @@ class Enhancer:
             f"overlap={list(plan.overlap)} blend={plan.blend} precision={self.precision} "
             f"scale={ctx.get('scale', 1.0):.6g}"
         )
-        if self.amp_dtype is torch_bf16():
+        if self._bf16:
             from mrenhance.models.fused import fused_kernel_status
 
             kernel = fused_kernel_status()  # "on" / "off (why)"; untried: no fused network
@@ -345,13 +352,6 @@ PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 #: data consistency of the SR output with its input (mrenhance.consistency; tasks/sr_t1.py)
 CONSISTENCY = ("auto", "check", "tv", "off")
 _AMP: dict[str, Any] = {"fp32": None}
-
-
-def torch_bf16() -> Any:
-    """``torch.bfloat16`` (torch imported on first use)."""
-    import torch
-
-    return torch.bfloat16
 
 
 def _amp_dtypes() -> None:

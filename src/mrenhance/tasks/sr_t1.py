@@ -660,7 +660,7 @@ class SRT1Task(Task):
         :func:`mrenhance.consistency.detect_kspace_cutoffs`) the output's measured band is
         replaced by the input's (:func:`mrenhance.consistency.kspace_consistency`); any
         input with the signature of thick slices (exactly one axis without its high
-        frequencies, :func:`high_resolution_axes`) gets ``y + w (net(y) - y)`` with ``w``
+        frequencies, :func:`thick_slice_signature`) gets ``y + w (net(y) - y)`` with ``w``
         from a self-check on its own sharpest axis
         (:func:`mrenhance.consistency.self_check_weight`; one more network pass); any
         other input (isotropic, or blurred along two axes as an undetected in-plane
@@ -700,7 +700,7 @@ class SRT1Task(Task):
                 kspace_consistency(out, array, cuts)
                 report.update(mode="kspace", cutoffs=cutoffs)
             return out
-        if consistency == "off" or min(array.shape) < SELF_CHECK_MIN_VOXELS:
+        if min(array.shape) < SELF_CHECK_MIN_VOXELS:
             report["mode"] = "none detected"
             return out
         from mrenhance.preprocess import head_mask
